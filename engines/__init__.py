@@ -1,0 +1,1 @@
+"""Inference backends and model I/O; imports nothing from edge_agent."""

@@ -1,0 +1,103 @@
+"""The one interface every inference backend implements, and the types it speaks."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the model wants fed to it, so preprocessing happens once, on the host.
+
+    `scale` multiplies 0-255 pixel values (1.0 for YOLOX, 1/255 for Ultralytics).
+    `pad_align` is where letterbox padding goes: "center" (Ultralytics) or
+    "topleft" (YOLOX).
+    """
+
+    name: str
+    height: int
+    width: int
+    layout: str = "NCHW"  # or "NHWC"
+    color: str = "BGR"  # or "RGB"
+    scale: float = 1.0
+    pad_value: int = 114
+    pad_align: str = "center"
+    dtype: str = "float32"
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        if self.layout == "NHWC":
+            return (1, self.height, self.width, 3)
+        return (1, 3, self.height, self.width)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Facts read from the model file itself (never guessed from the sample)."""
+
+    path: str
+    name: str
+    sha256: str
+    family: str  # decoder name: yolox, ultralytics, end2end, yolov5, ssd
+    class_names: tuple[str, ...]
+    output_shapes: tuple[tuple[int, ...], ...] = ()
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Detections:
+    """Detections of one frame as parallel arrays, boxes in the original frame's pixels."""
+
+    boxes: np.ndarray  # (N, 4) float32 x1, y1, x2, y2
+    scores: np.ndarray  # (N,) float32
+    class_ids: np.ndarray  # (N,) int32
+
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])
+
+    @classmethod
+    def empty(cls) -> Detections:
+        return cls(
+            np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0,), np.int32)
+        )
+
+
+class Engine(abc.ABC):
+    """A loaded, compiled model on one device.
+
+    `submit` is the hot path: it queues one preprocessed input tensor and returns a
+    Future of the raw output arrays, so decode, inference and post-processing overlap.
+    """
+
+    backend: str = ""
+    device: str = ""
+    input: InputSpec
+    info: ModelInfo
+
+    @abc.abstractmethod
+    def submit(self, tensor: np.ndarray) -> Future[Sequence[np.ndarray]]:
+        """Start inference on one input tensor shaped like `self.input.shape`."""
+
+    def infer(self, tensor: np.ndarray) -> Sequence[np.ndarray]:
+        """Run one input synchronously (tools, tests); the loop uses `submit`."""
+        return self.submit(tensor).result()
+
+    @property
+    def parallelism(self) -> int:
+        """How many submits may be in flight before the next one blocks."""
+        return 1
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Wait for requests in flight and release the device."""
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
