@@ -22,7 +22,7 @@ class Strict(BaseModel):
 
 
 class ModelConfig(Strict):
-    path: Path = Field(description="Model file: ONNX (.onnx), OpenVINO IR (.xml) or TensorRT engine.")
+    path: Path = Field(description="Model file: ONNX, OpenVINO IR (.xml) or TensorRT engine.")
     name: str | None = Field(None, description="Name reported in messages; default: file stem.")
     family: Literal["auto", "yolox", "ultralytics", "end2end", "yolov5", "ssd"] = Field(
         "auto", description="Output decoder; auto reads the model's metadata and output shape."

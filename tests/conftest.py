@@ -110,7 +110,9 @@ class Collector:
     def json_on(self, suffix: str) -> list[dict]:
         return [json.loads(m.payload) for m in self.on_topic(suffix)]
 
-    def wait_for(self, suffix: str, count: int = 1, timeout: float = 30.0) -> list[mqtt.MQTTMessage]:
+    def wait_for(
+        self, suffix: str, count: int = 1, timeout: float = 30.0
+    ) -> list[mqtt.MQTTMessage]:
         deadline = time.monotonic() + timeout
         with self.arrived:
             while True:
