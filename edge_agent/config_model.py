@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 SLUG = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 """Ids end up in MQTT topics: no '/', '+', '#' or spaces."""
@@ -39,12 +40,14 @@ class ModelConfig(Strict):
 
 
 class OpenVinoBackend(Strict):
-    type: Literal["openvino"] = "openvino"
+    type: Literal["openvino"] = Field("openvino", description="Intel CPU, iGPU or NPU.")
     device: str = Field("CPU", description="OpenVINO device: CPU, GPU, NPU, AUTO, GPU.1 ...")
     precision: Literal["auto", "bf16", "f16", "f32"] = Field(
         "auto", description="Inference precision hint; auto lets OpenVINO pick (bf16 on AMX CPUs)."
     )
-    performance_hint: Literal["throughput", "latency"] = Field("throughput")
+    performance_hint: Literal["throughput", "latency"] = Field(
+        "throughput", description="throughput: many cameras; latency: one camera, fastest frame."
+    )
     num_requests: int = Field(0, ge=0, le=64, description="Infer requests in flight; 0: optimal.")
     cache_dir: Path | None = Field(
         None, description="Compiled-model cache so restarts skip compilation; default: state dir."
@@ -52,7 +55,7 @@ class OpenVinoBackend(Strict):
 
 
 class AutoBackend(Strict):
-    type: Literal["auto"] = "auto"
+    type: Literal["auto"] = Field("auto", description="First backend whose runtime is installed.")
     device: str | None = Field(None, description="Force a device for the chosen backend.")
 
 
@@ -67,15 +70,17 @@ class TlsConfig(Strict):
 
 
 class MqttConfig(Strict):
-    host: str = "127.0.0.1"
-    port: int = Field(1883, ge=1, le=65535)
+    host: str = Field("127.0.0.1", description="Broker host name or address.")
+    port: int = Field(1883, ge=1, le=65535, description="Broker port; 8883 is usual for TLS.")
     client_id: str | None = Field(None, description="Default: edge-agent-<device_id>.")
     keepalive: int = Field(30, ge=5, le=3600, description="Seconds between pings.")
-    username: str | None = None
-    password: str | None = None
-    tls: TlsConfig | None = None
-    topic_prefix: str = Field("edge-agent", pattern=r"^[^#+]+$")
-    qos: Literal[0, 1, 2] = 1
+    username: str | None = Field(None, description="Broker user; default: anonymous.")
+    password: str | None = Field(None, description="Broker password; use ${VAR} to keep it out.")
+    tls: TlsConfig | None = Field(None, description="Encrypt the connection; default: plain TCP.")
+    topic_prefix: str = Field(
+        "edge-agent", pattern=r"^[^#+]+$", description="First level of every topic."
+    )
+    qos: Literal[0, 1, 2] = Field(1, description="MQTT quality of service for detections.")
     max_queued: int = Field(
         1000, ge=1, le=1_000_000, description="Messages held for the broker before dropping."
     )
@@ -83,32 +88,34 @@ class MqttConfig(Strict):
 
 class CameraBase(Strict):
     id: str = Field(pattern=SLUG, description="Camera id, used in MQTT topics.")
-    enabled: bool = True
+    enabled: bool = Field(True, description="false: keep the settings but do not capture.")
 
 
 class FileCamera(CameraBase):
-    type: Literal["file"]
+    type: Literal["file"] = Field(description="A video file (tests, demos).")
     path: Path = Field(description="Video file.")
     loop: bool = Field(False, description="Start again at the end.")
     realtime: bool = Field(True, description="Pace frames at the file's fps; false: max speed.")
 
 
 class RtspCamera(CameraBase):
-    type: Literal["rtsp"]
+    type: Literal["rtsp"] = Field(description="A network camera's RTSP stream.")
     url: str = Field(pattern=r"^rtsps?://", description="rtsp://user:pass@host:554/path")
-    transport: Literal["tcp", "udp"] = "tcp"
+    transport: Literal["tcp", "udp"] = Field(
+        "tcp", description="tcp survives lossy links; udp has less delay."
+    )
 
 
 class UsbCamera(CameraBase):
-    type: Literal["usb"]
+    type: Literal["usb"] = Field(description="A V4L2 camera (USB, CSI with a V4L2 driver).")
     device: int | str = Field(0, description="V4L2 index (0) or path (/dev/video0).")
-    width: int | None = Field(None, ge=1)
-    height: int | None = Field(None, ge=1)
-    fps: float | None = Field(None, gt=0)
+    width: int | None = Field(None, ge=1, description="Requested width; default: the camera's.")
+    height: int | None = Field(None, ge=1, description="Requested height; default: the camera's.")
+    fps: float | None = Field(None, gt=0, description="Requested frames/s; default: the camera's.")
 
 
 class GstreamerCamera(CameraBase):
-    type: Literal["gstreamer"]
+    type: Literal["gstreamer"] = Field(description="Any source GStreamer can open.")
     pipeline: str = Field(description="GStreamer pipeline ending in appsink.")
 
 
@@ -121,27 +128,38 @@ class AgentConfig(Strict):
     device_id: str = Field(
         default_factory=socket.gethostname, pattern=SLUG, description="Box id in MQTT topics."
     )
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Least important messages that are logged."
+    )
     state_dir: Path = Field(
         Path("/var/lib/edge-agent"), description="Caches and spool (systemd StateDirectory)."
     )
-    model: ModelConfig
-    backend: BackendConfig = Field(default_factory=AutoBackend)
-    mqtt: MqttConfig = Field(default_factory=MqttConfig)
-    cameras: list[CameraConfig] = Field(min_length=1)
+    model: ModelConfig = Field(description="The detection model and how to read its output.")
+    backend: BackendConfig = Field(
+        default_factory=AutoBackend, description="Inference runtime; default: type auto."
+    )
+    mqtt: MqttConfig = Field(default_factory=MqttConfig, description="Where detections go.")
+    cameras: list[CameraConfig] = Field(min_length=1, description="Video sources, at least one.")
 
     @field_validator("cameras")
     @classmethod
     def _unique_ids(cls, cameras: list[CameraBase]) -> list[CameraBase]:
-        seen: set[str] = set()
-        for cam in cameras:
+        # A custom error type carries the index, so the YAML line of the second id is found.
+        seen: dict[str, int] = {}
+        for index, cam in enumerate(cameras):
             if cam.id in seen:
-                raise ValueError(f"camera id {cam.id!r} is used twice; ids must be unique")
-            seen.add(cam.id)
+                raise PydanticCustomError(
+                    "duplicate_camera_id",
+                    "camera id '{id}' is already used by cameras[{first}]; ids must be unique",
+                    {"id": cam.id, "index": index, "first": seen[cam.id]},
+                )
+            seen[cam.id] = index
         return cameras
 
     @model_validator(mode="after")
     def _some_camera_enabled(self) -> AgentConfig:
         if not any(cam.enabled for cam in self.cameras):
-            raise ValueError("every camera is disabled; enable at least one")
+            raise PydanticCustomError(
+                "no_enabled_camera", "every camera is disabled; enable at least one"
+            )
         return self

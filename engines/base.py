@@ -67,6 +67,14 @@ class Detections:
         )
 
 
+@dataclass(frozen=True)
+class InferResult:
+    """Raw output arrays of one inference and how long the device took for it."""
+
+    outputs: Sequence[np.ndarray]
+    latency_ms: float
+
+
 class Engine(abc.ABC):
     """A loaded, compiled model on one device.
 
@@ -80,12 +88,16 @@ class Engine(abc.ABC):
     info: ModelInfo
 
     @abc.abstractmethod
-    def submit(self, tensor: np.ndarray) -> Future[Sequence[np.ndarray]]:
+    def submit(self, tensor: np.ndarray) -> Future[InferResult]:
         """Start inference on one input tensor shaped like `self.input.shape`."""
 
-    def infer(self, tensor: np.ndarray) -> Sequence[np.ndarray]:
+    def infer(self, tensor: np.ndarray) -> InferResult:
         """Run one input synchronously (tools, tests); the loop uses `submit`."""
         return self.submit(tensor).result()
+
+    def raw_throughput(self, seconds: float) -> float:
+        """Frames/s of the bare engine on one fixed input, no decode: the benchmark's ceiling."""
+        raise NotImplementedError
 
     @property
     def parallelism(self) -> int:

@@ -1,0 +1,243 @@
+"""Camera capture: one thread per camera, frames handed over through a bounded queue.
+
+Live sources (RTSP, USB, GStreamer) keep only the newest frame and count what they
+drop, so inference always works on the present; a file source never drops, so a
+recorded clip is analysed frame by frame.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import random
+import threading
+import time
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from edge_agent.config_model import (
+    CameraConfig,
+    FileCamera,
+    GstreamerCamera,
+    RtspCamera,
+    UsbCamera,
+)
+from edge_agent.errors import SourceError
+
+log = logging.getLogger(__name__)
+
+OPEN_TIMEOUT_MS = 10_000
+READ_TIMEOUT_MS = 10_000
+_ffmpeg_options_lock = threading.Lock()
+"""OpenCV reads RTSP options from one process-wide variable at open time."""
+
+
+@dataclass(frozen=True)
+class Frame:
+    camera_id: str
+    sequence: int
+    image: np.ndarray  # HxWx3 uint8 BGR
+    captured_at: float  # unix time
+    decode_ms: float
+
+
+class FrameQueue:
+    """Bounded hand-over between capture and inference.
+
+    With `drop_oldest`, a full queue discards its oldest frame (counted in `dropped`);
+    otherwise `put` blocks until there is room, which paces a file to the consumer.
+    """
+
+    def __init__(self, maxsize: int, *, drop_oldest: bool) -> None:
+        self._items: collections.deque[Frame] = collections.deque()
+        self._maxsize = maxsize
+        self._drop_oldest = drop_oldest
+        self._cond = threading.Condition()
+        self.dropped = 0
+        self.closed = False
+
+    def put(self, frame: Frame, stop: threading.Event) -> None:
+        with self._cond:
+            while len(self._items) >= self._maxsize:
+                if self._drop_oldest:
+                    self._items.popleft()
+                    self.dropped += 1
+                    break
+                if stop.is_set():
+                    return
+                self._cond.wait(0.1)
+            self._items.append(frame)
+            self._cond.notify_all()
+
+    def get(self, timeout: float) -> Frame | None:
+        """The next frame, or None after `timeout` or once closed and empty."""
+        with self._cond:
+            if not self._items and not self.closed:
+                self._cond.wait(timeout)
+            if not self._items:
+                return None
+            frame = self._items.popleft()
+            self._cond.notify_all()
+            return frame
+
+    def close(self) -> None:
+        """No more frames will come (end of file, or stop)."""
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def open_capture(camera: CameraConfig) -> cv2.VideoCapture:
+    """Open the OpenCV capture for one camera, or raise SourceError saying why."""
+    if isinstance(camera, FileCamera):
+        if not camera.path.is_file():
+            raise SourceError(f"camera {camera.id}: video file {camera.path} not found")
+        capture = cv2.VideoCapture(str(camera.path), cv2.CAP_FFMPEG)
+        what = f"video file {camera.path}"
+    elif isinstance(camera, RtspCamera):
+        params = [
+            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, OPEN_TIMEOUT_MS,
+            cv2.CAP_PROP_READ_TIMEOUT_MSEC, READ_TIMEOUT_MS,
+        ]
+        with _ffmpeg_options_lock:
+            os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = f"rtsp_transport;{camera.transport}"
+            capture = cv2.VideoCapture(camera.url, cv2.CAP_FFMPEG, params)
+        what = f"RTSP stream {_redact(camera.url)}"
+    elif isinstance(camera, UsbCamera):
+        device = camera.device
+        capture = cv2.VideoCapture(device if isinstance(device, int) else str(device), cv2.CAP_V4L2)
+        for prop, value in (
+            (cv2.CAP_PROP_FRAME_WIDTH, camera.width),
+            (cv2.CAP_PROP_FRAME_HEIGHT, camera.height),
+            (cv2.CAP_PROP_FPS, camera.fps),
+        ):
+            if value is not None:
+                capture.set(prop, value)
+        what = f"USB camera {device}"
+    elif isinstance(camera, GstreamerCamera):
+        if "GStreamer:                   YES" not in cv2.getBuildInformation():
+            raise SourceError(
+                f"camera {camera.id}: this OpenCV has no GStreamer support; install a build "
+                "with it (Debian/JetPack python3-opencv) or use an rtsp/usb/file camera"
+            )
+        capture = cv2.VideoCapture(camera.pipeline, cv2.CAP_GSTREAMER)
+        what = "GStreamer pipeline"
+    else:  # pragma: no cover - the config union is closed
+        raise SourceError(f"camera {camera.id}: unsupported type")
+    if not capture.isOpened():
+        capture.release()
+        raise SourceError(f"camera {camera.id}: cannot open {what}")
+    return capture
+
+
+def _redact(url: str) -> str:
+    """Never log camera passwords."""
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        rest = "***@" + rest.split("@", 1)[1]
+    return scheme + sep + rest
+
+
+class Camera:
+    """Reads one source in its own thread into `frames`; reopens it with backoff on errors."""
+
+    def __init__(self, config: CameraConfig, queue_size: int = 2) -> None:
+        self.config = config
+        self.live = not isinstance(config, FileCamera)
+        self.frames = FrameQueue(queue_size if not self.live else 1, drop_oldest=self.live)
+        self.state = "STARTING"
+        self.reconnects = 0
+        self.last_error: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"capture-{config.id}", daemon=True)
+
+    @property
+    def id(self) -> str:
+        return self.config.id
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+        self.frames.close()
+
+    @property
+    def finished(self) -> bool:
+        """A file that played to its end (and does not loop) has nothing more to give."""
+        return self.frames.closed
+
+    def _run(self) -> None:
+        sequence = 0
+        delay = 1.0
+        while not self._stop.is_set():
+            try:
+                capture = open_capture(self.config)
+            except SourceError as exc:
+                self._fail(str(exc), delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            self.state, delay = "RUNNING", 1.0
+            log.info("camera %s opened", self.id)
+            try:
+                sequence, ended = self._read(capture, sequence)
+                problem = f"camera {self.id}: stream stopped delivering frames"
+            except SourceError as exc:
+                ended, problem = False, str(exc)
+            finally:
+                capture.release()
+            if ended:
+                break
+            if not self._stop.is_set():
+                self._fail(problem, delay)
+                delay = min(delay * 2, 30.0)
+        self.state = "STOPPED"
+        self.frames.close()
+
+    def _read(self, capture: cv2.VideoCapture, sequence: int) -> tuple[int, bool]:
+        """Read until stop, error or end of file; returns (next sequence, source ended)."""
+        config = self.config
+        pace = isinstance(config, FileCamera) and config.realtime
+        fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+        interval = 1.0 / fps if pace and 0 < fps < 1000 else 0.0
+        next_due = time.monotonic()
+        while not self._stop.is_set():
+            started = time.perf_counter()
+            ok, image = capture.read()
+            decode_ms = (time.perf_counter() - started) * 1000
+            if not ok:
+                if isinstance(config, FileCamera):
+                    if config.loop and sequence > 0:
+                        capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+                        continue
+                    if sequence == 0:
+                        raise SourceError(f"camera {self.id}: {config.path} has no frames")
+                    log.info("camera %s: end of %s after %d frames", self.id, config.path, sequence)
+                    return sequence, True
+                return sequence, False
+            self.frames.put(Frame(self.id, sequence, image, time.time(), decode_ms), self._stop)
+            sequence += 1
+            if interval:
+                next_due += interval
+                wait = next_due - time.monotonic()
+                if wait > 0:
+                    self._stop.wait(wait)
+                else:
+                    next_due = time.monotonic()
+        return sequence, False
+
+    def _fail(self, message: str, delay: float) -> None:
+        """Record the error and wait a randomised, growing delay before reopening."""
+        self.state = "BACKOFF"
+        self.last_error = message
+        self.reconnects += 1
+        wait = delay * random.uniform(0.8, 1.2)
+        log.warning("%s; retrying in %.1f s", message, wait)
+        self._stop.wait(wait)

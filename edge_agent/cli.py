@@ -1,0 +1,92 @@
+"""The `edge-agent` command: run, check-config, bench, --version."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from edge_agent import __version__
+from edge_agent.errors import AgentError, ConfigError
+from engines.errors import EngineError
+
+log = logging.getLogger("edge_agent")
+
+
+def setup_logging(level: str) -> None:
+    """One line per event; under systemd the journal adds its own timestamps."""
+    if os.environ.get("JOURNAL_STREAM"):
+        fmt = "<%(levelno)s>%(name)s: %(message)s"
+    else:
+        fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    logging.basicConfig(level=level.upper(), format=fmt, stream=sys.stderr, force=True)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from edge_agent.config import load_config
+    from edge_agent.service import Agent
+
+    config = load_config(args.config)
+    setup_logging(args.log_level or config.log_level)
+    agent = Agent(config)
+    agent.signals.install()
+    return agent.run()
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from edge_agent.config import check_config
+
+    print(check_config(args.file))
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from edge_agent.bench import main as bench_main
+
+    return bench_main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edge-agent", description="On-device capture -> infer -> publish over MQTT."
+    )
+    parser.add_argument("--version", action="version", version=f"edge-agent {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the agent")
+    run.add_argument("--config", type=Path, required=True, help="agent YAML file")
+    run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    run.set_defaults(handler=_run)
+
+    check = commands.add_parser("check-config", help="validate a config file and exit")
+    check.add_argument("file", type=Path)
+    check.set_defaults(handler=_check_config)
+
+    bench = commands.add_parser("bench", help="measure engine, decode and the whole loop")
+    bench.add_argument("--config", type=Path, required=True, help="agent YAML (model, backend)")
+    bench.add_argument("--video", type=Path, help="video to decode; default: first file camera")
+    bench.add_argument("--seconds", type=float, default=10.0, help="length of each measurement")
+    bench.add_argument("--json", action="store_true", help="print one JSON object")
+    bench.set_defaults(handler=_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not logging.getLogger().handlers:
+        setup_logging("info")
+    try:
+        return int(args.handler(args))
+    except ConfigError as exc:
+        print(f"edge-agent: invalid configuration\n{exc}", file=sys.stderr)
+        return 2
+    except (AgentError, EngineError) as exc:
+        print(f"edge-agent: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""Per-camera inference loop: frame -> preprocess -> engine -> decode -> publish.
+
+Each camera's worker keeps up to `depth` inferences in flight and publishes results
+in frame order, so decode (capture thread), inference (engine threads) and
+post-processing (this thread) overlap.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from edge_agent.capture import Camera, Frame
+from edge_agent.payload import detections_payload
+from engines.base import Engine, InferResult
+from engines.decoders import DecodeOptions, postprocess
+from engines.preprocess import Letterbox, prepare
+
+log = logging.getLogger(__name__)
+
+STAGES = ("decode", "preprocess", "infer", "postprocess", "publish")
+
+
+class DetectionSink(Protocol):
+    """Where payloads go (the MQTT publisher); returns False when it had to drop one."""
+
+    def publish_detections(self, camera_id: str, payload: bytes) -> bool: ...
+
+
+@dataclass
+class StageTimes:
+    """Running totals of per-stage milliseconds, cheap enough to update every frame."""
+
+    totals: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    frames: int = 0
+
+    def mean_ms(self) -> dict[str, float]:
+        count = max(self.frames, 1)
+        return {stage: total / count for stage, total in self.totals.items()}
+
+
+@dataclass
+class _InFlight:
+    frame: Frame
+    letterbox: Letterbox
+    future: Future[InferResult]
+    preprocess_ms: float
+
+
+class CameraPipeline:
+    """Runs one camera's frames through the shared engine and publishes every result."""
+
+    def __init__(
+        self,
+        camera: Camera,
+        engine: Engine,
+        sink: DetectionSink,
+        options: DecodeOptions,
+        depth: int | None = None,
+    ) -> None:
+        self.camera = camera
+        self.engine = engine
+        self.sink = sink
+        self.options = options
+        self.depth = max(1, depth or engine.parallelism)
+        self.times = StageTimes()
+        self.published = 0
+        self.not_delivered = 0
+        self.last_error: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"pipeline-{camera.id}", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop after the frames already captured and in flight are published."""
+        self.camera.stop()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._stop.set()
+            log.warning("camera %s: pipeline did not drain within %.0f s", self.camera.id, timeout)
+            self._thread.join(2.0)
+
+    @property
+    def finished(self) -> bool:
+        return not self._thread.is_alive()
+
+    def _run(self) -> None:
+        inflight: collections.deque[_InFlight] = collections.deque()
+        frames = self.camera.frames
+        while not self._stop.is_set():
+            if len(inflight) >= self.depth:
+                self._finish(inflight.popleft())
+                continue
+            frame = frames.get(timeout=0.0 if inflight else 0.1)
+            if frame is not None:
+                inflight.append(self._submit(frame))
+            elif inflight:
+                self._finish(inflight.popleft())
+            elif frames.closed:
+                break
+        for item in inflight:
+            item.future.cancel()
+
+    def _submit(self, frame: Frame) -> _InFlight:
+        started = time.perf_counter()
+        tensor, letterbox = prepare(frame.image, self.engine.input)
+        preprocess_ms = (time.perf_counter() - started) * 1000
+        return _InFlight(frame, letterbox, self.engine.submit(tensor), preprocess_ms)
+
+    def _finish(self, item: _InFlight) -> None:
+        try:
+            result = item.future.result()
+        except Exception as exc:  # an engine failure loses this frame, not the loop
+            self.last_error = f"inference failed: {exc}"
+            log.error("camera %s frame %d: %s", self.camera.id, item.frame.sequence, exc)
+            return
+        frame = item.frame
+        height, width = frame.image.shape[:2]
+        started = time.perf_counter()
+        detections = postprocess(
+            self.engine.info.family, result.outputs, self.engine.input, self.options,
+            item.letterbox, width, height,
+        )
+        payload = detections_payload(
+            camera_id=frame.camera_id,
+            sequence=frame.sequence,
+            captured_at=frame.captured_at,
+            frame_width=width,
+            frame_height=height,
+            model=self.engine.info,
+            backend=self.engine.backend,
+            device=self.engine.device,
+            inference_ms=result.latency_ms,
+            detections=detections,
+        )
+        decoded = time.perf_counter()
+        if self.sink.publish_detections(frame.camera_id, payload):
+            self.published += 1
+        else:
+            self.not_delivered += 1
+        totals = self.times.totals
+        totals["decode"] += frame.decode_ms
+        totals["preprocess"] += item.preprocess_ms
+        totals["infer"] += result.latency_ms
+        totals["postprocess"] += (decoded - started) * 1000
+        totals["publish"] += (time.perf_counter() - decoded) * 1000
+        self.times.frames += 1

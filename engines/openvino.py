@@ -1,0 +1,219 @@
+"""OpenVINO backend: ONNX or IR on CPU, GPU, NPU or AUTO, with async requests and a cache."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import Future
+from pathlib import Path
+
+import numpy as np
+
+from engines import decoders
+from engines.base import Engine, InferResult, InputSpec, ModelInfo
+from engines.errors import BackendUnavailableError, EngineError, ModelLoadError
+from engines.model_info import (
+    DEFAULT_IMAGE_SIZE,
+    class_names_from_metadata,
+    family_hint,
+    file_sha256,
+    image_size_from_metadata,
+    model_files,
+    sidecar_metadata,
+)
+
+try:
+    import openvino as ov
+except ImportError as exc:  # pragma: no cover - openvino is a hard dependency
+    raise BackendUnavailableError(
+        f"the OpenVINO runtime does not import ({exc}); install it with 'pip install openvino'"
+    ) from exc
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = {"bf16": "bf16", "f16": "f16", "f32": "f32"}
+HINTS = {"throughput": "THROUGHPUT", "latency": "LATENCY"}
+DTYPES = {"f32": "float32", "f16": "float16", "u8": "uint8"}
+
+
+def _rt_metadata(model: ov.Model) -> dict[str, str]:
+    """ONNX metadata_props land in rt_info['framework']; Ultralytics IR uses 'model_info'."""
+    found: dict[str, str] = {}
+    for section in ("framework", "model_info"):
+        if not model.has_rt_info([section]):
+            continue
+        for key in model.get_rt_info()[section]:
+            found[str(key)] = model.get_rt_info([section, key]).astype(str)
+    return found
+
+
+def _input_geometry(
+    model: ov.Model, metadata: dict[str, str], path: Path
+) -> tuple[str, str, int, int, str]:
+    """Input name, layout, height, width, dtype; imgsz metadata fills dynamic sizes."""
+    if len(model.inputs) != 1:
+        raise ModelLoadError(str(path), f"expected one image input, found {len(model.inputs)}")
+    port = model.inputs[0]
+    dims = [dim.get_length() if dim.is_static else -1 for dim in port.get_partial_shape()]
+    try:
+        layout = _input_layout(dims)
+    except ValueError as exc:
+        raise ModelLoadError(str(path), str(exc)) from exc
+    height, width = (dims[2], dims[3]) if layout == "NCHW" else (dims[1], dims[2])
+    if height < 0 or width < 0:
+        default = (DEFAULT_IMAGE_SIZE, DEFAULT_IMAGE_SIZE)
+        height, width = image_size_from_metadata(metadata) or default
+    dtype = DTYPES.get(port.get_element_type().get_type_name(), "float32")
+    return port.get_any_name(), layout, height, width, dtype
+
+
+def _input_layout(shape: list[int]) -> str:
+    if len(shape) != 4:
+        raise ValueError(f"expected a 4-D image input, got shape {shape}")
+    if shape[1] == 3:
+        return "NCHW"
+    if shape[3] == 3:
+        return "NHWC"
+    raise ValueError(f"cannot tell channels in input shape {shape}: neither dim 1 nor 3 is 3")
+
+
+class OpenVinoEngine(Engine):
+    """One compiled model; `submit` feeds an AsyncInferQueue so requests overlap."""
+
+    backend = "openvino"
+
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        family: str = "auto",
+        class_names: tuple[str, ...] | None = None,
+        name: str | None = None,
+        device: str = "CPU",
+        precision: str = "auto",
+        performance_hint: str = "throughput",
+        num_requests: int = 0,
+        cache_dir: Path | None = None,
+    ) -> None:
+        path = Path(model_path)
+        files = model_files(path)
+        core = ov.Core()
+        if cache_dir is not None:
+            Path(cache_dir).mkdir(parents=True, exist_ok=True)
+            core.set_property({"CACHE_DIR": str(cache_dir)})
+        try:
+            model = core.read_model(str(path))
+        except RuntimeError as exc:
+            detail = _first_line(exc, "unknown error")
+            cause = f"not a readable ONNX or OpenVINO IR model, truncated or corrupt? ({detail})"
+            raise ModelLoadError(str(path), cause) from exc
+
+        metadata = {**sidecar_metadata(path), **_rt_metadata(model)}
+        input_name, layout, height, width, dtype = _input_geometry(model, metadata, path)
+        if model.inputs[0].get_partial_shape().is_dynamic:
+            shape = [1, 3, height, width] if layout == "NCHW" else [1, height, width, 3]
+            model.reshape({0: shape})
+        output_shapes = tuple(tuple(out.get_shape()) for out in model.outputs)
+        if family == "auto":
+            try:
+                family = family_hint(metadata) or decoders.detect_family(
+                    output_shapes, height, width
+                )
+            except ValueError as exc:
+                raise ModelLoadError(str(path), str(exc)) from exc
+        convention = decoders.FAMILIES[family]
+        self.input = InputSpec(
+            name=input_name,
+            height=height,
+            width=width,
+            layout=layout,
+            color=convention.color,
+            scale=convention.scale,
+            pad_value=convention.pad_value,
+            pad_align=convention.pad_align,
+            dtype=dtype,
+        )
+        self.info = ModelInfo(
+            path=str(path),
+            name=name or path.stem,
+            sha256=file_sha256(*files),
+            family=family,
+            class_names=class_names or class_names_from_metadata(metadata),
+            output_shapes=output_shapes,
+            metadata=metadata,
+        )
+        config: dict[str, object] = {"PERFORMANCE_HINT": HINTS[performance_hint]}
+        if precision != "auto":
+            config["INFERENCE_PRECISION_HINT"] = PRECISIONS[precision]
+        if num_requests:
+            config["PERFORMANCE_HINT_NUM_REQUESTS"] = num_requests
+        started = time.perf_counter()
+        try:
+            self.compiled = core.compile_model(model, device, config)
+        except RuntimeError as exc:
+            raise ModelLoadError(
+                str(path), f"does not compile on {device}: {_first_line(exc, 'unknown error')}"
+            ) from exc
+        self.device = ",".join(self.compiled.get_property("EXECUTION_DEVICES")) or device
+        optimal = int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        requests = num_requests or optimal
+        self._queue = ov.AsyncInferQueue(self.compiled, requests)
+        self._queue.set_callback(self._done)
+        self._lock = threading.Lock()
+        self._closed = False
+        log.info(
+            "model %s (%s, %dx%d) compiled on %s in %.0f ms, %d requests",
+            path.name, self.info.family, self.input.width, self.input.height,
+            self.device, (time.perf_counter() - started) * 1000, requests,
+        )
+
+    @staticmethod
+    def _done(request: ov.InferRequest, future: Future[InferResult]) -> None:
+        """Runs on an OpenVINO thread: copy outputs out before the request is reused."""
+        try:
+            outputs = [tensor.data.copy() for tensor in request.output_tensors]
+            future.set_result(InferResult(outputs, float(request.latency)))
+        except Exception as exc:  # surfaced to the waiter, not lost
+            future.set_exception(exc)
+
+    def submit(self, tensor: np.ndarray) -> Future[InferResult]:
+        future: Future[InferResult] = Future()
+        with self._lock:
+            if self._closed:
+                raise EngineError("engine is closed")
+            self._queue.start_async({0: tensor}, future, share_inputs=False)
+        return future
+
+    @property
+    def parallelism(self) -> int:
+        return len(self._queue)
+
+    def raw_throughput(self, seconds: float) -> float:
+        """The bare AsyncInferQueue on one fixed random input: OpenVINO's own ceiling."""
+        bare = ov.AsyncInferQueue(self.compiled, len(self._queue))
+        tensor = np.random.default_rng(0).random(self.input.shape).astype(self.input.dtype)
+        bare.start_async({0: tensor}, share_inputs=True)  # warm-up
+        bare.wait_all()
+        count, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            bare.start_async({0: tensor}, share_inputs=True)
+            count += 1
+        bare.wait_all()
+        return count / (time.perf_counter() - started)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._queue.wait_all()
+
+
+def _first_line(exc: BaseException, fallback: str) -> str:
+    """OpenVINO errors carry a C++ trace; the first meaningful line is what a user needs."""
+    for raw in str(exc).splitlines():
+        line = raw.strip()
+        if line and not line.startswith(("Exception from", "Check '", "FrontEnd API failed")):
+            return line
+    return fallback

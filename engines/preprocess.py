@@ -1,0 +1,151 @@
+"""Letterbox a camera frame into a model's input tensor, and map boxes back out of it.
+
+Measured on the 2-core build CPU, 768x576 BGR frame -> 416x416 (timeit, best of 5):
+resize into a fresh image 0.32-0.36 ms (INTER_AREA 2.6 ms); whole prepare() to float32
+NCHW 0.53 ms, where a padded uint8 canvas + transpose/astype took 0.79 ms,
+canvas + cv2.split 0.61 ms and cv2.dnn.blobFromImage on the canvas alone 1.85 ms.
+So: resize to the small image only, then one cv2.LUT pass per channel plane writes
+convert + scale (+ float16) straight into the output tensor, and only the padding strips
+are filled. A LUT is 0.05 ms a plane, numpy's uint8->float16 0.57 ms. RGB needs no
+cvtColor for NCHW (the planes are taken in reverse order); NHWC converts the small image.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from engines.base import InputSpec
+
+_DTYPES = {"float32": np.float32, "float16": np.float16, "uint8": np.uint8}
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """How a frame was placed in the model input: input_pixel = frame_pixel * scale + pad."""
+
+    scale: float
+    pad_x: float
+    pad_y: float
+
+    def to_frame(self, boxes: np.ndarray, frame_width: int, frame_height: int) -> np.ndarray:
+        """Map (N, 4) x1, y1, x2, y2 boxes from model-input pixels to frame pixels, clipped."""
+        out = np.asarray(boxes, dtype=np.float32).reshape(-1, 4).copy()
+        out -= np.array([self.pad_x, self.pad_y, self.pad_x, self.pad_y], np.float32)
+        out *= np.float32(1.0 / self.scale)
+        np.clip(out[:, 0::2], 0, frame_width, out=out[:, 0::2])
+        np.clip(out[:, 1::2], 0, frame_height, out=out[:, 1::2])
+        return out
+
+    def to_input(self, boxes: np.ndarray) -> np.ndarray:
+        """Map (N, 4) frame-pixel boxes into model-input pixels (the forward direction)."""
+        out = np.asarray(boxes, dtype=np.float32).reshape(-1, 4) * np.float32(self.scale)
+        out += np.array([self.pad_x, self.pad_y, self.pad_x, self.pad_y], np.float32)
+        return out
+
+
+@dataclass(frozen=True)
+class _Placement:
+    """Where the resized frame sits in the input: its size and top-left corner."""
+
+    width: int
+    height: int
+    left: int
+    top: int
+    letterbox: Letterbox
+
+
+@functools.lru_cache(maxsize=32)
+def _placement(
+    frame_height: int, frame_width: int, input_height: int, input_width: int, pad_align: str
+) -> _Placement:
+    """Letterbox geometry; cached because a camera's frame size rarely changes."""
+    if pad_align not in ("center", "topleft"):
+        raise ValueError(f"pad_align must be 'center' or 'topleft', not {pad_align!r}")
+    scale = min(input_height / frame_height, input_width / frame_width)
+    width = min(input_width, max(1, round(frame_width * scale)))
+    height = min(input_height, max(1, round(frame_height * scale)))
+    if pad_align == "center":
+        # Ultralytics' round(d - 0.1) on a half pixel is the floor of the split.
+        left, top = (input_width - width) // 2, (input_height - height) // 2
+    else:
+        left, top = 0, 0
+    return _Placement(width, height, left, top, Letterbox(scale, float(left), float(top)))
+
+
+@functools.lru_cache(maxsize=16)
+def _lookup_table(dtype: str, scale: float) -> np.ndarray | None:
+    """uint8 -> value * scale in the tensor dtype, one cv2.LUT pass; None when identity."""
+    if dtype not in _DTYPES:
+        raise ValueError(f"input dtype must be one of {', '.join(_DTYPES)}, not {dtype!r}")
+    values = np.arange(256, dtype=np.float64)
+    if scale != 1.0:
+        values *= scale
+    if dtype == "uint8":
+        if scale == 1.0:
+            return None
+        return np.clip(np.rint(values), 0, 255).astype(np.uint8).reshape(1, 256)
+    return values.astype(_DTYPES[dtype]).reshape(1, 256)
+
+
+def _fill_padding(image: np.ndarray, place: _Placement, value: object) -> None:
+    """Fill only the strips around the image; `image` is (H, W, ...) or (C, H, W) via views."""
+    bottom, right = place.top + place.height, place.left + place.width
+    image[: place.top] = value
+    image[bottom:] = value
+    image[place.top : bottom, : place.left] = value
+    image[place.top : bottom, right:] = value
+
+
+def prepare(frame: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, Letterbox]:
+    """Letterbox an HxWx3 uint8 BGR frame into a fresh C-contiguous tensor of `spec.shape`.
+
+    A fresh tensor every call: the engine may still be reading the previous one.
+    """
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        raise ValueError(f"expected an HxWx3 uint8 BGR frame, got {frame.dtype} {frame.shape}")
+    if spec.layout not in ("NCHW", "NHWC"):
+        raise ValueError(f"input layout must be NCHW or NHWC, not {spec.layout!r}")
+    if spec.color not in ("BGR", "RGB"):
+        raise ValueError(f"input color must be BGR or RGB, not {spec.color!r}")
+    place = _placement(frame.shape[0], frame.shape[1], spec.height, spec.width, spec.pad_align)
+    table = _lookup_table(spec.dtype, float(spec.scale))
+    out = np.empty(spec.shape, dtype=_DTYPES[spec.dtype])
+    pad = spec.pad_value if table is None else table[0, spec.pad_value]
+    rows = slice(place.top, place.top + place.height)
+    cols = slice(place.left, place.left + place.width)
+    size = (place.width, place.height)
+    resized = size != (frame.shape[1], frame.shape[0])
+
+    if spec.layout == "NHWC":
+        image = out[0]
+        _fill_padding(image, place, pad)
+        region = image[rows, cols]
+        if table is None and spec.color == "BGR" and resized:
+            cv2.resize(frame, size, dst=region, interpolation=cv2.INTER_LINEAR)
+            return out, place.letterbox
+        small = cv2.resize(frame, size, interpolation=cv2.INTER_LINEAR) if resized else frame
+        if spec.color == "RGB":
+            small = cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
+        if table is None:
+            region[...] = small
+        else:
+            cv2.LUT(small, table, dst=region)
+        return out, place.letterbox
+
+    planes_out = out[0]
+    for channel in planes_out:
+        _fill_padding(channel, place, pad)
+    small = cv2.resize(frame, size, interpolation=cv2.INTER_LINEAR) if resized else frame
+    planes = cv2.split(small)
+    if spec.color == "RGB":
+        planes = planes[::-1]
+    for plane, channel in zip(planes, planes_out, strict=True):
+        if table is None:
+            channel[rows, cols] = plane
+        else:
+            cv2.LUT(plane, table, dst=channel[rows, cols])
+    return out, place.letterbox
