@@ -29,6 +29,7 @@ from edge_agent.errors import AgentError
 from edge_agent.pipeline import STAGES, CameraPipeline
 from edge_agent.publish import Publisher
 from edge_agent.selection import decode_options, open_configured_engine
+from engines.base import Engine
 
 WARMUP_S = 1.0
 
@@ -79,12 +80,15 @@ def private_broker() -> Iterator[MqttConfig]:
             process.wait(10)
 
 
-def loop_figures(config: AgentConfig, engine, video: Path, mqtt: MqttConfig, seconds: float) -> dict:
+def loop_figures(
+    config: AgentConfig, engine: Engine, video: Path, mqtt: MqttConfig, seconds: float
+) -> dict:
     """The real capture -> pipeline -> publisher path on a looping file at full speed."""
     publisher = Publisher(mqtt, config.device_id)
     publisher.start()
     camera = Camera(FileCamera(id="bench", type="file", path=video, loop=True, realtime=False))
-    pipeline = CameraPipeline(camera, engine, publisher, decode_options(config.model, engine.info.class_names))
+    options = decode_options(config.model, engine.info.class_names)
+    pipeline = CameraPipeline(camera, engine, publisher, options)
     pipeline.start()
     camera.start()
     try:
@@ -149,12 +153,14 @@ def main(args: argparse.Namespace) -> int:
 
 def format_report(report: dict) -> str:
     lines = [
-        f"model {report['model']} on {report['backend']}/{report['device']}, video {report['video']}",
+        f"model {report['model']} on {report['backend']}/{report['device']}",
+        f"  video {report['video']}",
         f"  engine alone (throughput, no decode) {report['engine_fps']:8.1f} frames/s",
         f"  video decode alone                   {report['decode_fps']:8.1f} frames/s",
         f"  serial bound 1/(1/engine+1/decode)   {report['bound_fps']:8.1f} frames/s",
         f"  whole loop, every frame to MQTT      {report['loop_fps']:8.1f} frames/s",
-        f"  loop / bound {report['loop_over_bound']:.2f}   loop / engine {report['loop_over_engine']:.2f}",
+        f"  loop / bound {report['loop_over_bound']:.2f}"
+        f"   loop / engine {report['loop_over_engine']:.2f}",
         "  per-frame stage ms: "
         + "  ".join(f"{stage} {report['stage_ms'][stage]:.2f}" for stage in STAGES),
         f"  published {report['published']}  acknowledged {report['acknowledged']}"

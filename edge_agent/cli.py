@@ -39,8 +39,9 @@ def _run(args: argparse.Namespace) -> int:
 def _check_config(args: argparse.Namespace) -> int:
     from edge_agent.config import check_config
 
-    print(check_config(args.file))
-    return 0
+    result = check_config(args.file)
+    print(result.text, file=sys.stdout if result.ok else sys.stderr)
+    return 0 if result.ok else 2
 
 
 def _bench(args: argparse.Namespace) -> int:

@@ -136,7 +136,12 @@ def _read_yaml(path: Path, shown: str) -> tuple[yaml.Node, Any, list[Problem]]:
         message = f"{shown}:{line}: the file is not UTF-8 text (byte {raw[error.start]:#04x})"
         raise ConfigError(message) from error
 
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as error:  # a control character anywhere in the file
+        line = text.count("\n", 0, error.position) + 1
+        message = f"{shown}:{line}: the file contains a control character ({error.character:#04x})"
+        raise ConfigError(message) from error
     try:
         root = loader.get_single_node()
         if root is None:
@@ -173,7 +178,7 @@ def _syntax_problem(shown: str, text: str, error: yaml.MarkedYAMLError) -> str:
     lines = text.splitlines()
     source = lines[line] if line < len(lines) else ""
     problem = error.problem or "invalid YAML"
-    opened = f" (it starts on line {error.context_mark.line + 1})" if error.context_mark else ""
+    opened = f" on line {error.context_mark.line + 1}" if error.context_mark else ""
     if "'\\t'" in problem or "\t" in source[: len(source) - len(source.lstrip())]:
         explained = "tab character: YAML forbids tabs for indentation; indent with spaces"
     elif problem.startswith("mapping values are not allowed") and _lacks_colon(text, line - 1):
@@ -185,17 +190,18 @@ def _syntax_problem(shown: str, text: str, error: yaml.MarkedYAMLError) -> str:
             "or a value containing ': ' needs quotes"
         )
     elif problem.startswith(("expected <block end>", "did not find expected", "expected '<doc")):
-        explained = f"indentation does not line up with the lines above{opened}"
+        explained = "indentation does not line up with the lines above" + (
+            f" (the enclosing block starts{opened})" if opened else "")
     elif problem.startswith("could not find expected ':'") and error.context_mark:
         line, column = error.context_mark.line, error.context_mark.column
         explained = "a ':' is missing: every setting is written 'key: value'"
-    elif "end of stream" in problem and error.context and "quoted" in error.context:
-        explained = f"a quote is never closed{opened}"
+    elif "quoted" in (error.context or "") and error.context_mark:
+        line, column = error.context_mark.line, error.context_mark.column
+        explained = f"this quote is never closed ({problem})"
     elif error.context and "single document" in error.context:
         explained = "only one YAML document is allowed: remove the second '---'"
     else:
-        where = f" on line {error.context_mark.line + 1}" if error.context_mark else ""
-        explained = f"{problem}{f' ({error.context}{where})' if error.context else ''}"
+        explained = f"{problem}{f' ({error.context}{opened})' if error.context else ''}"
     return f"{shown}:{line + 1}:{column + 1}: YAML syntax error: {explained}"
 
 

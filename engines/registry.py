@@ -35,6 +35,6 @@ def backend_class(name: str) -> type[Engine]:
     return engine_class
 
 
-def open_engine(name: str, model_path: Path, **options: Any) -> Engine:
-    """Load `model_path` on backend `name` with that backend's own options."""
-    return backend_class(name)(model_path, **options)
+def open_engine(backend: str, model_path: Path, **options: Any) -> Engine:
+    """Load `model_path` on `backend` with that backend's own options."""
+    return backend_class(backend)(model_path, **options)

@@ -154,7 +154,7 @@ def test_missing_model_names_the_file(
 
 def test_check_config_and_version() -> None:
     ok = subprocess.run(
-        [sys.executable, "-m", "edge_agent.cli", "check-config", str(REPO / "configs" / "demo.yaml")],
+        [sys.executable, "-m", "edge_agent.cli", "check-config", str(REPO / "configs/demo.yaml")],
         capture_output=True, text=True, check=False,
     )
     assert ok.returncode == 0, ok.stderr

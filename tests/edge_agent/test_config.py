@@ -127,6 +127,12 @@ MISTAKES = [
         ["YAML forbids tabs", "indent with spaces"],
     ),
     (
+        "unclosed-quote",
+        GOOD.replace("path: models/yolox.onnx", 'path: "models/yolox.onnx'),
+        3,
+        ["YAML syntax error: this quote is never closed"],
+    ),
+    (
         "missing-colon",
         GOOD.replace("host: 127.0.0.1", "host 127.0.0.1"),
         6,
@@ -331,6 +337,12 @@ def test_double_dollar_keeps_a_literal_reference(tmp_path: Path) -> None:
 def test_unreadable_file(tmp_path: Path, reader, expected: str) -> None:
     with pytest.raises(ConfigError, match=expected):
         load_config(reader(tmp_path))
+
+
+def test_control_character(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD.replace("box-1", "box-1\x00"))
+    with pytest.raises(ConfigError, match=r"agent\.yaml:1: the file contains a control character"):
+        load_config(path)
 
 
 def test_not_utf8(tmp_path: Path) -> None:
