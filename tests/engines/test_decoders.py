@@ -101,6 +101,13 @@ def test_ultralytics_nms_is_per_class() -> None:
     )
 
 
+def test_nms_keeps_classes_apart_for_boxes_past_the_edge() -> None:
+    """cv2.dnn.NMSBoxesBatched would suppress the second box here: it shifts classes by max x."""
+    output = ultralytics_output([(615, 615, 50, 50, 0, 0.9), (-15, -15, 50, 50, 1, 0.8)])
+    found = decode("ultralytics", [output], SPEC_640, DecodeOptions(iou_threshold=0.3))
+    assert found.class_ids.tolist() == [0, 1]
+
+
 def test_class_allow_list() -> None:
     output = ultralytics_output(
         [(100, 100, 50, 50, 0, 0.9), (300, 300, 60, 60, 2, 0.6), (500, 500, 20, 20, 7, 0.5)]
