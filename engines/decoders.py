@@ -168,7 +168,7 @@ def decode_yolox(
     rows = _rows(_output(outputs, "yolox", expected), "yolox", expected, 6)
     grid, strides = _yolox_grid(spec.height, spec.width)
     if rows.shape[0] != grid.shape[0]:
-        raise _shape_error("yolox", expected, outputs[0])
+        raise _shape_error("yolox", expected, np.asarray(outputs[0]))
     # Class scores are sigmoids (<= 1), so obj * cls <= obj: objectness alone prefilters.
     candidates = np.flatnonzero(rows[:, 4] > options.score_threshold)
     rows = rows[candidates].astype(np.float32, copy=False)
