@@ -132,7 +132,7 @@ class AgentConfig(Strict):
         "info", description="Least important messages that are logged."
     )
     state_dir: Path = Field(
-        Path("/var/lib/edge-agent"), description="Caches such as compiled models (systemd StateDirectory)."
+        Path("/var/lib/edge-agent"), description="Caches, e.g. compiled models (StateDirectory)."
     )
     model: ModelConfig = Field(description="The detection model and how to read its output.")
     backend: BackendConfig = Field(

@@ -67,7 +67,9 @@ class CameraPipeline:
         self.engine = engine
         self.sink = sink
         self.options = options
-        self.depth = max(1, depth or engine.parallelism)
+        # One more than the engine runs at once, so a prepared frame waits for each
+        # request that frees up and the device never idles while we post-process.
+        self.depth = max(1, depth or engine.parallelism + 1)
         self.times = StageTimes()
         self.published = 0
         self.not_delivered = 0
@@ -97,6 +99,8 @@ class CameraPipeline:
         inflight: collections.deque[_InFlight] = collections.deque()
         frames = self.camera.frames
         while not self._stop.is_set():
+            while inflight and inflight[0].future.done():
+                self._finish(inflight.popleft())
             if len(inflight) >= self.depth:
                 self._finish(inflight.popleft())
                 continue

@@ -164,3 +164,25 @@ def test_check_config_and_version() -> None:
     )
     assert version.returncode == 0
     assert version.stdout.startswith("edge-agent ")
+
+
+def test_two_cameras_share_the_engine_each_in_order(
+    tmp_path: Path, samples: Path, broker: Broker, subscribe, unique_prefix: str, clip: Path
+) -> None:
+    traffic = samples / "media" / "traffic_frames.mp4"
+    collector = subscribe(f"{unique_prefix}/#")
+    cameras = (
+        f"  - id: street\n    type: file\n    path: {clip}\n    realtime: false\n"
+        f"  - id: road\n    type: file\n    path: {traffic}\n    realtime: false\n"
+    )
+    agent = start_agent(write_config(tmp_path, samples, broker, unique_prefix, cameras))
+    output, _ = agent.communicate(timeout=120)
+    assert agent.returncode == 0, output
+    street = collector.wait_for("/box1/street/detections", count=CLIP_FRAMES)
+    road = collector.wait_for("/box1/road/detections", count=frame_count(traffic))
+    assert [json.loads(m.payload)["sequence"] for m in street] == list(range(CLIP_FRAMES))
+    assert [json.loads(m.payload)["sequence"] for m in road] == list(range(len(road)))
+    road_frame = json.loads(road[0].payload)["frame"]
+    assert road_frame == {"width": 960, "height": 540}
+    cars = [d for m in road for d in json.loads(m.payload)["detections"] if d["label"] == "car"]
+    assert cars, "the highway clip shows cars"
