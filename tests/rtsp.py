@@ -12,7 +12,8 @@ because the `gi` bindings live there and not in the project's venv.
 By default the camera never ends: the video is re-encoded once with ffmpeg into an H.264
 stream without B-frames and with a key frame every second (what a real camera sends), and
 GStreamer loops that stream with running timestamps. The re-encode is cached in the
-system temp folder, keyed on the file's path, size and mtime (vtest.mp4: about 4 s, once).
+system temp folder, keyed on the file's content (vtest.mp4: about 4 s, once); entries
+unused for two days are removed.
 `loop=False` serves the MP4 as it is, and its stream ends at the end of the file.
 """
 
@@ -49,6 +50,24 @@ def _port_open(port: int) -> bool:
         return False
 
 
+def _content_key(video: Path) -> str:
+    """Keyed on the bytes, so a clip a test makes afresh each run reuses its entry."""
+    digest = hashlib.sha256()
+    with video.open("rb") as stream:
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def _prune_cache(keep: Path, max_age_s: float = 2 * 86400) -> None:
+    """Drop entries no test has used for two days, so the cache cannot grow without end."""
+    cutoff = time.time() - max_age_s
+    for entry in CACHE.glob("*.h264"):
+        with contextlib.suppress(OSError):  # another test process may prune it first
+            if entry != keep and entry.stat().st_mtime < cutoff:
+                entry.unlink()
+
+
 def loopable_stream(video: Path) -> Path:
     """An Annex-B H.264 copy of `video` without B-frames, made once and cached.
 
@@ -57,10 +76,9 @@ def loopable_stream(video: Path) -> Path:
     """
     if shutil.which("ffmpeg") is None:
         raise RuntimeError("ffmpeg is not installed: run scripts/setup")
-    stat = video.stat()
-    key = hashlib.sha256(f"{video.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode())
-    stream = CACHE / f"{video.stem}-{key.hexdigest()[:16]}.h264"
+    stream = CACHE / f"{video.stem}-{_content_key(video)}.h264"
     if stream.is_file():
+        stream.touch()  # marks it used, for _prune_cache
         return stream
     CACHE.mkdir(parents=True, exist_ok=True)
     partial = stream.with_name(f"{stream.name}.{os.getpid()}.partial")
@@ -74,6 +92,7 @@ def loopable_stream(video: Path) -> Path:
         partial.unlink(missing_ok=True)
         raise RuntimeError(f"ffmpeg could not re-encode {video}: {result.stderr.strip()}")
     partial.replace(stream)
+    _prune_cache(keep=stream)
     return stream
 
 
