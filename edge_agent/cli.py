@@ -16,13 +16,25 @@ from engines.errors import EngineError
 log = logging.getLogger("edge_agent")
 
 
+JOURNAL_PRIORITY = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
+
+
+class JournalFormatter(logging.Formatter):
+    """journald reads a leading <0>..<7> as the syslog priority of a stderr line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        priority = JOURNAL_PRIORITY.get(record.levelname, 6)
+        return f"<{priority}>{super().format(record)}"
+
+
 def setup_logging(level: str) -> None:
     """One line per event; under systemd the journal adds its own timestamps."""
+    handler = logging.StreamHandler(sys.stderr)
     if os.environ.get("JOURNAL_STREAM"):
-        fmt = "<%(levelno)s>%(name)s: %(message)s"
+        handler.setFormatter(JournalFormatter("%(name)s: %(message)s"))
     else:
-        fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-    logging.basicConfig(level=level.upper(), format=fmt, stream=sys.stderr, force=True)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ from types import FrameType
 from edge_agent import __version__
 from edge_agent.capture import Camera
 from edge_agent.config_model import AgentConfig
+from edge_agent.notify import Notifier, ProgressWatchdog
 from edge_agent.payload import info_payload
 from edge_agent.pipeline import CameraPipeline
 from edge_agent.publish import Publisher
@@ -43,6 +44,8 @@ class Agent:
         self.config = config
         self.pipelines: list[CameraPipeline] = []
         self.signals = SignalReceiver()
+        self.notifier = Notifier.from_environment()
+        self.watchdog = ProgressWatchdog.from_environment(self.notifier)
 
     def run(self) -> int:
         """Run until SIGTERM/SIGINT, or until every camera's file has played; exit code."""
@@ -77,21 +80,28 @@ class Agent:
                 camera.start()
                 stack.callback(pipeline.stop)
                 self.pipelines.append(pipeline)
-            log.info("running %d camera(s): %s", len(cameras), ", ".join(c.id for c in cameras))
+            summary = f"{len(cameras)} camera(s) on {engine.backend}/{engine.device}"
+            log.info("running %s: %s", summary, ", ".join(c.id for c in cameras))
+            self.notifier.ready(status=f"running {summary}")
             self._wait()
             log.info("stopping")
+            self.notifier.stopping()
         log.info("stopped")
         return 0
 
     def _wait(self) -> None:
         while True:
             self.signals.wake.wait(0.5)
+            # WATCHDOG=1 only while frames flow: a hung engine or dead loop gets restarted.
+            self.watchdog.beat(sum(pipeline.times.frames for pipeline in self.pipelines))
             signum = self.signals.received
             if signum in (signal.SIGTERM, signal.SIGINT):
                 log.info("received %s", signal.Signals(signum).name)
                 return
             if signum == signal.SIGHUP:
+                self.notifier.reloading()
                 log.warning("SIGHUP: reload is not supported yet; restart the service instead")
+                self.notifier.ready()
                 self.signals.received = None
                 self.signals.wake.clear()
             if all(pipeline.finished for pipeline in self.pipelines):
