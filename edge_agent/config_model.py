@@ -49,6 +49,11 @@ class OpenVinoBackend(Strict):
         "throughput", description="throughput: many cameras; latency: one camera, fastest frame."
     )
     num_requests: int = Field(0, ge=0, le=64, description="Infer requests in flight; 0: optimal.")
+    input_conversion: Literal["model", "host"] = Field(
+        "model",
+        description="Where uint8 -> float, layout and colour conversion run: inside the "
+        "compiled model (faster on CPU) or on the host.",
+    )
     cache_dir: Path | None = Field(
         None, description="Compiled-model cache so restarts skip compilation; default: state dir."
     )

@@ -35,6 +35,7 @@ def openvino_options(backend: OpenVinoBackend, state_dir: Path) -> dict[str, Any
         "performance_hint": backend.performance_hint,
         "num_requests": backend.num_requests,
         "cache_dir": backend.cache_dir or state_dir / "cache" / "openvino",
+        "host_convert": backend.input_conversion == "host",
     }
 
 

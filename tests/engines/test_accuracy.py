@@ -5,7 +5,8 @@ pictures: each box is an object a person sees there (the TV and the standing man
 139, the bed in 632, the skier and skis in 785, the two people in 872, the two dogs in
 pets, the cat, the big kite and the two near kite-flyers in kite_and_cold). Only
 confident, unambiguous objects are listed; extra detections are allowed. bf16 (the
-CPU default) must match them too, at IoU >= 0.5.
+CPU default) must match them too, at IoU >= 0.5, with the uint8 -> float conversion
+inside the model or on the host.
 """
 
 from __future__ import annotations
@@ -43,11 +44,19 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(inter / union)
 
 
-@pytest.fixture(scope="module", params=["f32", "auto"])
+@pytest.fixture(
+    scope="module",
+    params=[("f32", False), ("auto", False), ("auto", True)],
+    ids=["f32-model-convert", "auto-model-convert", "auto-host-convert"],
+)
 def engine(request: pytest.FixtureRequest, samples: Path):
     names = read_labels(samples / "models" / "coco_labels.txt")
+    precision, host_convert = request.param
     with OpenVinoEngine(
-        samples / "models" / "yolox_nano.onnx", class_names=names, precision=request.param
+        samples / "models" / "yolox_nano.onnx",
+        class_names=names,
+        precision=precision,
+        host_convert=host_convert,
     ) as loaded:
         yield loaded
 
