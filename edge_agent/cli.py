@@ -43,7 +43,7 @@ def _run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     setup_logging(args.log_level or config.log_level)
-    agent = Agent(config)
+    agent = Agent(config, args.config)
     agent.signals.install()
     return agent.run()
 

@@ -90,6 +90,10 @@ class CameraPipeline:
             self._stop.set()
             log.warning("camera %s: pipeline did not drain within %.0f s", self.camera.id, timeout)
             self._thread.join(2.0)
+        log.info(
+            "camera %s: %d frames published, %d not delivered, %d dropped at capture",
+            self.camera.id, self.published, self.not_delivered, self.camera.frames.dropped,
+        )
 
     @property
     def finished(self) -> bool:

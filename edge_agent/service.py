@@ -7,11 +7,15 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
 
 from edge_agent import __version__
 from edge_agent.capture import Camera
-from edge_agent.config_model import AgentConfig
+from edge_agent.config import load_config
+from edge_agent.config_model import AgentConfig, CameraConfig
+from edge_agent.errors import ConfigError
 from edge_agent.notify import Notifier, ProgressWatchdog
 from edge_agent.payload import info_payload
 from edge_agent.pipeline import CameraPipeline
@@ -40,12 +44,14 @@ class SignalReceiver:
 class Agent:
     """Owns the engine, the publisher and one capture + pipeline per enabled camera."""
 
-    def __init__(self, config: AgentConfig) -> None:
+    def __init__(self, config: AgentConfig, config_path: Path | None = None) -> None:
         self.config = config
-        self.pipelines: list[CameraPipeline] = []
+        self.config_path = config_path
+        self.pipelines: dict[str, CameraPipeline] = {}
         self.signals = SignalReceiver()
         self.notifier = Notifier.from_environment()
         self.watchdog = ProgressWatchdog.from_environment(self.notifier)
+        self._start_camera: Callable[[CameraConfig], None] | None = None
 
     def run(self) -> int:
         """Run until SIGTERM/SIGINT, or until every camera's file has played; exit code."""
@@ -73,13 +79,17 @@ class Agent:
                     cameras=[(cam.id, cam.type) for cam in cameras],
                 )
             )
-            for camera_config in cameras:
-                camera = Camera(camera_config)
-                pipeline = CameraPipeline(camera, engine, publisher, options)
+
+            def start_camera(camera_config: CameraConfig) -> None:
+                pipeline = CameraPipeline(Camera(camera_config), engine, publisher, options)
                 pipeline.start()
-                camera.start()
-                stack.callback(pipeline.stop)
-                self.pipelines.append(pipeline)
+                pipeline.camera.start()
+                self.pipelines[camera_config.id] = pipeline
+
+            self._start_camera = start_camera
+            stack.callback(self._stop_cameras)
+            for camera_config in cameras:
+                start_camera(camera_config)
             summary = f"{len(cameras)} camera(s) on {engine.backend}/{engine.device}"
             log.info("running %s: %s", summary, ", ".join(c.id for c in cameras))
             self.notifier.ready(status=f"running {summary}")
@@ -89,21 +99,53 @@ class Agent:
         log.info("stopped")
         return 0
 
+    def _stop_cameras(self) -> None:
+        for camera_id in list(self.pipelines):
+            self.pipelines.pop(camera_id).stop()
+
     def _wait(self) -> None:
         while True:
             self.signals.wake.wait(0.5)
             # WATCHDOG=1 only while frames flow: a hung engine or dead loop gets restarted.
-            self.watchdog.beat(sum(pipeline.times.frames for pipeline in self.pipelines))
+            self.watchdog.beat(sum(p.times.frames for p in self.pipelines.values()))
             signum = self.signals.received
             if signum in (signal.SIGTERM, signal.SIGINT):
                 log.info("received %s", signal.Signals(signum).name)
                 return
             if signum == signal.SIGHUP:
-                self.notifier.reloading()
-                log.warning("SIGHUP: reload is not supported yet; restart the service instead")
-                self.notifier.ready()
                 self.signals.received = None
                 self.signals.wake.clear()
-            if all(pipeline.finished for pipeline in self.pipelines):
+                self.notifier.reloading()
+                self.reload()
+                self.notifier.ready()
+            if all(pipeline.finished for pipeline in self.pipelines.values()):
                 log.info("every camera has finished its video")
                 return
+
+    def reload(self) -> None:
+        """Validate the file again; apply camera changes, restarting only changed cameras.
+
+        An invalid file keeps the running config. Model, backend and MQTT changes are
+        not applied live (they need `systemctl restart edge-agent`), and the log says so.
+        """
+        if self.config_path is None or self._start_camera is None:
+            return
+        try:
+            new = load_config(self.config_path)
+        except ConfigError as exc:
+            log.error("reload rejected, the running config stays in service:\n%s", exc)
+            return
+        if new.model_dump(exclude={"cameras"}) != self.config.model_dump(exclude={"cameras"}):
+            log.warning("reload: only camera changes apply live; restart to apply the others")
+        old = {cam.id: cam for cam in self.config.cameras if cam.enabled}
+        wanted = {cam.id: cam for cam in new.cameras if cam.enabled}
+        for camera_id, camera in old.items():
+            if wanted.get(camera_id) != camera and camera_id in self.pipelines:
+                log.info("reload: stopping camera %s", camera_id)
+                self.pipelines.pop(camera_id).stop()
+        for camera_id, camera in wanted.items():
+            if old.get(camera_id) != camera:
+                log.info("reload: starting camera %s", camera_id)
+                self._start_camera(camera)
+        self.config = self.config.model_copy(update={"cameras": new.cameras})
+        log.info("reload applied: cameras %s", ", ".join(wanted) or "(none)")
