@@ -74,6 +74,8 @@ def decode_options(model: ModelConfig, class_names: tuple[str, ...]) -> DecodeOp
                 ids.append(wanted)
             elif wanted in class_names:
                 ids.append(class_names.index(wanted))
+            elif wanted.replace(" ", "_") in class_names:  # IR labels lose their spaces
+                ids.append(class_names.index(wanted.replace(" ", "_")))
             else:
                 known = ", ".join(class_names) or "(the model has no class names)"
                 raise ConfigError(

@@ -34,7 +34,17 @@ def file_sha256(*paths: Path) -> str:
 
 
 def model_files(path: Path) -> list[Path]:
-    """The files a model consists of, or a ModelLoadError saying which one is missing."""
+    """The files a model consists of, or a ModelLoadError saying which one is missing.
+
+    An Ultralytics `*_openvino_model/` folder stands for the one `.xml` inside it.
+    """
+    if path.is_dir():
+        found = sorted(path.glob("*.xml"))
+        if len(found) != 1:
+            raise ModelLoadError(
+                str(path), f"a folder with {len(found)} .xml files; name the model file itself"
+            )
+        path = found[0]
     if not path.is_file():
         raise ModelLoadError(str(path), "file not found" if not path.exists() else "not a file")
     files = [path]

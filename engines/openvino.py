@@ -97,8 +97,8 @@ class OpenVinoEngine(Engine):
         cache_dir: Path | None = None,
         host_convert: bool = False,
     ) -> None:
-        path = Path(model_path)
-        files = model_files(path)
+        files = model_files(Path(model_path))
+        path = files[0]
         core = ov.Core()
         if cache_dir is not None:
             Path(cache_dir).mkdir(parents=True, exist_ok=True)

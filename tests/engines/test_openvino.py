@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import openvino as ov
 import pytest
 
 from engines import registry
@@ -71,3 +72,19 @@ def test_class_names_from_onnx_metadata(tmp_path: Path, samples: Path) -> None:
 def test_registry_rejects_unknown_backend() -> None:
     with pytest.raises(BackendUnavailableError, match="known backends: openvino"):
         registry.backend_class("nosuch")
+
+
+def test_ir_folder_stands_for_its_xml(tmp_path: Path, samples: Path) -> None:
+    """Ultralytics users often point at the *_openvino_model folder itself."""
+
+
+    folder = tmp_path / "yolox_openvino_model"
+    folder.mkdir()
+    model = ov.Core().read_model(str(samples / "models" / "yolox_nano.onnx"))
+    ov.save_model(model, str(folder / "yolox.xml"))
+    with OpenVinoEngine(folder) as engine:
+        assert engine.info.path == str(folder / "yolox.xml")
+        assert engine.info.family == "yolox"
+    (folder / "other.xml").write_text("<net/>")
+    with pytest.raises(ModelLoadError, match=r"2 \.xml files"):
+        OpenVinoEngine(folder)
