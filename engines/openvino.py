@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -11,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from engines import decoders
-from engines.base import Engine, InferResult, InputSpec, ModelInfo
+from engines.base import Engine, InferResult, ModelInfo
 from engines.errors import BackendUnavailableError, EngineError, ModelLoadError
 from engines.model_info import (
     DEFAULT_IMAGE_SIZE,
@@ -123,18 +124,7 @@ class OpenVinoEngine(Engine):
                 )
             except ValueError as exc:
                 raise ModelLoadError(str(path), str(exc)) from exc
-        convention = decoders.FAMILIES[family]
-        self.input = InputSpec(
-            name=input_name,
-            height=height,
-            width=width,
-            layout=layout,
-            color=convention.color,
-            scale=convention.scale,
-            pad_value=convention.pad_value,
-            pad_align=convention.pad_align,
-            dtype=dtype,
-        )
+        self.input = decoders.FAMILIES[family].input_spec(input_name, height, width, layout, dtype)
         self.info = ModelInfo(
             path=str(path),
             name=name or path.stem,
@@ -189,10 +179,7 @@ class OpenVinoEngine(Engine):
         if spec.scale != 1.0:
             steps.scale(1.0 / spec.scale)
         ppp.input().model().set_layout(ov.Layout("NCHW"))
-        self.input = InputSpec(
-            name=spec.name, height=spec.height, width=spec.width, layout="NHWC", color="BGR",
-            scale=1.0, pad_value=spec.pad_value, pad_align=spec.pad_align, dtype="uint8",
-        )
+        self.input = dataclasses.replace(spec, layout="NHWC", color="BGR", scale=1.0, dtype="uint8")
         return ppp.build()
 
     @staticmethod
