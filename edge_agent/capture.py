@@ -191,6 +191,8 @@ class Camera:
                 problem = f"camera {self.id}: stream stopped delivering frames"
             except SourceError as exc:
                 ended, problem = False, str(exc)
+            except cv2.error as exc:
+                ended, problem = False, f"camera {self.id}: decoder error: {exc}"
             finally:
                 capture.release()
             if ended:

@@ -134,10 +134,15 @@ class CameraPipeline:
         frame = item.frame
         height, width = frame.image.shape[:2]
         started = time.perf_counter()
-        detections = postprocess(
-            self.engine.info.family, result.outputs, self.engine.input, self.options,
-            item.letterbox, width, height,
-        )
+        try:
+            detections = postprocess(
+                self.engine.info.family, result.outputs, self.engine.input, self.options,
+                item.letterbox, width, height,
+            )
+        except ValueError as exc:  # outputs that do not fit the decoder: say so, keep going
+            self.last_error = f"cannot decode model output: {exc}"
+            log.error("camera %s frame %d: %s", self.camera.id, frame.sequence, self.last_error)
+            return
         payload = detections_payload(
             camera_id=frame.camera_id,
             sequence=frame.sequence,
