@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -66,13 +67,26 @@ cameras:
     return config
 
 
-def start_agent(config: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "edge_agent.cli", "run", "--config", str(config)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+def start_agent(config: Path, log: Path | None = None) -> subprocess.Popen[str]:
+    """The real agent process; its output goes to `log` (for long runs) or a pipe."""
+    with log.open("w") if log else contextlib.nullcontext() as sink:
+        return subprocess.Popen(
+            [sys.executable, "-m", "edge_agent.cli", "run", "--config", str(config)],
+            stdout=sink or subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+
+def stop_agent(agent: subprocess.Popen[str], log: Path, timeout: float = 60.0) -> None:
+    """SIGTERM, then wait; on a hang, kill it and fail with what it logged."""
+    agent.send_signal(signal.SIGTERM)
+    try:
+        agent.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        agent.kill()
+        agent.wait()
+        pytest.fail(f"agent did not stop within {timeout}s after SIGTERM:\n{log.read_text()}")
 
 
 def test_video_file_every_frame_published_in_order(

@@ -3,16 +3,13 @@ every frame's detections arrive, in order, once the broker is back."""
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
 from tests.conftest import Broker, Collector
-from tests.edge_agent.test_agent import write_config
+from tests.edge_agent.test_agent import start_agent, stop_agent, write_config
 
 
 def persistent_subscriber(broker: Broker, topic: str) -> Collector:
@@ -45,11 +42,7 @@ def test_broker_restart_loses_nothing(
     log = tmp_path / "agent.log"
     collector = persistent_subscriber(broker, f"{unique_prefix}/#")
     time.sleep(0.5)
-    with log.open("w") as sink:
-        agent = subprocess.Popen(
-            [sys.executable, "-m", "edge_agent.cli", "run", "--config", str(config)],
-            stdout=sink, stderr=subprocess.STDOUT,
-        )
+    agent = start_agent(config, log)
     try:
         collector.wait_for("/street/detections", count=10, timeout=60)
         broker.stop()
@@ -58,8 +51,7 @@ def test_broker_restart_loses_nothing(
         broker.start()
         collector.wait_for("/street/detections", count=seen + 40, timeout=30)
     finally:
-        agent.send_signal(signal.SIGTERM)
-        agent.wait(timeout=30)
+        stop_agent(agent, log)
         collector.client.loop_stop()
         collector.client.disconnect()
     assert agent.returncode == 0, log.read_text()

@@ -4,13 +4,11 @@ a good one starts the added camera and leaves the unchanged one running."""
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 from tests.conftest import Broker
-from tests.edge_agent.test_agent import write_config
+from tests.edge_agent.test_agent import start_agent, stop_agent, write_config
 
 
 def _sequences(collector, suffix: str) -> list[int]:
@@ -27,11 +25,7 @@ def test_reload_bad_then_good(
     good = config.read_text()
     collector = subscribe(f"{unique_prefix}/#")
     log = tmp_path / "agent.log"
-    with log.open("w") as sink:
-        agent = subprocess.Popen(
-            [sys.executable, "-m", "edge_agent.cli", "run", "--config", str(config)],
-            stdout=sink, stderr=subprocess.STDOUT,
-        )
+    agent = start_agent(config, log)
     try:
         collector.wait_for("/street/detections", count=5, timeout=60)
 
@@ -50,8 +44,7 @@ def test_reload_bad_then_good(
         agent.send_signal(signal.SIGHUP)
         collector.wait_for("/road/detections", count=5, timeout=30)
     finally:
-        agent.send_signal(signal.SIGTERM)
-        agent.wait(timeout=30)
+        stop_agent(agent, log)
     assert agent.returncode == 0, log.read_text()
     street_seq = _sequences(collector, "/street/detections")
     # The unchanged camera was never restarted: its frame numbers never went back to 0.
