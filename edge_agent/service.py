@@ -100,6 +100,9 @@ class Agent:
         return 0
 
     def _stop_cameras(self) -> None:
+        """All captures stop at once; then each pipeline drains what it already has."""
+        for pipeline in self.pipelines.values():
+            pipeline.camera.request_stop()
         for camera_id in list(self.pipelines):
             self.pipelines.pop(camera_id).stop()
 
