@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import select
 import signal
-import threading
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,19 +27,39 @@ log = logging.getLogger(__name__)
 
 
 class SignalReceiver:
-    """Handlers only record the signal; the main loop acts on it."""
+    """Handlers only record the signal; the main loop acts on it.
+
+    Python runs handlers in the main thread between bytecodes, so a handler that takes
+    a lock (Event.set) can deadlock against the main thread holding it (seen: SIGTERM
+    during Event.wait). Here the C-level wakeup fd writes each signal's number to a
+    socket and the Python handler does nothing.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
     def __init__(self) -> None:
-        self.received: int | None = None
-        self.wake = threading.Event()
+        self._reader, self._writer = socket.socketpair()
+        self._reader.setblocking(False)
+        self._writer.setblocking(False)
 
     def install(self) -> None:
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(signum, self._handle)
+        signal.set_wakeup_fd(self._writer.fileno(), warn_on_full_buffer=False)
+        for signum in self.SIGNALS:
+            signal.signal(signum, self._record)
 
-    def _handle(self, signum: int, _frame: FrameType | None) -> None:
-        self.received = signum
-        self.wake.set()
+    @staticmethod
+    def _record(_signum: int, _frame: FrameType | None) -> None:
+        """The wakeup fd already has the signal number; nothing else may happen here."""
+
+    def wait(self, timeout: float) -> list[int]:
+        """Signals received, oldest first, waiting at most `timeout` for the first."""
+        ready, _, _ = select.select([self._reader], [], [], timeout)
+        if not ready:
+            return []
+        try:
+            return [signum for signum in self._reader.recv(64) if signum in self.SIGNALS]
+        except BlockingIOError:
+            return []
 
 
 class Agent:
@@ -108,16 +129,13 @@ class Agent:
 
     def _wait(self) -> None:
         while True:
-            self.signals.wake.wait(0.5)
+            received = self.signals.wait(0.5)
             # WATCHDOG=1 only while frames flow: a hung engine or dead loop gets restarted.
             self.watchdog.beat(sum(p.times.frames for p in self.pipelines.values()))
-            signum = self.signals.received
-            if signum in (signal.SIGTERM, signal.SIGINT):
-                log.info("received %s", signal.Signals(signum).name)
-                return
-            if signum == signal.SIGHUP:
-                self.signals.received = None
-                self.signals.wake.clear()
+            for signum in received:
+                if signum in (signal.SIGTERM, signal.SIGINT):
+                    log.info("received %s", signal.Signals(signum).name)
+                    return
                 self.notifier.reloading()
                 self.reload()
                 self.notifier.ready()

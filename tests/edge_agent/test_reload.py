@@ -51,3 +51,24 @@ def test_reload_bad_then_good(
     assert street_seq == list(range(len(street_seq)))
     assert "reload: starting camera road" in log.read_text()
     assert "stopping camera street" not in log.read_text()
+
+
+def test_signal_storm_then_sigterm_stops_cleanly(
+    tmp_path: Path, samples: Path, broker: Broker, subscribe, unique_prefix: str
+) -> None:
+    """200 reload requests while frames flow, then SIGTERM: a clean, quick exit 0."""
+    one = f"  - id: street\n    type: file\n    path: {samples / 'media' / 'vtest.mp4'}\n"
+    config = write_config(tmp_path, samples, broker, unique_prefix, one)
+    collector = subscribe(f"{unique_prefix}/#")
+    log = tmp_path / "agent.log"
+    agent = start_agent(config, log)
+    try:
+        collector.wait_for("/street/detections", count=3, timeout=60)
+        for _ in range(200):
+            agent.send_signal(signal.SIGHUP)
+            time.sleep(0.002)
+    finally:
+        started = time.monotonic()
+        stop_agent(agent, log, timeout=30)
+    assert agent.returncode == 0, log.read_text()
+    assert time.monotonic() - started < 20
