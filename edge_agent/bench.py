@@ -26,7 +26,7 @@ from edge_agent.capture import Camera
 from edge_agent.config import load_config
 from edge_agent.config_model import AgentConfig, FileCamera, MqttConfig
 from edge_agent.errors import AgentError
-from edge_agent.pipeline import STAGES, CameraPipeline
+from edge_agent.pipeline import STAGES, CameraPipeline, StageTimes
 from edge_agent.publish import Publisher
 from edge_agent.selection import decode_options, open_configured_engine
 from engines.base import Engine
@@ -94,7 +94,7 @@ def loop_figures(
     try:
         time.sleep(WARMUP_S)
         first, started = pipeline.published, time.perf_counter()
-        pipeline.times = type(pipeline.times)()
+        pipeline.times = StageTimes()
         time.sleep(seconds)
         frames = pipeline.published - first
         elapsed = time.perf_counter() - started
