@@ -1,8 +1,14 @@
-"""The `edge-agent` command: run, check-config, bench, --version."""
+"""The `edge-agent` command: run, check-config, bench, --version, and the tool commands.
+
+Tool commands live in their own modules (COMMAND_MODULES); each defines
+`add_command(commands)` that adds its subparser with `handler` set, and imports its
+heavy dependencies only inside the handler.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
@@ -15,6 +21,9 @@ from engines.errors import EngineError
 
 log = logging.getLogger("edge_agent")
 
+
+COMMAND_MODULES: tuple[str, ...] = ()
+"""Modules that each add one subcommand with `add_command(commands)`."""
 
 JOURNAL_PRIORITY = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
 
@@ -84,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seconds", type=float, default=10.0, help="length of each measurement")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.set_defaults(handler=_bench)
+
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).add_command(commands)
     return parser
 
 
