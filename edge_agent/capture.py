@@ -29,8 +29,6 @@ from edge_agent.errors import SourceError
 
 log = logging.getLogger(__name__)
 
-OPEN_TIMEOUT_MS = 10_000
-READ_TIMEOUT_MS = 10_000
 _ffmpeg_options_lock = threading.Lock()
 """OpenCV reads RTSP options from one process-wide variable at open time."""
 
@@ -101,9 +99,10 @@ def open_capture(camera: CameraConfig) -> cv2.VideoCapture:
         capture = cv2.VideoCapture(str(camera.path), cv2.CAP_FFMPEG)
         what = f"video file {camera.path}"
     elif isinstance(camera, RtspCamera):
+        timeout_ms = int(camera.stall_timeout_s * 1000)
         params = [
-            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, OPEN_TIMEOUT_MS,
-            cv2.CAP_PROP_READ_TIMEOUT_MSEC, READ_TIMEOUT_MS,
+            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms,
+            cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms,
         ]
         with _ffmpeg_options_lock:
             os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = f"rtsp_transport;{camera.transport}"
@@ -154,6 +153,10 @@ class Camera:
         self.state = "STARTING"
         self.reconnects = 0
         self.last_error: str | None = None
+        self.captured = 0
+        """Frames read from the source (input rate = its change over time)."""
+        self.last_frame_at: float | None = None
+        """time.monotonic() of the last frame read; None before the first."""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"capture-{config.id}", daemon=True)
 
@@ -228,6 +231,8 @@ class Camera:
                     log.info("camera %s: end of %s after %d frames", self.id, config.path, sequence)
                     return sequence, True
                 return sequence, False
+            self.captured += 1
+            self.last_frame_at = time.monotonic()
             self.frames.put(Frame(self.id, sequence, image, time.time(), decode_ms), self._stop)
             sequence += 1
             if interval:

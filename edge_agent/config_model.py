@@ -94,6 +94,10 @@ class MqttConfig(Strict):
 class CameraBase(Strict):
     id: str = Field(pattern=SLUG, description="Camera id, used in MQTT topics.")
     enabled: bool = Field(True, description="false: keep the settings but do not capture.")
+    stall_timeout_s: float = Field(
+        10.0, ge=1.0, le=600.0,
+        description="No frame for this long counts as a fault: the source is reopened.",
+    )
 
 
 class FileCamera(CameraBase):

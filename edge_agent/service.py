@@ -22,6 +22,7 @@ from edge_agent.payload import info_payload
 from edge_agent.pipeline import CameraPipeline
 from edge_agent.publish import Publisher
 from edge_agent.selection import decode_options, open_configured_engine
+from engines.base import Engine
 
 log = logging.getLogger(__name__)
 
@@ -73,25 +74,31 @@ class Agent:
         self.notifier = Notifier.from_environment()
         self.watchdog = ProgressWatchdog.from_environment(self.notifier)
         self._start_camera: Callable[[CameraConfig], None] | None = None
+        self.started_at = time.time()
+        self.engine: Engine | None = None
+        self.backend_reason = ""
+        self.publisher: Publisher | None = None
 
     def run(self) -> int:
         """Run until SIGTERM/SIGINT, or until every camera's file has played; exit code."""
         config = self.config
         with contextlib.ExitStack() as stack:
             engine, reason = open_configured_engine(config)
+            self.engine, self.backend_reason = engine, reason
             stack.callback(engine.close)
             log.info("%s on %s (%s)", engine.backend, engine.device, reason)
             options = decode_options(config.model, engine.info.class_names)
 
             publisher = Publisher(config.mqtt, config.device_id)
             publisher.start()
+            self.publisher = publisher
             stack.callback(publisher.close)
             cameras = [cam for cam in config.cameras if cam.enabled]
             publisher.publish_info(
                 info_payload(
                     version=__version__,
                     device_id=config.device_id,
-                    started_at=time.time(),
+                    started_at=self.started_at,
                     backend=engine.backend,
                     device=engine.device,
                     backend_reason=reason,
