@@ -182,6 +182,15 @@ class Publisher:
         if send:
             self._publish_control(self.info_topic, payload)
 
+    def publish_retained(self, subtopic: str, payload: bytes) -> bool:
+        """A retained QoS 1 state message on `<prefix>/<device_id>/<subtopic>` (health,
+        camera state); False when not connected: the next periodic one replaces it."""
+        with self._lock:
+            if not self._connected or self._closing:
+                return False
+        info = self._publish_control(f"{self._detections_base}/{subtopic}", payload)
+        return info.rc == mqtt.MQTT_ERR_SUCCESS
+
     def close(self, timeout: float = 5.0) -> None:
         """Flush, say "offline" (a clean disconnect does not fire the will), disconnect."""
         with self._lock:
