@@ -27,8 +27,9 @@ from edge_agent.config import load_config
 from edge_agent.config_model import AgentConfig, FileCamera, MqttConfig
 from edge_agent.errors import AgentError
 from edge_agent.pipeline import STAGES, CameraPipeline, StageTimes
+from edge_agent.probe import probe
 from edge_agent.publish import Publisher
-from edge_agent.selection import decode_options, open_configured_engine
+from edge_agent.selection import decode_options, select_engine
 from engines.base import Engine
 
 WARMUP_S = 1.0
@@ -83,8 +84,12 @@ def private_broker() -> Iterator[MqttConfig]:
 def loop_figures(
     config: AgentConfig, engine: Engine, video: Path, mqtt: MqttConfig, seconds: float
 ) -> dict:
-    """The real capture -> pipeline -> publisher path on a looping file at full speed."""
-    publisher = Publisher(mqtt, config.device_id)
+    """The real capture -> pipeline -> publisher path on a looping file at full speed.
+
+    Detections go through the on-disk spool, as in the agent (a temporary one here).
+    """
+    spool_dir = tempfile.TemporaryDirectory(prefix="edge-agent-bench-")
+    publisher = Publisher(mqtt, config.device_id, Path(spool_dir.name))
     publisher.start()
     camera = Camera(FileCamera(id="bench", type="file", path=video, loop=True, realtime=False))
     options = decode_options(config.model, engine.info.class_names)
@@ -102,6 +107,7 @@ def loop_figures(
     finally:
         pipeline.stop()
         publisher.close(timeout=10)
+        spool_dir.cleanup()
     return {
         "fps": frames / elapsed,
         "frames": frames,
@@ -119,7 +125,11 @@ def main(args: argparse.Namespace) -> int:
     )
     if video is None:
         raise AgentError("no video: pass --video or put a file camera in the config")
-    engine, reason = open_configured_engine(config)
+    report = probe()
+    selection = select_engine(config, report)
+    engine, reason = selection.engine, selection.reason
+    if selection.fallbacks:
+        reason += f" (after: {'; '.join(selection.fallbacks)})"
     try:
         engine_fps = engine.raw_throughput(args.seconds)
         video_fps = decode_fps(video, args.seconds)

@@ -20,15 +20,31 @@ import numpy as np
 
 from edge_agent.config_model import (
     CameraConfig,
+    CsiCamera,
     FileCamera,
     GstreamerCamera,
     RtspCamera,
     UsbCamera,
 )
 from edge_agent.errors import SourceError
+from edge_agent.gstreamer import (
+    HARDWARE_DECODE_ELEMENTS,
+    GStreamerUnavailableError,
+    csi_elements,
+    csi_pipeline,
+    has_elements,
+    missing_note,
+    opencv_has_gstreamer,
+    plan_rtsp,
+    redact_url,
+    rtsp_elements,
+    rtsp_pipeline,
+)
 
 log = logging.getLogger(__name__)
 
+FAILED_AFTER = 5
+"""Failed opens or reads in a row before a camera's state is FAILED rather than BACKOFF."""
 _ffmpeg_options_lock = threading.Lock()
 """OpenCV reads RTSP options from one process-wide variable at open time."""
 
@@ -93,21 +109,14 @@ class FrameQueue:
 
 def open_capture(camera: CameraConfig) -> cv2.VideoCapture:
     """Open the OpenCV capture for one camera, or raise SourceError saying why."""
+    elements: tuple[str, ...] = ()  # GStreamer elements to name if the open fails
     if isinstance(camera, FileCamera):
         if not camera.path.is_file():
             raise SourceError(f"camera {camera.id}: video file {camera.path} not found")
         capture = cv2.VideoCapture(str(camera.path), cv2.CAP_FFMPEG)
         what = f"video file {camera.path}"
     elif isinstance(camera, RtspCamera):
-        timeout_ms = int(camera.stall_timeout_s * 1000)
-        params = [
-            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms,
-            cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms,
-        ]
-        with _ffmpeg_options_lock:
-            os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = f"rtsp_transport;{camera.transport}"
-            capture = cv2.VideoCapture(camera.url, cv2.CAP_FFMPEG, params)
-        what = f"RTSP stream {_redact(camera.url)}"
+        capture, what, elements = _open_rtsp(camera)
     elif isinstance(camera, UsbCamera):
         device = camera.device
         capture = cv2.VideoCapture(device if isinstance(device, int) else str(device), cv2.CAP_V4L2)
@@ -119,8 +128,10 @@ def open_capture(camera: CameraConfig) -> cv2.VideoCapture:
             if value is not None:
                 capture.set(prop, value)
         what = f"USB camera {device}"
+    elif isinstance(camera, CsiCamera):
+        capture, what, elements = _open_csi(camera)
     elif isinstance(camera, GstreamerCamera):
-        if "GStreamer:                   YES" not in cv2.getBuildInformation():
+        if not opencv_has_gstreamer():
             raise SourceError(
                 f"camera {camera.id}: this OpenCV has no GStreamer support; install a build "
                 "with it (Debian/JetPack python3-opencv) or use an rtsp/usb/file camera"
@@ -131,22 +142,84 @@ def open_capture(camera: CameraConfig) -> cv2.VideoCapture:
         raise SourceError(f"camera {camera.id}: unsupported type")
     if not capture.isOpened():
         capture.release()
-        raise SourceError(f"camera {camera.id}: cannot open {what}")
+        raise SourceError(f"camera {camera.id}: cannot open {what}{missing_note(elements)}")
     return capture
 
 
-def _redact(url: str) -> str:
-    """Never log camera passwords."""
-    scheme, sep, rest = url.partition("://")
-    if "@" in rest:
-        rest = "***@" + rest.split("@", 1)[1]
-    return scheme + sep + rest
+_Opened = tuple[cv2.VideoCapture, str, tuple[str, ...]]
+"""A capture, what it is (for errors) and the GStreamer elements it needs."""
+
+
+def _open_rtsp(camera: RtspCamera) -> _Opened:
+    """FFmpeg, or GStreamer with Jetson hardware decoding, as `decoder:` and the box allow."""
+    shown = redact_url(camera.url)
+    gstreamer = camera.decoder != "ffmpeg" and opencv_has_gstreamer()
+    try:
+        plan = plan_rtsp(
+            camera.decoder,
+            opencv_gstreamer=opencv_has_gstreamer(),
+            hardware_decoder=gstreamer and has_elements(*HARDWARE_DECODE_ELEMENTS),
+        )
+    except GStreamerUnavailableError as exc:
+        raise SourceError(f"camera {camera.id}: {exc}") from None
+    if plan.backend == "gstreamer":
+        options = (camera.codec, camera.transport, camera.latency_ms, plan.hardware)
+        timeout_s = camera.stall_timeout_s
+        _describe(
+            camera.id,
+            "camera %s: RTSP %s through GStreamer, %s decoding (%s): %s",
+            camera.id, shown, "hardware" if plan.hardware else "software", plan.reason,
+            rtsp_pipeline(shown, *options, timeout_s=timeout_s),
+        )
+        pipeline = rtsp_pipeline(camera.url, *options, timeout_s=timeout_s)
+        capture = cv2.VideoCapture(pipeline, cv2.CAP_GSTREAMER)
+        elements = rtsp_elements(camera.codec, plan.hardware)
+        return capture, f"RTSP stream {shown} with GStreamer", elements
+    _describe(camera.id, "camera %s: RTSP %s through FFmpeg (%s)", camera.id, shown, plan.reason)
+    timeout_ms = int(camera.stall_timeout_s * 1000)
+    params = [
+        cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms,
+        cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms,
+    ]
+    with _ffmpeg_options_lock:
+        os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = f"rtsp_transport;{camera.transport}"
+        capture = cv2.VideoCapture(camera.url, cv2.CAP_FFMPEG, params)
+    return capture, f"RTSP stream {shown}", ()
+
+
+_described: set[str] = set()
+
+
+def _describe(camera_id: str, message: str, *args: object) -> None:
+    """How a camera is opened: INFO the first time, DEBUG on every reopen (no flood)."""
+    level = logging.DEBUG if camera_id in _described else logging.INFO
+    _described.add(camera_id)
+    log.log(level, message, *args)
+
+
+def _open_csi(camera: CsiCamera) -> _Opened:
+    """A Jetson CSI sensor: only GStreamer's nvarguscamerasrc reaches the ISP."""
+    if not opencv_has_gstreamer():
+        raise SourceError(
+            f"camera {camera.id}: a csi camera needs an OpenCV built with GStreamer and this "
+            "one has none; use JetPack's python3-opencv, or type: usb if the sensor has a "
+            "V4L2 driver"
+        )
+    pipeline = csi_pipeline(
+        camera.sensor_id, camera.width, camera.height, camera.fps, camera.flip_method
+    )
+    _describe(camera.id, "camera %s: CSI through GStreamer: %s", camera.id, pipeline)
+    capture = cv2.VideoCapture(pipeline, cv2.CAP_GSTREAMER)
+    mode = f"{camera.width}x{camera.height} at {camera.fps} fps"
+    return capture, f"CSI camera sensor-id {camera.sensor_id} ({mode})", csi_elements()
 
 
 class Camera:
     """Reads one source in its own thread into `frames`; reopens it with backoff on errors."""
 
-    def __init__(self, config: CameraConfig, queue_size: int = 2) -> None:
+    def __init__(
+        self, config: CameraConfig, queue_size: int = 2, first_sequence: int = 0
+    ) -> None:
         self.config = config
         self.live = not isinstance(config, FileCamera)
         self.frames = FrameQueue(queue_size if not self.live else 1, drop_oldest=self.live)
@@ -155,6 +228,9 @@ class Camera:
         self.last_error: str | None = None
         self.captured = 0
         """Frames read from the source (input rate = its change over time)."""
+        self.next_sequence = first_sequence
+        """Sequence number the next frame gets; a restarted camera continues from here."""
+        self._failures = 0
         self.last_frame_at: float | None = None
         """time.monotonic() of the last frame read; None before the first."""
         self._stop = threading.Event()
@@ -182,7 +258,7 @@ class Camera:
         return self.frames.closed
 
     def _run(self) -> None:
-        sequence = 0
+        sequence = self.next_sequence
         delay = 1.0
         while not self._stop.is_set():
             try:
@@ -191,7 +267,7 @@ class Camera:
                 self._fail(str(exc), delay)
                 delay = min(delay * 2, 30.0)
                 continue
-            self.state, delay = "RUNNING", 1.0
+            self.state, delay, self._failures = "RUNNING", 1.0, 0
             log.info("camera %s opened", self.id)
             try:
                 sequence, ended = self._read(capture, sequence)
@@ -212,6 +288,7 @@ class Camera:
 
     def _read(self, capture: cv2.VideoCapture, sequence: int) -> tuple[int, bool]:
         """Read until stop, error or end of file; returns (next sequence, source ended)."""
+        first = sequence
         config = self.config
         pace = isinstance(config, FileCamera) and config.realtime
         fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
@@ -223,18 +300,20 @@ class Camera:
             decode_ms = (time.perf_counter() - started) * 1000
             if not ok:
                 if isinstance(config, FileCamera):
-                    if config.loop and sequence > 0:
+                    if config.loop and sequence > first:
                         capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
                         continue
-                    if sequence == 0:
+                    if sequence == first:
                         raise SourceError(f"camera {self.id}: {config.path} has no frames")
-                    log.info("camera %s: end of %s after %d frames", self.id, config.path, sequence)
+                    log.info("camera %s: end of %s after %d frames", self.id, config.path,
+                             sequence - first)
                     return sequence, True
                 return sequence, False
             self.captured += 1
             self.last_frame_at = time.monotonic()
             self.frames.put(Frame(self.id, sequence, image, time.time(), decode_ms), self._stop)
             sequence += 1
+            self.next_sequence = sequence
             if interval:
                 next_due += interval
                 wait = next_due - time.monotonic()
@@ -245,8 +324,13 @@ class Camera:
         return sequence, False
 
     def _fail(self, message: str, delay: float) -> None:
-        """Record the error and wait a randomised, growing delay before reopening."""
-        self.state = "BACKOFF"
+        """Record the error and wait a randomised, growing delay before reopening.
+
+        After FAILED_AFTER failures in a row the state says FAILED (someone must look),
+        but reopening goes on at the longest delay: a camera that comes back is used.
+        """
+        self._failures += 1
+        self.state = "FAILED" if self._failures >= FAILED_AFTER else "BACKOFF"
         self.last_error = message
         self.reconnects += 1
         wait = delay * random.uniform(0.8, 1.2)

@@ -10,41 +10,26 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from edge_agent import __version__
 from edge_agent.errors import AgentError, ConfigError
+from edge_agent.logs import setup_logging
 from engines.errors import EngineError
 
 log = logging.getLogger("edge_agent")
 
 
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "edge_agent.control",
+    "edge_agent.probe_cli",
+    "edge_agent.doctor",
+    "edge_agent.snapshot",
+    "edge_agent.watch",
+)
 """Modules that each add one subcommand with `add_command(commands)`."""
-
-JOURNAL_PRIORITY = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
-
-
-class JournalFormatter(logging.Formatter):
-    """journald reads a leading <0>..<7> as the syslog priority of a stderr line."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        priority = JOURNAL_PRIORITY.get(record.levelname, 6)
-        return f"<{priority}>{super().format(record)}"
-
-
-def setup_logging(level: str) -> None:
-    """One line per event; under systemd the journal adds its own timestamps."""
-    handler = logging.StreamHandler(sys.stderr)
-    if os.environ.get("JOURNAL_STREAM"):
-        handler.setFormatter(JournalFormatter("%(name)s: %(message)s"))
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
-
 
 def _run(args: argparse.Namespace) -> int:
     from edge_agent.config import load_config

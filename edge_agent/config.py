@@ -520,11 +520,14 @@ def _resolve_paths(config: AgentConfig, base: Path) -> AgentConfig:
 
     cameras = [paths(cam, "path") if isinstance(cam, FileCamera) else cam for cam in config.cameras]
     backend = config.backend
-    if getattr(backend, "cache_dir", None) is not None:
-        backend = paths(backend, "cache_dir")
+    for name in ("cache_dir", "int8_calibration_cache"):
+        if getattr(backend, name, None) is not None:
+            backend = paths(backend, name)
     mqtt = config.mqtt
     if mqtt.tls is not None:
         mqtt = mqtt.model_copy(update={"tls": paths(mqtt.tls, "ca_file", "cert_file", "key_file")})
+    if mqtt.spool.path is not None:
+        mqtt = mqtt.model_copy(update={"spool": paths(mqtt.spool, "path")})
     return config.model_copy(update={
         "state_dir": resolve(config.state_dir),
         "model": paths(config.model, "path", "labels"),

@@ -9,7 +9,14 @@ import socket
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 SLUG = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -59,12 +66,52 @@ class OpenVinoBackend(Strict):
     )
 
 
+class TensorRtBackend(Strict):
+    type: Literal["tensorrt"] = Field(description="NVIDIA GPU: Jetson or a discrete card.")
+    device: int = Field(0, ge=0, le=63, description="CUDA device index.")
+    precision: Literal["auto", "fp16", "fp32", "int8"] = Field(
+        "auto", description="auto: fp16 where the GPU has fast fp16, else fp32; int8 needs "
+        "int8_calibration_cache.",
+    )
+    int8_calibration_cache: Path | None = Field(
+        None, validate_default=True,
+        description="Calibration cache for precision int8 (required with it).",
+    )
+    workspace_mb: int = Field(
+        1024, ge=16, le=65536, description="Scratch memory the engine builder may use, MiB."
+    )
+    num_contexts: int = Field(
+        2, ge=1, le=16, description="Execution contexts, i.e. frames in flight on the GPU."
+    )
+    cache_dir: Path | None = Field(
+        None, description="Built-engine cache so restarts skip the build; default: state dir."
+    )
+
+    @field_validator("int8_calibration_cache")
+    @classmethod
+    def _calibration_for_int8(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        # validate_default runs this when the key is absent too: int8 without it is an error.
+        if value is None and info.data.get("precision") == "int8":
+            raise PydanticCustomError(
+                "int8_needs_calibration",
+                "required when precision is int8: the calibration cache TensorRT reads "
+                "(see docs/tensorrt.md); or use precision fp16",
+            )
+        return value
+
+
 class AutoBackend(Strict):
-    type: Literal["auto"] = Field("auto", description="First backend whose runtime is installed.")
-    device: str | None = Field(None, description="Force a device for the chosen backend.")
+    type: Literal["auto"] = Field(
+        "auto", description="Best backend for this hardware (docs/backends.md, with fallback)."
+    )
+    device: str | None = Field(
+        None, description="Force this OpenVINO device (CPU, GPU, NPU ...); no fallback."
+    )
 
 
-BackendConfig = Annotated[OpenVinoBackend | AutoBackend, Field(discriminator="type")]
+BackendConfig = Annotated[
+    OpenVinoBackend | TensorRtBackend | AutoBackend, Field(discriminator="type")
+]
 
 
 class TlsConfig(Strict):
@@ -72,6 +119,19 @@ class TlsConfig(Strict):
     cert_file: Path | None = Field(None, description="Client certificate (mutual TLS).")
     key_file: Path | None = Field(None, description="Client key (mutual TLS).")
     insecure: bool = Field(False, description="Skip hostname check (lab use only).")
+
+
+class SpoolConfig(Strict):
+    enabled: bool = Field(
+        True, description="Keep unacknowledged detections on disk; false: in memory only."
+    )
+    path: Path | None = Field(None, description="SQLite file; default: <state_dir>/spool.sqlite3.")
+    max_mb: float = Field(
+        256.0, gt=0, le=1_000_000, description="Most megabytes held; the oldest go first."
+    )
+    max_age_h: float = Field(
+        168.0, gt=0, le=87_600, description="Hours a detection may wait before it is dropped."
+    )
 
 
 class MqttConfig(Strict):
@@ -87,7 +147,11 @@ class MqttConfig(Strict):
     )
     qos: Literal[0, 1, 2] = Field(1, description="MQTT quality of service for detections.")
     max_queued: int = Field(
-        1000, ge=1, le=1_000_000, description="Messages held for the broker before dropping."
+        1_000_000, ge=1, le=100_000_000,
+        description="Most detection messages held for the broker; beyond, the oldest go.",
+    )
+    spool: SpoolConfig = Field(
+        default_factory=SpoolConfig, description="Where detections wait while the broker is away."
     )
 
 
@@ -113,6 +177,19 @@ class RtspCamera(CameraBase):
     transport: Literal["tcp", "udp"] = Field(
         "tcp", description="tcp survives lossy links; udp has less delay."
     )
+    decoder: Literal["auto", "ffmpeg", "gstreamer"] = Field(
+        "auto",
+        description="auto: Jetson hardware decoding (GStreamer nvv4l2decoder) where OpenCV "
+        "has GStreamer and the decoder is installed, else FFmpeg; gstreamer: always "
+        "GStreamer (software avdec without nvv4l2decoder); ffmpeg: always FFmpeg.",
+    )
+    codec: Literal["h264", "h265"] = Field(
+        "h264", description="The stream's codec; GStreamer needs it, FFmpeg finds it itself."
+    )
+    latency_ms: int = Field(
+        200, ge=0, le=60_000,
+        description="GStreamer jitter buffer: less is less delay, more rides out a lossy link.",
+    )
 
 
 class UsbCamera(CameraBase):
@@ -123,14 +200,99 @@ class UsbCamera(CameraBase):
     fps: float | None = Field(None, gt=0, description="Requested frames/s; default: the camera's.")
 
 
+class CsiCamera(CameraBase):
+    type: Literal["csi"] = Field(
+        description="A Jetson MIPI CSI camera through nvarguscamerasrc (needs OpenCV with "
+        "GStreamer, as JetPack's python3-opencv has)."
+    )
+    sensor_id: int = Field(0, ge=0, le=255, description="Which CSI sensor: 0, 1 ... (sensor-id).")
+    width: int = Field(1920, ge=1, le=16384, description="Capture width: a mode the sensor has.")
+    height: int = Field(1080, ge=1, le=16384, description="Capture height: a mode the sensor has.")
+    fps: int = Field(30, ge=1, le=1000, description="Frames/s: a rate the sensor mode has.")
+    flip_method: int = Field(
+        0, ge=0, le=7,
+        description="nvvidconv flip-method: 0 none, 1 rotate 90 counter-clockwise, 2 rotate "
+        "180, 3 rotate 90 clockwise, 4 flip horizontally, 5 upper-right diagonal, 6 flip "
+        "vertically, 7 upper-left diagonal.",
+    )
+
+
 class GstreamerCamera(CameraBase):
     type: Literal["gstreamer"] = Field(description="Any source GStreamer can open.")
     pipeline: str = Field(description="GStreamer pipeline ending in appsink.")
 
 
 CameraConfig = Annotated[
-    FileCamera | RtspCamera | UsbCamera | GstreamerCamera, Field(discriminator="type")
+    FileCamera | RtspCamera | UsbCamera | CsiCamera | GstreamerCamera,
+    Field(discriminator="type"),
 ]
+
+
+class DriftConfig(Strict):
+    """Rolling image and detection statistics compared with what the camera saw at start."""
+
+    enabled: bool = Field(True, description="false: no drift statistics, no drift reasons.")
+    sample_every: int = Field(
+        5, ge=1, le=1000, description="Measure every k-th processed frame (cost ~0.2 ms each)."
+    )
+    baseline_samples: int = Field(
+        60, ge=5, le=100_000, description="Samples after start that form the baseline."
+    )
+    window_samples: int = Field(
+        30, ge=5, le=10_000, description="Most recent samples compared with the baseline."
+    )
+    dark_brightness: float = Field(
+        20.0, ge=0, le=255, description="Mean grey level (0-255) below which a camera is dark."
+    )
+    blinded_brightness: float = Field(
+        235.0, ge=0, le=255, description="Mean grey level above which a camera is blinded."
+    )
+    covered_contrast: float = Field(
+        6.0, ge=0, le=128, description="Grey-level spread (std) below which the view is flat."
+    )
+    blur_ratio: float = Field(
+        0.3, gt=0, lt=1, description="Sharpness below this share of the baseline: out of focus."
+    )
+    collapse_ratio: float = Field(
+        0.2, gt=0, lt=1,
+        description="Detections per frame below this share of the baseline: collapsed.",
+    )
+    min_baseline_detections: float = Field(
+        0.5, ge=0, description="Baseline detections per frame needed to judge a collapse."
+    )
+
+
+class HealthConfig(Strict):
+    interval_s: float = Field(
+        30.0, ge=1.0, le=3600.0,
+        description="Seconds between health messages (also sent on every state change).",
+    )
+    metrics_address: str = Field(
+        "127.0.0.1:9108", description="HOST:PORT of /metrics and /healthz; '' turns them off."
+    )
+    disk_min_free_percent: float = Field(
+        5.0, ge=0, le=100, description="Less free space in state_dir than this: degraded."
+    )
+    thermal_limit_c: float = Field(
+        85.0, ge=20, le=150, description="Limit for sensors that publish no critical trip point."
+    )
+    thermal_margin_c: float = Field(
+        5.0, ge=0, le=50, description="Degraded when a sensor is this close to its limit."
+    )
+    drift: DriftConfig = Field(default_factory=DriftConfig, description="Drift watch.")
+
+    @field_validator("metrics_address")
+    @classmethod
+    def _host_port(cls, address: str) -> str:
+        if address == "":
+            return address
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ValueError(
+                f"should be HOST:PORT with a port 1 to 65535 (got {address!r}); allowed: "
+                "e.g. 127.0.0.1:9108, 0.0.0.0:9108, [::1]:9108, or '' to turn it off"
+            )
+        return address
 
 
 class AgentConfig(Strict):
@@ -148,6 +310,9 @@ class AgentConfig(Strict):
         default_factory=AutoBackend, description="Inference runtime; default: type auto."
     )
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="Where detections go.")
+    health: HealthConfig = Field(
+        default_factory=HealthConfig, description="Health messages, metrics, drift watch."
+    )
     cameras: list[CameraConfig] = Field(min_length=1, description="Video sources, at least one.")
 
     @field_validator("cameras")

@@ -94,10 +94,15 @@ def info_payload(
     input_spec: InputSpec,
     cameras: Iterable[tuple[str, str]],
     version: str = __version__,
+    fallbacks: Iterable[str] = (),
+    config_path: str | None = None,
+    last_reload: dict[str, object] | None = None,
 ) -> bytes:
     """The retained description of this agent: what runs, where, and why that backend.
 
     `cameras` is (camera id, type) pairs in config order; type is file, rtsp, usb ...
+    `fallbacks` lists backends tried or passed over before this one (degraded when any).
+    `last_reload` is the outcome of the last SIGHUP: {at, ok, error, applied}.
     """
     body = {
         "schema_version": SCHEMA_VERSION,
@@ -107,6 +112,8 @@ def info_payload(
         "backend": backend,
         "device": device,
         "backend_reason": backend_reason,
+        "fallbacks": list(fallbacks),
+        "config": {"path": config_path, "last_reload": last_reload},
         "model": {
             "name": model.name,
             "path": model.path,
@@ -116,5 +123,27 @@ def info_payload(
             "input": {"width": input_spec.width, "height": input_spec.height},
         },
         "cameras": [{"id": camera_id, "type": kind} for camera_id, kind in cameras],
+    }
+    return _ENCODER.encode(body).encode("utf-8")
+
+
+def camera_state_payload(
+    *,
+    camera_id: str,
+    state: str,
+    since: float,
+    reconnects: int,
+    last_error: str | None,
+    frames: int,
+) -> bytes:
+    """One camera's state (STARTING, RUNNING, BACKOFF, FAILED, STOPPED), sent on change."""
+    body = {
+        "schema_version": SCHEMA_VERSION,
+        "camera": camera_id,
+        "state": state,
+        "since": iso_utc(since),
+        "reconnects": reconnects,
+        "last_error": last_error,
+        "frames": frames,
     }
     return _ENCODER.encode(body).encode("utf-8")

@@ -15,7 +15,10 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
+
 from edge_agent.capture import Camera, Frame
+from edge_agent.drift import DriftWatch
 from edge_agent.payload import detections_payload
 from engines.base import Engine, InferResult
 from engines.decoders import DecodeOptions, postprocess
@@ -24,6 +27,9 @@ from engines.preprocess import Letterbox, prepare
 log = logging.getLogger(__name__)
 
 STAGES = ("decode", "preprocess", "infer", "postprocess", "publish")
+
+LATENCY_WINDOW = 1024
+"""Frames whose latencies feed the health percentiles (about 40 s at 25 fps)."""
 
 
 class DetectionSink(Protocol):
@@ -42,6 +48,33 @@ class StageTimes:
     def mean_ms(self) -> dict[str, float]:
         count = max(self.frames, 1)
         return {stage: total / count for stage, total in self.totals.items()}
+
+
+class LatencyRecorder:
+    """The last LATENCY_WINDOW frames' inference and capture-to-publish times.
+
+    Fixed numpy rings: one pipeline thread writes a slot per frame, the health thread
+    copies them; a copy taken mid-write holds at most one value from the newer frame.
+    """
+
+    def __init__(self, size: int = LATENCY_WINDOW) -> None:
+        self.inference_ms = np.zeros(size, np.float32)
+        self.end_to_end_ms = np.zeros(size, np.float32)
+        self.count = 0
+
+    def add(self, inference_ms: float, end_to_end_ms: float) -> None:
+        slot = self.count % len(self.inference_ms)
+        self.inference_ms[slot] = inference_ms
+        self.end_to_end_ms[slot] = end_to_end_ms
+        self.count += 1
+
+    def percentiles(self, which: str, quantiles: tuple[float, ...]) -> list[float] | None:
+        """Percentiles (0-100) of `inference_ms` or `end_to_end_ms`; None before any frame."""
+        filled = min(self.count, len(self.inference_ms))
+        if not filled:
+            return None
+        values = getattr(self, which)[:filled].copy()
+        return [float(v) for v in np.percentile(values, quantiles)]
 
 
 @dataclass
@@ -74,6 +107,11 @@ class CameraPipeline:
         self.published = 0
         self.not_delivered = 0
         self.last_error: str | None = None
+        self.latency = LatencyRecorder()
+        self.in_flight = 0
+        """Frames submitted to the engine and not yet published."""
+        self.drift: DriftWatch | None = None
+        """Set by the health monitor when drift watch is on."""
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._run, name=f"pipeline-{camera.id}", daemon=True
@@ -115,6 +153,8 @@ class CameraPipeline:
                 self._finish(inflight.popleft())
             elif frames.closed:
                 break
+            self.in_flight = len(inflight)
+        self.in_flight = 0
         for item in inflight:
             item.future.cancel()
 
@@ -160,6 +200,7 @@ class CameraPipeline:
             self.published += 1
         else:
             self.not_delivered += 1
+        published_at = time.time()
         totals = self.times.totals
         totals["decode"] += frame.decode_ms
         totals["preprocess"] += item.preprocess_ms
@@ -167,3 +208,7 @@ class CameraPipeline:
         totals["postprocess"] += (decoded - started) * 1000
         totals["publish"] += (time.perf_counter() - decoded) * 1000
         self.times.frames += 1
+        # After the stage totals, so drift sampling is not billed to "publish".
+        self.latency.add(result.latency_ms, (published_at - frame.captured_at) * 1000)
+        if self.drift is not None:
+            self.drift.offer(frame.image, detections)

@@ -1,4 +1,4 @@
-"""MQTT publishing: status with a last will, retained info, bounded detection stream.
+"""MQTT publishing: status with a last will, retained info, detections through a spool.
 
 Topics (docs/mqtt.md):
   <prefix>/<device_id>/status             "online"/"offline", retained, QoS 1, last will
@@ -18,75 +18,55 @@ import ssl
 import sys
 import threading
 import time
-from enum import Enum
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
 from edge_agent.config_model import MqttConfig, TlsConfig
 from edge_agent.errors import ConfigError
+from edge_agent.outbox import MAX_INFLIGHT, Outbox
+from edge_agent.spool import Spool, SpoolError
 
 log = logging.getLogger(__name__)
 
-MAX_INFLIGHT = 100
-"""QoS>0 messages on the wire awaiting their ack. paho's default of 20 caps QoS 1 at
-20 per round trip (250 msg/s on an 80 ms cellular link, below a few cameras' rate);
-100 keeps up while bounding the burst re-sent after a reconnect."""
+CONTROL_HEADROOM = 16
+"""Room kept in paho's queue above the detection window for status, info and state
+messages, so "online" still fits after an outage."""
 
-CONTROL_HEADROOM = 8
-"""Room kept in paho's queue above `max_queued` for status and info, so "online" still
-fits after an outage has filled the queue with detections."""
-
-DROP_LOG_INTERVAL_S = 10.0
 RECONNECT_MIN_DELAY_S = 1
 RECONNECT_MAX_DELAY_S = 30
-
-
-class _Kind(Enum):
-    """What an outstanding message is, so its ack lands on the right counter."""
-
-    DETECTION = "detection"
-    DETECTION_QOS0 = "detection-qos0"  # paho discards unsent QoS 0 on reconnect
-    CONTROL = "control"
 
 
 class Publisher:
     """One MQTT connection for the whole agent; camera threads share it.
 
-    Never blocks the pipeline: a broker that is down or slow costs dropped detections
-    (counted, logged rate-limited), not memory or latency. Counters cover detection
-    messages only: `published` (accepted for sending), `acknowledged` (PUBACK for QoS 1/2,
-    written to the socket for QoS 0), `dropped` (refused or lost).
+    Detections go through the `Outbox` (spool + sender), so a broker that is down or
+    slow costs disk, bounded, never the pipeline's time or memory. Status, info and
+    state messages are retained QoS 1 and go straight to the client.
     """
 
-    def __init__(self, config: MqttConfig, device_id: str) -> None:
+    def __init__(self, config: MqttConfig, device_id: str, state_dir: Path | None = None) -> None:
         self._config = config
-        self._qos = config.qos
-        self._max_queued = config.max_queued
         base = f"{config.topic_prefix.rstrip('/')}/{device_id}"
         self.status_topic = f"{base}/status"
         self.info_topic = f"{base}/info"
-        self._detections_base = base
+        self._base = base
         self.client_id = config.client_id or f"edge-agent-{device_id}"
-
         self._lock = threading.Lock()
-        self._idle = threading.Condition(self._lock)
-        self._outstanding = 0  # detections accepted (or about to be) and not yet acked
-        self._pending: dict[int, _Kind] = {}
-        self._acked_early: set[int] = set()  # acks that beat publish() returning its mid
         self._info: bytes | None = None
         self._connected = False
         self._closing = False
         self._closed = False
         self._started = False
-        self.published = 0
-        self.acknowledged = 0
-        self.dropped = 0
-        self._drops_unlogged = 0
-        self._drop_logged_at = float("-inf")
-        self._drop_reason = ""
         self.last_error: str | None = None
         """Why the last connection attempt failed or the connection dropped; None once up."""
+        self._client = self._make_client(config)
+        spool = _open_spool(config, state_dir)
+        self.outbox = Outbox(self._client, spool, config.qos, lambda: _full_reason(config))
+        if spool.path is None and config.spool.enabled:
+            self.outbox.spool_error = "no state directory for the spool"
 
+    def _make_client(self, config: MqttConfig) -> mqtt.Client:
         client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
@@ -103,13 +83,13 @@ class Publisher:
                 client.tls_insecure_set(True)
         client.will_set(self.status_topic, "offline", qos=1, retain=True)
         client.max_inflight_messages_set(MAX_INFLIGHT)
-        client.max_queued_messages_set(config.max_queued + CONTROL_HEADROOM)
+        client.max_queued_messages_set(MAX_INFLIGHT + CONTROL_HEADROOM)
         client.reconnect_delay_set(RECONNECT_MIN_DELAY_S, RECONNECT_MAX_DELAY_S)
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
-        self._client = client
+        return client
 
     # -- public API ------------------------------------------------------------------
 
@@ -118,11 +98,31 @@ class Publisher:
         """True while the broker has accepted our connection."""
         return self._connected
 
+    @property
+    def published(self) -> int:
+        return self.outbox.published
+
+    @property
+    def acknowledged(self) -> int:
+        return self.outbox.acknowledged
+
+    @property
+    def dropped(self) -> int:
+        return self.outbox.dropped
+
+    @property
+    def queued(self) -> int:
+        """Detections stored and not yet acknowledged by the broker (spool depth)."""
+        return self.outbox.queued
+
     def start(self) -> None:
         """Connect in the background; a broker that is down now is retried, not fatal."""
         if self._started:
             return
         self._started = True
+        if self.outbox.queued:
+            log.info("MQTT spool holds %d detection messages from before; they go first",
+                     self.outbox.queued)
         log.info(
             "MQTT connecting to %s:%d as %s%s",
             self._config.host,
@@ -130,49 +130,13 @@ class Publisher:
             self.client_id,
             " (TLS)" if self._config.tls else "",
         )
+        self.outbox.start()
         self._client.connect_async(self._config.host, self._config.port, self._config.keepalive)
         self._client.loop_start()
 
     def publish_detections(self, camera_id: str, payload: bytes) -> bool:
-        """Queue one frame's detections; False (and a counted drop) when it cannot be held."""
-        with self._lock:
-            if self._closing:
-                self._count_drop_locked("publisher is closed")
-                refused = "closed"
-            elif self._outstanding >= self._max_queued:
-                self._count_drop_locked(f"queue full ({self._max_queued} unacknowledged)")
-                refused = "full"
-            else:
-                self._outstanding += 1  # reserve the slot before paho sees the message
-                refused = ""
-        if refused:
-            self._maybe_log_drops()
-            return False
-
-        try:
-            info = self._client.publish(
-                f"{self._detections_base}/{camera_id}/detections", payload, qos=self._qos
-            )
-        except ValueError:  # a wildcard in the topic, an oversized payload: a bug upstream
-            with self._lock:
-                self._release_locked()
-            raise
-        # QoS>0 while disconnected reports NO_CONN but is queued and sent on reconnect;
-        # QoS 0 while disconnected is gone.
-        accepted = info.rc == mqtt.MQTT_ERR_SUCCESS or (
-            info.rc == mqtt.MQTT_ERR_NO_CONN and self._qos > 0
-        )
-        with self._lock:
-            if accepted:
-                self.published += 1
-                kind = _Kind.DETECTION if self._qos > 0 else _Kind.DETECTION_QOS0
-                self._register_locked(info.mid, kind)
-            else:
-                self._release_locked()
-                self._count_drop_locked(_refusal(info.rc))
-        if not accepted:
-            self._maybe_log_drops()
-        return accepted
+        """Store one frame's detections for sending; False (a counted drop) if refused."""
+        return self.outbox.put(f"{self._base}/{camera_id}/detections", payload)
 
     def publish_info(self, payload: bytes) -> None:
         """Set the retained info; sent now if connected and again after every reconnect."""
@@ -188,11 +152,14 @@ class Publisher:
         with self._lock:
             if not self._connected or self._closing:
                 return False
-        info = self._publish_control(f"{self._detections_base}/{subtopic}", payload)
+        info = self._publish_control(f"{self._base}/{subtopic}", payload)
         return info.rc == mqtt.MQTT_ERR_SUCCESS
 
     def close(self, timeout: float = 5.0) -> None:
-        """Flush, say "offline" (a clean disconnect does not fire the will), disconnect."""
+        """Flush, say "offline" (a clean disconnect does not fire the will), disconnect.
+
+        What the broker has not acknowledged by then stays in the spool for the next start.
+        """
         with self._lock:
             if self._closed:
                 return
@@ -200,14 +167,7 @@ class Publisher:
             self._closing = True
         deadline = time.monotonic() + timeout
         if self._started:
-            with self._idle:
-                self._idle.wait_for(
-                    lambda: self._outstanding == 0 or not self._connected,
-                    timeout=max(0.0, deadline - time.monotonic()),
-                )
-                unsent = self._outstanding
-            if unsent:
-                log.warning("MQTT closing with %d detection messages unacknowledged", unsent)
+            self.outbox.drain(timeout)
             if self._connected and not self._say_offline(deadline):
                 # "offline" is stuck behind a backlog. A clean DISCONNECT would cancel the
                 # will and leave "online" retained, so drop the connection instead: the
@@ -216,6 +176,7 @@ class Publisher:
                 self._abort_connection()
             self._client.disconnect()
             self._client.loop_stop()
+        self.outbox.stop()
         log.info(
             "MQTT closed: %d detection messages published, %d acknowledged, %d dropped",
             self.published,
@@ -253,10 +214,9 @@ class Publisher:
         with self._lock:
             self._connected = True
             info = self._info
-            self._forget_lost_qos0_locked()
         self.last_error = None
         log.info("MQTT connected to %s:%d", self._config.host, self._config.port)
-        self._maybe_log_drops(force=True)  # what was dropped while the broker was away
+        self.outbox.connected(True)
         self._publish_control(self.status_topic, b"online")
         if info is not None:
             self._publish_control(self.info_topic, info)
@@ -281,11 +241,11 @@ class Publisher:
         reason_code: mqtt.ReasonCode,
         _properties: object,
     ) -> None:
-        with self._idle:
+        with self._lock:
             was_connected = self._connected
             self._connected = False
             closing = self._closing
-            self._idle.notify_all()
+        self.outbox.connected(False)
         if closing:
             log.info("MQTT disconnected (%s)", reason_code)
         elif was_connected:
@@ -300,13 +260,7 @@ class Publisher:
         _reason_code: mqtt.ReasonCode,
         _properties: object,
     ) -> None:
-        with self._idle:
-            kind = self._pending.pop(mid, None)
-            if kind is None:
-                self._acked_early.add(mid)
-            elif kind is not _Kind.CONTROL:
-                self.acknowledged += 1
-                self._release_locked()
+        self.outbox.acknowledged_mid(mid)
 
     # -- internals -------------------------------------------------------------------
 
@@ -329,66 +283,37 @@ class Publisher:
                 log.debug("MQTT socket shutdown: %s", err)
 
     def _publish_control(self, topic: str, payload: bytes) -> mqtt.MQTTMessageInfo:
-        """Status and info: retained QoS 1, outside the detection bound."""
+        """Status, info and state: retained QoS 1, outside the detection window."""
         info = self._client.publish(topic, payload, qos=1, retain=True)
         if info.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
-            with self._lock:
-                self._register_locked(info.mid, _Kind.CONTROL)
+            self.outbox.register_control(info.mid)
         else:
-            log.warning("MQTT could not queue %s: %s", topic, _refusal(info.rc))
+            log.warning("MQTT could not queue %s: %s", topic, mqtt.error_string(info.rc))
         return info
 
-    def _register_locked(self, mid: int, kind: _Kind) -> None:
-        """Track an accepted message, or settle it if its ack already arrived."""
-        if mid in self._acked_early:
-            self._acked_early.discard(mid)
-            if kind is not _Kind.CONTROL:
-                self.acknowledged += 1
-                self._release_locked()
-        else:
-            self._pending[mid] = kind
 
-    def _release_locked(self) -> None:
-        self._outstanding -= 1
-        if self._outstanding <= 0:
-            self._outstanding = 0
-            self._idle.notify_all()
-
-    def _forget_lost_qos0_locked(self) -> None:
-        """paho's reconnect() discards QoS 0 packets it had not written: count them lost."""
-        lost = [mid for mid, kind in self._pending.items() if kind is _Kind.DETECTION_QOS0]
-        for mid in lost:
-            del self._pending[mid]
-            self._release_locked()
-        self._acked_early.clear()
-        if lost:
-            self._count_drop_locked("QoS 0 messages lost in a reconnect", len(lost))
-
-    def _count_drop_locked(self, reason: str, count: int = 1) -> None:
-        self.dropped += count
-        self._drops_unlogged += count
-        self._drop_reason = reason
-
-    def _maybe_log_drops(self, force: bool = False) -> None:
-        """First drop at once, then one line per DROP_LOG_INTERVAL_S with the count."""
-        now = time.monotonic()
-        with self._lock:
-            if not self._drops_unlogged:
-                return
-            if not force and now - self._drop_logged_at < DROP_LOG_INTERVAL_S:
-                return
-            count, total, reason = self._drops_unlogged, self.dropped, self._drop_reason
-            self._drops_unlogged = 0
-            self._drop_logged_at = now
-        log.warning("MQTT dropped %d detection message(s) (%d in total): %s", count, total, reason)
+def _open_spool(config: MqttConfig, state_dir: Path | None) -> Spool:
+    """The on-disk spool; in memory when disabled, without a state dir, or unusable."""
+    settings = config.spool
+    path = settings.path or (state_dir / "spool.sqlite3" if state_dir else None)
+    bounds = {
+        "max_messages": config.max_queued,
+        "max_bytes": int(settings.max_mb * 1024 * 1024),
+        "max_age_s": settings.max_age_h * 3600.0,
+    }
+    if settings.enabled and path is not None:
+        try:
+            return Spool(path, **bounds)
+        except (SpoolError, OSError) as exc:
+            log.error("MQTT spool unusable, detections wait in memory only: %s", exc)
+    return Spool(None, **bounds)
 
 
-def _refusal(rc: mqtt.MQTTErrorCode | int) -> str:
-    if rc == mqtt.MQTT_ERR_QUEUE_SIZE:
-        return "paho's queue is full"
-    if rc == mqtt.MQTT_ERR_NO_CONN:
-        return "not connected (QoS 0 is not queued)"
-    return mqtt.error_string(rc)
+def _full_reason(config: MqttConfig) -> str:
+    return (
+        f"spool full ({config.max_queued} messages or {config.spool.max_mb:g} MB): "
+        "oldest dropped"
+    )
 
 
 def _tls_context(tls: TlsConfig) -> ssl.SSLContext:

@@ -1,15 +1,29 @@
-"""Turns the config's backend and model sections into a loaded engine, with the reason."""
+"""Turns the config's backend and model sections into a loaded engine, with the reason.
+
+The order of backends comes from `edge_agent.policy`; this module loads them and
+records each failure, so a fallback is never silent.
+"""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edge_agent.config_model import AgentConfig, ModelConfig, OpenVinoBackend
+from edge_agent import policy
+from edge_agent.config_model import (
+    AgentConfig,
+    BackendConfig,
+    ModelConfig,
+    OpenVinoBackend,
+    TensorRtBackend,
+)
 from edge_agent.errors import ConfigError
+from edge_agent.policy import Candidate
+from edge_agent.probe import HardwareReport
 from engines import registry
 from engines.base import Engine
 from engines.decoders import DecodeOptions
@@ -39,29 +53,85 @@ def openvino_options(backend: OpenVinoBackend, state_dir: Path) -> dict[str, Any
     }
 
 
-def open_configured_engine(config: AgentConfig) -> tuple[Engine, str]:
-    """Load the model on the configured backend; `auto` tries backends in registry order."""
-    model = model_options(config.model)
+def tensorrt_options(backend: TensorRtBackend, state_dir: Path) -> dict[str, Any]:
+    """The keyword arguments of engines.tensorrt.TensorRtEngine."""
+    return {
+        "device": backend.device,
+        "precision": backend.precision,
+        "cache_dir": backend.cache_dir or state_dir / "cache" / "tensorrt",
+        "workspace_mb": backend.workspace_mb,
+        "int8_calibration_cache": backend.int8_calibration_cache,
+        "num_contexts": backend.num_contexts,
+    }
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The loaded engine, why it was chosen, and what was tried or skipped before it.
+
+    A non-empty `fallbacks` means the box runs degraded ("tensorrt: <why>" ...): it is
+    logged as a WARNING and published in the retained info message.
+    """
+
+    engine: Engine
+    reason: str
+    fallbacks: tuple[str, ...] = ()
+
+    @property
+    def degraded(self) -> bool:
+        return bool(self.fallbacks)
+
+
+def select_engine(config: AgentConfig, report: HardwareReport) -> Selection:
+    """Load the model on the first candidate of the policy that works.
+
+    With `backend: auto` a failing candidate is logged and the next one tried; a backend
+    or device forced in the config is the only candidate, and its failure is fatal.
+    """
     backend = config.backend
-    if isinstance(backend, OpenVinoBackend):
-        options = openvino_options(backend, config.state_dir)
-        engine = registry.open_engine("openvino", config.model.path, **model, **options)
-        return engine, "backend: openvino set in config"
-    errors: list[str] = []
-    for name in registry.AUTO_ORDER:
-        options = openvino_options(
-            OpenVinoBackend(device=backend.device or "CPU"), config.state_dir
-        )
+    model = model_options(config.model)
+    fallbacks = policy.passed_over(backend, report)
+    for note in fallbacks:
+        log.warning("not tried: %s", note)
+    tried = policy.candidates(backend, report)
+    for candidate in tried:
+        options = _options(backend, candidate, config.state_dir)
         try:
-            engine = registry.open_engine(name, config.model.path, **model, **options)
-        except BackendUnavailableError as exc:
-            errors.append(f"{name}: {exc}")
+            engine = registry.open_engine(candidate.backend, config.model.path, **model, **options)
+        except (BackendUnavailableError, EngineError) as exc:
+            label = _label(candidate)
+            if policy.forced(backend):
+                raise EngineError(
+                    f"{label} is set in the config and cannot load the model: {exc}. A forced "
+                    "backend does not fall back; use 'backend: {type: auto}' to allow that"
+                ) from exc
+            fallbacks.append(f"{label}: {exc}")
+            log.warning("%s failed, trying the next backend: %s", label, exc)
             continue
-        reason = f"backend: auto chose {name}" + (
-            f" after {'; '.join(errors)}" if errors else " (first available)"
+        if fallbacks:
+            log.warning("running degraded on %s/%s: %s", engine.backend, engine.device,
+                        " | ".join(fallbacks))
+        return Selection(engine, candidate.reason, tuple(fallbacks))
+    raise EngineError("no inference backend could load the model: " + "; ".join(fallbacks))
+
+
+def _options(backend: BackendConfig, candidate: Candidate, state_dir: Path) -> dict[str, Any]:
+    """The candidate's backend settings: the config's own, or that backend's defaults."""
+    if candidate.backend == "tensorrt":
+        settings = backend if isinstance(backend, TensorRtBackend) else TensorRtBackend(
+            type="tensorrt"
         )
-        return engine, reason
-    raise EngineError("no inference backend is usable: " + "; ".join(errors))
+        return tensorrt_options(settings, state_dir)
+    settings = backend if isinstance(backend, OpenVinoBackend) else OpenVinoBackend()
+    if candidate.device is not None:
+        settings = settings.model_copy(update={"device": candidate.device})
+    return openvino_options(settings, state_dir)
+
+
+def _label(candidate: Candidate) -> str:
+    if candidate.backend == "openvino" and candidate.device:
+        return f"openvino/{candidate.device}"
+    return candidate.backend
 
 
 def decode_options(model: ModelConfig, class_names: tuple[str, ...]) -> DecodeOptions:

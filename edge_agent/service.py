@@ -4,63 +4,31 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import select
 import signal
-import socket
 import time
-from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
 
-from edge_agent import __version__
+from edge_agent import __version__, control
+from edge_agent.camera_state import CameraStates
 from edge_agent.capture import Camera
 from edge_agent.config import load_config
 from edge_agent.config_model import AgentConfig, CameraConfig
 from edge_agent.errors import ConfigError
+from edge_agent.health import start_health
 from edge_agent.notify import Notifier, ProgressWatchdog
-from edge_agent.payload import info_payload
+from edge_agent.payload import info_payload, iso_utc
 from edge_agent.pipeline import CameraPipeline
+from edge_agent.probe import probe
+from edge_agent.probe_cli import summary_line
 from edge_agent.publish import Publisher
-from edge_agent.selection import decode_options, open_configured_engine
+from edge_agent.reload_plan import plan_reload
+from edge_agent.selection import Selection, decode_options, select_engine
+from edge_agent.signals import SignalReceiver
 from engines.base import Engine
+from engines.decoders import DecodeOptions
+from engines.errors import EngineError
 
 log = logging.getLogger(__name__)
-
-
-class SignalReceiver:
-    """Handlers only record the signal; the main loop acts on it.
-
-    Python runs handlers in the main thread between bytecodes, so a handler that takes
-    a lock (Event.set) can deadlock against the main thread holding it (seen: SIGTERM
-    during Event.wait). Here the C-level wakeup fd writes each signal's number to a
-    socket and the Python handler does nothing.
-    """
-
-    SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-
-    def __init__(self) -> None:
-        self._reader, self._writer = socket.socketpair()
-        self._reader.setblocking(False)
-        self._writer.setblocking(False)
-
-    def install(self) -> None:
-        signal.set_wakeup_fd(self._writer.fileno(), warn_on_full_buffer=False)
-        for signum in self.SIGNALS:
-            signal.signal(signum, self._record)
-
-    @staticmethod
-    def _record(_signum: int, _frame: FrameType | None) -> None:
-        """The wakeup fd already has the signal number; nothing else may happen here."""
-
-    def wait(self, timeout: float) -> list[int]:
-        """Signals received, oldest first, waiting at most `timeout` for the first."""
-        ready, _, _ = select.select([self._reader], [], [], timeout)
-        if not ready:
-            return []
-        try:
-            return [signum for signum in self._reader.recv(64) if signum in self.SIGNALS]
-        except BlockingIOError:
-            return []
 
 
 class Agent:
@@ -73,51 +41,41 @@ class Agent:
         self.signals = SignalReceiver()
         self.notifier = Notifier.from_environment()
         self.watchdog = ProgressWatchdog.from_environment(self.notifier)
-        self._start_camera: Callable[[CameraConfig], None] | None = None
         self.started_at = time.time()
         self.engine: Engine | None = None
         self.backend_reason = ""
+        self.fallbacks: tuple[str, ...] = ()
+        self.options: DecodeOptions | None = None
         self.publisher: Publisher | None = None
+        self.last_reload: dict[str, object] | None = None
+        self.camera_states: CameraStates | None = None
+        self._next_sequence: dict[str, int] = {}
 
     def run(self) -> int:
         """Run until SIGTERM/SIGINT, or until every camera's file has played; exit code."""
         config = self.config
         with contextlib.ExitStack() as stack:
-            engine, reason = open_configured_engine(config)
-            self.engine, self.backend_reason = engine, reason
-            stack.callback(engine.close)
-            log.info("%s on %s (%s)", engine.backend, engine.device, reason)
-            options = decode_options(config.model, engine.info.class_names)
+            report = probe()
+            log.info("hardware: %s", summary_line(report))
+            selection = select_engine(config, report)
+            self._use(selection, decode_options(config.model, selection.engine.info.class_names))
+            stack.callback(lambda: self.engine and self.engine.close())
 
-            publisher = Publisher(config.mqtt, config.device_id)
+            publisher = Publisher(config.mqtt, config.device_id, config.state_dir)
             publisher.start()
             self.publisher = publisher
             stack.callback(publisher.close)
-            cameras = [cam for cam in config.cameras if cam.enabled]
-            publisher.publish_info(
-                info_payload(
-                    version=__version__,
-                    device_id=config.device_id,
-                    started_at=self.started_at,
-                    backend=engine.backend,
-                    device=engine.device,
-                    backend_reason=reason,
-                    model=engine.info,
-                    input_spec=engine.input,
-                    cameras=[(cam.id, cam.type) for cam in cameras],
-                )
-            )
+            self.camera_states = CameraStates(publisher)
+            self._publish_info()
+            start_health(self, stack)  # stops before the publisher closes
+            control.write_pid(config.state_dir)
+            stack.callback(control.remove_pid, config.state_dir)
 
-            def start_camera(camera_config: CameraConfig) -> None:
-                pipeline = CameraPipeline(Camera(camera_config), engine, publisher, options)
-                pipeline.start()
-                pipeline.camera.start()
-                self.pipelines[camera_config.id] = pipeline
-
-            self._start_camera = start_camera
             stack.callback(self._stop_cameras)
+            cameras = [cam for cam in config.cameras if cam.enabled]
             for camera_config in cameras:
-                start_camera(camera_config)
+                self._start_camera(camera_config)
+            engine = selection.engine
             summary = f"{len(cameras)} camera(s) on {engine.backend}/{engine.device}"
             log.info("running %s: %s", summary, ", ".join(c.id for c in cameras))
             self.notifier.ready(status=f"running {summary}")
@@ -127,18 +85,66 @@ class Agent:
         log.info("stopped")
         return 0
 
+    def _use(self, selection: Selection, options: DecodeOptions) -> None:
+        engine = selection.engine
+        self.engine, self.options = engine, options
+        self.backend_reason, self.fallbacks = selection.reason, selection.fallbacks
+        log.info("%s on %s (%s)", engine.backend, engine.device, selection.reason)
+
+    def _publish_info(self) -> None:
+        engine, config = self.engine, self.config
+        if engine is None or self.publisher is None:
+            return
+        self.publisher.publish_info(
+            info_payload(
+                version=__version__,
+                device_id=config.device_id,
+                started_at=self.started_at,
+                backend=engine.backend,
+                device=engine.device,
+                backend_reason=self.backend_reason,
+                fallbacks=self.fallbacks,
+                model=engine.info,
+                input_spec=engine.input,
+                cameras=[(cam.id, cam.type) for cam in config.cameras if cam.enabled],
+                config_path=str(self.config_path) if self.config_path else None,
+                last_reload=self.last_reload,
+            )
+        )
+
+    def _start_camera(self, camera_config: CameraConfig) -> None:
+        # run() sets these before any camera starts.
+        assert self.engine is not None
+        assert self.options is not None
+        assert self.publisher is not None
+        # Sequences continue across restarts of a camera, so consumers never see one twice.
+        first = self._next_sequence.get(camera_config.id, 0)
+        camera = Camera(camera_config, first_sequence=first)
+        pipeline = CameraPipeline(camera, self.engine, self.publisher, self.options)
+        pipeline.start()
+        camera.start()
+        self.pipelines[camera_config.id] = pipeline
+
+    def _stop_camera(self, camera_id: str) -> None:
+        pipeline = self.pipelines.pop(camera_id)
+        pipeline.stop()
+        self._next_sequence[camera_id] = pipeline.camera.next_sequence
+
     def _stop_cameras(self) -> None:
         """All captures stop at once; then each pipeline drains what it already has."""
         for pipeline in self.pipelines.values():
             pipeline.camera.request_stop()
-        for camera_id in list(self.pipelines):
-            self.pipelines.pop(camera_id).stop()
+        # Kept in `pipelines`, so the last health message still shows every camera.
+        for pipeline in self.pipelines.values():
+            pipeline.stop()
 
     def _wait(self) -> None:
         while True:
             received = self.signals.wait(0.5)
             # WATCHDOG=1 only while frames flow: a hung engine or dead loop gets restarted.
             self.watchdog.beat(sum(p.times.frames for p in self.pipelines.values()))
+            if self.camera_states is not None:
+                self.camera_states.update(self.pipelines)
             for signum in received:
                 if signum in (signal.SIGTERM, signal.SIGINT):
                     log.info("received %s", signal.Signals(signum).name)
@@ -151,29 +157,66 @@ class Agent:
                 return
 
     def reload(self) -> None:
-        """Validate the file again; apply camera changes, restarting only changed cameras.
+        """Validate the file first; then apply only what changed.
 
-        An invalid file keeps the running config. Model, backend and MQTT changes are
-        not applied live (they need `systemctl restart edge-agent`), and the log says so.
+        An invalid file, or a new model that does not load, keeps everything running as
+        it was. Camera changes restart only those cameras; a model or backend change
+        loads the new engine first and swaps it in; MQTT, device_id, state_dir and health
+        changes need a restart (`systemctl restart edge-agent`), and the outcome says so.
         """
-        if self.config_path is None or self._start_camera is None:
+        if self.config_path is None or self.engine is None:
             return
         try:
             new = load_config(self.config_path)
-        except ConfigError as exc:
+            plan = plan_reload(self.config, new, self.engine.info.sha256)
+            swap = self._load_new_model(new) if plan.model_changed else None
+            engine = swap.engine if swap is not None else self.engine
+            try:
+                options = decode_options(new.model, engine.info.class_names)
+            except ConfigError:
+                if swap is not None:
+                    swap.engine.close()
+                raise
+        except (ConfigError, EngineError) as exc:
             log.error("reload rejected, the running config stays in service:\n%s", exc)
+            self._reloaded(ok=False, error=str(exc), applied=[])
             return
-        if new.model_dump(exclude={"cameras"}) != self.config.model_dump(exclude={"cameras"}):
-            log.warning("reload: only camera changes apply live; restart to apply the others")
-        old = {cam.id: cam for cam in self.config.cameras if cam.enabled}
-        wanted = {cam.id: cam for cam in new.cameras if cam.enabled}
-        for camera_id, camera in old.items():
-            if wanted.get(camera_id) != camera and camera_id in self.pipelines:
-                log.info("reload: stopping camera %s", camera_id)
-                self.pipelines.pop(camera_id).stop()
-        for camera_id, camera in wanted.items():
-            if old.get(camera_id) != camera:
-                log.info("reload: starting camera %s", camera_id)
+        applied = list(plan.needs_restart_notes)
+        restart = set(plan.cameras_changed)
+        if swap is not None or plan.decode_changed:
+            restart |= {cam.id for cam in plan.kept.cameras if cam.enabled}
+        if plan.log_level_changed:
+            logging.getLogger().setLevel(new.log_level.upper())
+            applied.append(f"log_level {new.log_level}")
+        for camera_id in [c for c in self.pipelines if c in restart]:
+            log.info("reload: stopping camera %s", camera_id)
+            self._stop_camera(camera_id)
+        if swap is not None:
+            old = self.engine
+            self._use(swap, options)
+            old.close()
+            applied.append(f"model {swap.engine.info.name} ({swap.engine.info.sha256[:12]})")
+        self.options = options
+        self.config = plan.kept
+        for camera in self.config.cameras:
+            if camera.enabled and camera.id in restart and camera.id not in self.pipelines:
+                log.info("reload: starting camera %s", camera.id)
                 self._start_camera(camera)
-        self.config = self.config.model_copy(update={"cameras": new.cameras})
-        log.info("reload applied: cameras %s", ", ".join(wanted) or "(none)")
+        applied += [f"camera {c} restarted" for c in sorted(restart) if c in self.pipelines]
+        applied += [f"camera {c} removed" for c in plan.cameras_removed]
+        if self.camera_states is not None:
+            self.camera_states.forget(plan.cameras_removed)
+        log.info("reload applied: %s", "; ".join(applied) or "nothing changed")
+        self._reloaded(ok=True, error=None, applied=applied)
+
+    def _load_new_model(self, new: AgentConfig) -> Selection:
+        """The new engine, loaded while the old one keeps serving; raises on failure."""
+        log.info("reload: loading model %s", new.model.path)
+        return select_engine(new, probe())
+
+    def _reloaded(self, *, ok: bool, error: str | None, applied: list[str]) -> None:
+        """Record the outcome: log, retained info, and the file `edge-agent reload` reads."""
+        self.last_reload = {"at": iso_utc(time.time()), "ok": ok, "error": error,
+                            "applied": applied}
+        control.write_reload_result(self.config.state_dir, self.last_reload)
+        self._publish_info()

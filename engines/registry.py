@@ -15,8 +15,9 @@ from engines.errors import BackendUnavailableError
 
 BACKENDS: dict[str, str] = {
     "openvino": "engines.openvino:OpenVinoEngine",
+    "tensorrt": "engines.tensorrt:TensorRtEngine",
 }
-AUTO_ORDER: tuple[str, ...] = ("openvino",)
+AUTO_ORDER: tuple[str, ...] = ("tensorrt", "openvino")
 """`backend: auto` tries these in order (see docs/backends.md)."""
 
 

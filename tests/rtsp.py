@@ -5,6 +5,8 @@
         ...
         camera.stop()   # an outage: the process is killed, the port closes
         camera.start()  # the camera comes back on the same port
+        camera.freeze() # a stall: connections stay open and the port accepts, no data flows
+        camera.thaw()   # the same process carries on
 
 The server runs as a subprocess of Debian's /usr/bin/python3 (tests/rtsp_server.py),
 because the `gi` bindings live there and not in the project's venv.
@@ -111,6 +113,7 @@ class RtspServer:
         self.mount = mount
         self.loop = loop
         self._process: subprocess.Popen[bytes] | None = None
+        self._frozen = False
         descriptor, log = tempfile.mkstemp(prefix="rtsp-server-", suffix=".log")
         os.close(descriptor)
         self._log = Path(log)
@@ -163,9 +166,26 @@ class RtspServer:
         if self._process is None:
             return
         with contextlib.suppress(ProcessLookupError):  # it may have died on its own
-            os.killpg(self._process.pid, signal.SIGKILL)
+            os.killpg(self._process.pid, signal.SIGKILL)  # SIGKILL ends a frozen one too
         self._process.wait(timeout=10)
         self._process = None
+        self._frozen = False
+
+    def freeze(self) -> None:
+        """SIGSTOP the server: a real stall, where the kernel keeps the TCP connections
+        and the port accepting but not one RTSP reply or RTP packet is sent."""
+        process = self._process
+        if process is None or process.poll() is not None:
+            raise RuntimeError(f"RTSP server on port {self.port} is not running; start() it")
+        os.killpg(process.pid, signal.SIGSTOP)
+        self._frozen = True
+
+    def thaw(self) -> None:
+        """SIGCONT after freeze(): the same server carries on from where it stopped."""
+        if self._process is not None and self._frozen:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._process.pid, signal.SIGCONT)
+        self._frozen = False
 
     def __enter__(self) -> RtspServer:
         return self.start()

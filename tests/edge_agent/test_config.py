@@ -57,7 +57,8 @@ MISTAKES = [
         GOOD.replace("    url:", "    urll:"),
         11,
         ["cameras[0].urll: unknown key", "did you mean 'url'?",
-         "allowed: id, enabled, type, url, transport"],
+         "allowed: id, enabled, stall_timeout_s, type, url, transport, decoder, codec, "
+         "latency_ms"],
     ),
     (
         "text-for-number",
@@ -94,13 +95,13 @@ MISTAKES = [
         "unknown-camera-type",
         GOOD.replace("type: usb", "type: ip"),
         13,
-        ["cameras[1].type: unknown type (got 'ip'); allowed: file, rtsp, usb, gstreamer"],
+        ["cameras[1].type: unknown type (got 'ip'); allowed: file, rtsp, usb, csi, gstreamer"],
     ),
     (
         "camera-without-type",
         GOOD.replace("    type: usb\n", ""),
         12,
-        ["cameras[1]: missing 'type:' key; allowed: file, rtsp, usb, gstreamer"],
+        ["cameras[1]: missing 'type:' key; allowed: file, rtsp, usb, csi, gstreamer"],
     ),
     (
         "key-of-another-camera-type",
@@ -219,7 +220,7 @@ MISTAKES = [
         "unknown-backend",
         GOOD + "backend:\n  type: tensorflow\n",
         15,
-        ["backend.type: unknown type (got 'tensorflow'); allowed: openvino, auto"],
+        ["backend.type: unknown type (got 'tensorflow'); allowed: openvino, tensorrt, auto"],
     ),
     (
         "number-where-text-goes",

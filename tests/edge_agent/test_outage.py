@@ -3,7 +3,9 @@ every frame's detections arrive, in order, once the broker is back."""
 
 from __future__ import annotations
 
+import threading
 import time
+import uuid
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -15,33 +17,41 @@ from tests.edge_agent.test_agent import start_agent, stop_agent, write_config
 def persistent_subscriber(broker: Broker, topic: str) -> Collector:
     """A QoS 1 subscriber whose session the broker keeps across its own restart."""
     client = mqtt.Client(
-        mqtt.CallbackAPIVersion.VERSION2, client_id="outage-watcher", clean_session=False
+        mqtt.CallbackAPIVersion.VERSION2, client_id=f"watcher-{uuid.uuid4().hex[:8]}",
+        clean_session=False,
     )
     collector = Collector(client)
     client.on_message = collector.on_message
     client.reconnect_delay_set(min_delay=1, max_delay=1)
+    subscribed = threading.Event()
+    client.on_subscribe = lambda *_args: subscribed.set()
     client.connect(broker.host, broker.port)
     client.subscribe(topic, qos=1)
     client.loop_start()
+    if not subscribed.wait(10):
+        raise TimeoutError(f"subscription to {topic} not acknowledged")
     return collector
 
 
-def test_broker_restart_loses_nothing(
-    tmp_path: Path, samples: Path, broker: Broker, unique_prefix: str
-) -> None:
-    # The broker keeps sessions on disk, so the watcher misses nothing while either is away.
+def persist_sessions(broker: Broker, tmp_path: Path) -> None:
+    """Restart the broker keeping sessions on disk, so a watcher misses nothing."""
     broker.stop()
     broker.conf.write_text(
         f"listener {broker.port} 127.0.0.1\nallow_anonymous true\n"
         f"persistence true\npersistence_location {tmp_path}/\nuser root\n"
     )
     broker.start()
+
+
+def test_broker_restart_loses_nothing(
+    tmp_path: Path, samples: Path, broker: Broker, unique_prefix: str
+) -> None:
+    persist_sessions(broker, tmp_path)
     video = samples / "media" / "vtest.mp4"  # 10 fps, paced in real time
     cameras = f"  - id: street\n    type: file\n    path: {video}\n"
     config = write_config(tmp_path, samples, broker, unique_prefix, cameras)
     log = tmp_path / "agent.log"
     collector = persistent_subscriber(broker, f"{unique_prefix}/#")
-    time.sleep(0.5)
     agent = start_agent(config, log)
     try:
         collector.wait_for("/street/detections", count=10, timeout=60)
@@ -64,3 +74,43 @@ def test_broker_restart_loses_nothing(
     # In order, apart from QoS 1 re-sends of what was in flight when the broker went.
     firsts = [s for i, s in enumerate(sequences) if s not in sequences[:i]]
     assert firsts == sorted(firsts)
+
+
+def test_spool_survives_sigkill_during_an_outage(
+    tmp_path: Path, samples: Path, broker: Broker, unique_prefix: str
+) -> None:
+    persist_sessions(broker, tmp_path)
+    video = samples / "media" / "vtest.mp4"  # 10 fps, paced in real time
+    street = f"  - id: street\n    type: file\n    path: {video}\n"
+    config = write_config(tmp_path, samples, broker, unique_prefix, street)
+    log = tmp_path / "agent.log"
+    collector = persistent_subscriber(broker, f"{unique_prefix}/#")
+    agent = start_agent(config, log)
+    try:
+        collector.wait_for("/street/detections", count=5, timeout=60)
+        broker.stop()
+        time.sleep(3.0)  # ~30 frames go to the spool only
+        seen = len(collector.on_topic("/street/detections"))
+        agent.kill()  # SIGKILL: no flush, no goodbye
+        agent.wait(timeout=10)
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+    assert (tmp_path / "state" / "spool.sqlite3").is_file()
+
+    # The next start runs another camera, so every street message below came from the spool.
+    other = f"  - id: other\n    type: file\n    path: {video}\n"
+    write_config(tmp_path, samples, broker, unique_prefix, other)
+    broker.start()
+    agent = start_agent(config, log)
+    try:
+        collector.wait_for("/other/detections", count=5, timeout=60)
+    finally:
+        stop_agent(agent, log)
+        collector.client.loop_stop()
+        collector.client.disconnect()
+    assert agent.returncode == 0, log.read_text()
+    assert "from before; they go first" in log.read_text()
+    sequences = sorted({p["sequence"] for p in collector.json_on("/street/detections")})
+    assert sequences == list(range(sequences[-1] + 1)), "a gap: spooled messages were lost"
+    assert sequences[-1] >= seen + 20  # the outage's frames arrived after the restart

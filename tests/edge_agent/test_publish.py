@@ -17,11 +17,14 @@ from pathlib import Path
 import pytest
 
 from edge_agent.config_model import MqttConfig, TlsConfig
-from edge_agent.publish import MAX_INFLIGHT, Publisher
+from edge_agent.outbox import MAX_INFLIGHT
+from edge_agent.publish import Publisher
 from tests.conftest import Broker, free_port, wait_for_port
+from tests.edge_agent.test_outage import persist_sessions, persistent_subscriber
 
 DEVICE = "box-1"
 PUBLISH_LOG = "edge_agent.publish"
+OUTBOX_LOG = "edge_agent.outbox"
 
 
 def wait_until(condition: Callable[[], object], timeout: float = 5.0) -> None:
@@ -201,7 +204,7 @@ def test_last_will_fires_when_the_process_dies(broker, subscribe, unique_prefix)
         f"""
         import time
         from edge_agent.config_model import MqttConfig
-        from edge_agent.publish import MAX_INFLIGHT, Publisher
+        from edge_agent.publish import Publisher
         config = MqttConfig(host="127.0.0.1", port={broker.port}, keepalive={keepalive},
                             topic_prefix="{unique_prefix}")
         publisher = Publisher(config, "doomed")
@@ -253,34 +256,42 @@ def test_broker_down_at_start_is_not_fatal(broker, subscribe, unique_prefix, pub
     assert publisher.last_error is None
 
 
-def test_queue_is_bounded_while_the_broker_is_down(
-    broker, unique_prefix, publishers, caplog
+def test_spool_keeps_the_newest_within_its_bound_while_the_broker_is_down(
+    broker, unique_prefix, publishers, caplog, tmp_path
 ) -> None:
+    persist_sessions(broker, tmp_path)
+    watcher = persistent_subscriber(broker, f"{unique_prefix}/#")
     broker.stop()
     publisher = publishers(config_for(broker, unique_prefix, max_queued=5, qos=1))
     publisher.start()
-    caplog.set_level(logging.WARNING, logger=PUBLISH_LOG)
+    caplog.set_level(logging.WARNING, logger=OUTBOX_LOG)
 
     results = [publisher.publish_detections("cam-a", b"%d" % n) for n in range(20)]
 
-    assert results == [True] * 5 + [False] * 15
-    assert (publisher.published, publisher.dropped) == (5, 15)
+    assert all(results)  # stored; the oldest make room for the newest
+    assert (publisher.published, publisher.dropped, publisher.queued) == (20, 15, 5)
     drop_lines = [r for r in caplog.records if "dropped" in r.getMessage()]
     assert len(drop_lines) == 1  # rate-limited: one line, not fifteen
-    assert "queue full" in drop_lines[0].getMessage()
+    assert "spool full (5 messages" in drop_lines[0].getMessage()
 
-    broker.start()  # the five held messages go out once the broker is back
-    wait_until(lambda: publisher.acknowledged == 5, timeout=10)
-    assert publisher.publish_detections("cam-a", b"after") is True
+    broker.start()  # the five newest go out, in order, once the broker is back
+    arrived = watcher.wait_for("/cam-a/detections", count=5, timeout=15)
+    assert [m.payload for m in arrived] == [b"%d" % n for n in range(15, 20)]
+    wait_until(lambda: publisher.acknowledged == 5 and publisher.queued == 0, timeout=10)
+    watcher.client.loop_stop()
+    watcher.client.disconnect()
 
 
-def test_qos0_is_not_buffered_while_disconnected(broker, unique_prefix, publishers) -> None:
+def test_qos0_waits_in_the_spool_while_disconnected(broker, unique_prefix, publishers) -> None:
     broker.stop()
     publisher = publishers(config_for(broker, unique_prefix, qos=0))
     publisher.start()
 
-    assert not any(publisher.publish_detections("cam-a", b"x") for _ in range(20))
-    assert (publisher.published, publisher.dropped) == (0, 20)
+    assert all(publisher.publish_detections("cam-a", b"x") for _ in range(20))
+    assert (publisher.published, publisher.dropped, publisher.queued) == (20, 0, 20)
+    broker.start()
+    # QoS 0's only promise is that it was written to the socket.
+    wait_until(lambda: publisher.acknowledged == 20 and publisher.queued == 0, timeout=10)
 
 
 # -- authentication and TLS -----------------------------------------------------------

@@ -3,12 +3,20 @@ a good one starts the added camera and leaves the unchanged one running."""
 
 from __future__ import annotations
 
+import json
+import shutil
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
-from tests.conftest import Broker
+import jsonschema
+
+from tests.conftest import REPO, Broker, free_port
 from tests.edge_agent.test_agent import start_agent, stop_agent, write_config
+
+STATE_SCHEMA = json.loads((REPO / "docs" / "schemas" / "camera-state.schema.json").read_text())
 
 
 def _sequences(collector, suffix: str) -> list[int]:
@@ -72,3 +80,104 @@ def test_signal_storm_then_sigterm_stops_cleanly(
         stop_agent(agent, log, timeout=30)
     assert agent.returncode == 0, log.read_text()
     assert time.monotonic() - started < 20
+
+
+def reload_command(config: Path) -> subprocess.CompletedProcess[str]:
+    """`edge-agent reload`: checks the file, signals the agent, prints the outcome."""
+    return subprocess.run(
+        [sys.executable, "-m", "edge_agent.cli", "reload", "--config", str(config),
+         "--timeout", "60"],
+        capture_output=True, text=True, timeout=90, check=False,
+    )
+
+
+def test_model_reload_keeps_the_old_model_until_a_good_one_loads(
+    tmp_path: Path, samples: Path, broker: Broker, subscribe, unique_prefix: str
+) -> None:
+    one = f"  - id: street\n    type: file\n    path: {samples / 'media' / 'vtest.mp4'}\n"
+    one += "    loop: true\n"
+    config = write_config(tmp_path, samples, broker, unique_prefix, one)
+    good = config.read_text()
+    model = samples / "models" / "yolox_nano.onnx"
+    truncated = tmp_path / "broken.onnx"
+    truncated.write_bytes(model.read_bytes()[:5000])
+    renamed = tmp_path / "nano-v2.onnx"
+    shutil.copy(model, renamed)
+    collector = subscribe(f"{unique_prefix}/#")
+    log = tmp_path / "agent.log"
+    agent = start_agent(config, log)
+    try:
+        collector.wait_for("/street/detections", count=3, timeout=60)
+
+        config.write_text(good.replace(str(model), str(truncated)))
+        rejected = reload_command(config)
+        assert rejected.returncode == 1, rejected.stderr
+        assert "rejected" in rejected.stderr
+        assert str(truncated) in rejected.stderr
+        info = json.loads(collector.wait_for("/box1/info", count=2)[-1].payload)
+        assert info["config"]["last_reload"]["ok"] is False
+        assert str(truncated) in info["config"]["last_reload"]["error"]
+        count = len(collector.on_topic("/street/detections"))
+        collector.wait_for("/street/detections", count=count + 5, timeout=30)  # still served
+        assert {p["model"]["name"] for p in collector.json_on("/street/detections")} == {
+            "yolox_nano"
+        }
+
+        config.write_text(good.replace(str(model), str(renamed)))
+        applied = reload_command(config)
+        assert applied.returncode == 0, applied.stderr + log.read_text()
+        assert "model nano-v2" in applied.stdout
+        assert "camera street restarted" in applied.stdout
+        count = len(collector.on_topic("/street/detections"))
+        collector.wait_for("/street/detections", count=count + 5, timeout=60)
+    finally:
+        stop_agent(agent, log)
+    assert agent.returncode == 0, log.read_text()
+    payloads = collector.json_on("/street/detections")
+    assert payloads[-1]["model"]["name"] == "nano-v2"
+    sequences = [p["sequence"] for p in payloads]
+    # The restarted camera continues its numbering: no frame number is used twice.
+    assert sequences == sorted(set(sequences))
+    info = json.loads(collector.on_topic("/box1/info")[-1].payload)
+    assert info["model"]["name"] == "nano-v2"
+    assert info["config"]["last_reload"]["ok"] is True
+
+
+def test_reload_command_refuses_an_invalid_file_without_signalling(
+    tmp_path: Path, samples: Path, broker: Broker, unique_prefix: str
+) -> None:
+    one = f"  - id: street\n    type: file\n    path: {samples / 'media' / 'vtest.mp4'}\n"
+    config = write_config(tmp_path, samples, broker, unique_prefix, one)
+    config.write_text(config.read_text().replace("model:", "model:\n  scor: 1"))
+    result = reload_command(config)
+    assert result.returncode == 2
+    assert "model.scor: unknown key" in result.stderr
+    assert "not reloaded" in result.stderr
+
+
+def test_camera_state_is_published_retained(
+    tmp_path: Path, samples: Path, broker: Broker, subscribe, unique_prefix: str
+) -> None:
+    cameras = (
+        f"  - id: street\n    type: file\n    path: {samples / 'media' / 'vtest.mp4'}\n"
+        f"    loop: true\n"
+        f"  - id: gate\n    type: rtsp\n    url: rtsp://127.0.0.1:{free_port()}/none\n"
+    )
+    config = write_config(tmp_path, samples, broker, unique_prefix, cameras)
+    log = tmp_path / "agent.log"
+    agent = start_agent(config, log)
+    try:
+        live = subscribe(f"{unique_prefix}/+/+/state")
+        live.wait_for("/gate/state", count=2, timeout=30)
+        late = subscribe(f"{unique_prefix}/+/+/state")  # retained: a late subscriber sees it
+        street = late.wait_for("/street/state")[-1]
+        gate = late.wait_for("/gate/state")[-1]
+    finally:
+        stop_agent(agent, log)
+    assert street.retain
+    assert json.loads(street.payload)["state"] == "RUNNING"
+    body = json.loads(gate.payload)
+    jsonschema.validate(body, STATE_SCHEMA)
+    assert body["state"] in {"BACKOFF", "FAILED"}
+    assert body["reconnects"] >= 1
+    assert "cannot open RTSP stream" in body["last_error"]

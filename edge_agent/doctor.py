@@ -1,0 +1,530 @@
+"""`edge-agent doctor`: check every part the agent needs and say how to fix what fails.
+
+A technician on site runs it once: config, model on the chosen backend, each camera,
+the broker (with the configured auth/TLS), disk, clock, device permissions and the
+systemd unit. Every check runs in its own thread with a time limit, so a dead camera
+cannot hang the doctor; the output is a checklist with a fix under each failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from edge_agent.config_model import (
+    AgentConfig,
+    CameraConfig,
+    FileCamera,
+    RtspCamera,
+    UsbCamera,
+)
+from edge_agent.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+OK, FAIL, WARN, INFO, SKIP = "OK", "FAIL", "WARN", "INFO", "SKIP"
+MARKS = {OK: "[ OK ]", FAIL: "[FAIL]", WARN: "[WARN]", INFO: "[INFO]", SKIP: "[SKIP]"}
+DEFAULT_CONFIG = Path("/etc/edge-agent/agent.yaml")
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the checklist; `fix` says what to do when status is FAIL or WARN."""
+
+    name: str
+    status: str
+    detail: str
+    fix: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status != FAIL
+
+
+@dataclass(frozen=True)
+class CheckTask:
+    """A check to run with its time limit, and the fix to show if it hangs."""
+
+    name: str
+    run: Callable[[], Check]
+    limit_s: float
+    hang_fix: str = "run the doctor again; if it hangs again, the part above is stuck"
+
+
+def run_tasks(tasks: list[CheckTask]) -> Iterator[Check]:
+    """Start every task at once, then yield results in order, each within its limit."""
+    started = [(task, *_start(task)) for task in tasks]
+    for task, thread, box, began in started:
+        thread.join(max(0.0, began + task.limit_s - time.monotonic()))
+        if box:
+            yield box[0]
+        else:
+            yield Check(task.name, FAIL, f"no answer within {task.limit_s:g} s",
+                        task.hang_fix)
+
+
+def _start(task: CheckTask) -> tuple[threading.Thread, list[Check], float]:
+    box: list[Check] = []
+
+    def work() -> None:
+        try:
+            box.append(task.run())
+        except Exception as exc:  # a check's own bug must not hide the other checks
+            log.debug("check %s failed", task.name, exc_info=True)
+            box.append(Check(task.name, FAIL, f"unexpected error: {exc!r}",
+                             "report this with the output of edge-agent doctor --json"))
+
+    thread = threading.Thread(target=work, name=f"doctor-{task.name}", daemon=True)
+    thread.start()
+    return thread, box, time.monotonic()
+
+
+# -- config and model -------------------------------------------------------------------
+
+
+def check_config_file(path: Path) -> tuple[Check, AgentConfig | None]:
+    from edge_agent.config import check_config, load_config
+
+    result = check_config(path)
+    if not result.ok:
+        return Check("config", FAIL, result.text,
+                     f"edit {path} as each line says; edge-agent check-config {path} "
+                     "lists the same problems"), None
+    config = load_config(path)
+    cameras = [cam.id for cam in config.cameras if cam.enabled]
+    return Check("config", OK, f"{path}: device {config.device_id}, {len(cameras)} camera(s) "
+                 f"enabled ({', '.join(cameras)})"), config
+
+
+def _model_load_error(exc: BaseException) -> Any:
+    """The ModelLoadError behind a selection failure, if that is what it was."""
+    from engines.errors import ModelLoadError
+
+    while exc is not None and not isinstance(exc, ModelLoadError):
+        exc = exc.__cause__ or exc.__context__
+    return exc
+
+
+def check_model(config: AgentConfig) -> Check:
+    import numpy as np
+
+    from edge_agent.selection import decode_options
+    from edge_agent.snapshot import detect, open_engine
+    from engines.errors import EngineError
+
+    try:
+        selection = open_engine(config)
+    except (EngineError, OSError) as exc:
+        damaged = _model_load_error(exc)
+        if damaged is not None or "cannot load model" in str(exc):
+            path = damaged.path if damaged is not None else config.model.path
+            fix = (f"{path} is missing or damaged: copy it to the box again (compare its "
+                   "sha256 with the original) or point model.path (labels: model.labels) at "
+                   "a valid ONNX or OpenVINO IR (.xml + .bin) file")
+        elif isinstance(exc, OSError):
+            fix = (f"state_dir {config.state_dir} must be writable by the agent's user; run "
+                   "the doctor as that user (sudo -u edge-agent edge-agent doctor ...)")
+        else:
+            fix = ("install the runtime it names, or set backend.type/device to one this box "
+                   "has (edge-agent probe; docs/backends.md)")
+        return Check("model", FAIL, str(damaged or exc), fix)
+    engine = selection.engine
+    try:
+        try:
+            decode_options(config.model, engine.info.class_names)
+        except ConfigError as exc:
+            return Check("model", FAIL, str(exc), "fix model.classes in the config")
+        blank = np.full((engine.input.height, engine.input.width, 3), 114, np.uint8)
+        _, infer_ms = detect(engine, config, blank)
+        info = engine.info
+        detail = (f"{Path(info.path).name} ({info.family}, {len(info.class_names)} classes, "
+                  f"input {engine.input.width}x{engine.input.height}) on {engine.backend}/"
+                  f"{engine.device}, test inference {infer_ms:.1f} ms; {selection.reason}")
+    finally:
+        engine.close()
+    if selection.fallbacks:
+        return Check("model", WARN, f"{detail}; degraded, passed over: "
+                     + "; ".join(selection.fallbacks),
+                     "see why the preferred backend failed (edge-agent probe, docs/backends.md)")
+    return Check("model", OK, detail)
+
+
+# -- cameras ----------------------------------------------------------------------------
+
+
+def _camera_source(camera: CameraConfig) -> str:
+    from edge_agent.gstreamer import redact_url as _redact
+
+    if isinstance(camera, FileCamera):
+        return f"video file {camera.path}"
+    if isinstance(camera, RtspCamera):
+        return f"RTSP {_redact(camera.url)}"
+    if isinstance(camera, UsbCamera):
+        return f"USB camera {camera.device}"
+    return "GStreamer pipeline"
+
+
+def _camera_fix(camera: CameraConfig, index: int) -> str:
+    key = f"cameras[{index}]"
+    if isinstance(camera, FileCamera):
+        return f"put the video file at {camera.path} or correct {key}.path"
+    if isinstance(camera, RtspCamera):
+        return (f"check that the camera is powered and reachable from this box, and the host, "
+                f"port, path and credentials in {key}.url; try: ffprobe -rtsp_transport "
+                f"{camera.transport} '<url>'")
+    if isinstance(camera, UsbCamera):
+        return (f"check the camera is plugged in (ls /dev/video*; v4l2-ctl --list-devices) and "
+                f"{key}.device; the user needs group video; a running agent holds the camera: "
+                "stop it first (sudo systemctl stop edge-agent)")
+    return (f"test {key}.pipeline alone: gst-launch-1.0 <pipeline> with fakesink in place of "
+            "appsink")
+
+
+def check_camera(camera: CameraConfig, index: int) -> Check:
+    from edge_agent.errors import SourceError
+    from edge_agent.snapshot import grab_frame
+
+    name = f"camera {camera.id}"
+    source = _camera_source(camera)
+    live = not isinstance(camera, FileCamera)
+    try:
+        grab = grab_frame(camera, measure_s=1.0 if live else 0.0)
+    except SourceError as exc:
+        reason = str(exc).removeprefix(f"camera {camera.id}: ")
+        if isinstance(camera, RtspCamera) and reason.startswith("cannot open"):
+            reason += ("; its host answers on that port, so the URL's path or credentials, "
+                       "or the stream itself, is wrong")
+        detail = reason if source.split(" ", 1)[-1] in reason else f"{source}: {reason}"
+        return Check(name, FAIL, detail, _camera_fix(camera, index))
+    rate = f"{grab.nominal_fps:.1f} fps" if grab.nominal_fps else "fps not reported"
+    if grab.measured_fps is not None:
+        rate += f" (measured {grab.measured_fps:.1f})"
+    return Check(name, OK, f"{source}: {grab.width}x{grab.height}, {rate}, first frame in "
+                 f"{grab.first_frame_s:.1f} s")
+
+
+# -- broker -----------------------------------------------------------------------------
+
+
+def check_broker(config: AgentConfig, timeout: float = 10.0) -> Check:
+    """Connect as configured, then publish on a unique topic and receive it back."""
+    from edge_agent.watch import BrokerError, connect
+
+    mqtt_config = config.mqtt
+    nonce = uuid.uuid4().hex[:12]
+    topic = f"{mqtt_config.topic_prefix.rstrip('/')}/{config.device_id}/doctor/{nonce}"
+    where = f"{mqtt_config.host}:{mqtt_config.port}" + (" (TLS)" if mqtt_config.tls else "")
+    received = threading.Event()
+    subscribed: list[list[object]] = []
+
+    def on_message(_client: object, _userdata: object, message: object) -> None:
+        if getattr(message, "topic", None) == topic:
+            received.set()
+
+    try:
+        # Never the agent's own client id: the broker would disconnect the running agent.
+        client = connect(mqtt_config, f"edge-agent-doctor-{nonce}", timeout, on_message)
+    except BrokerError as exc:
+        return Check("broker", FAIL, f"{where}: {exc.detail}", exc.fix)
+    except ConfigError as exc:  # TLS files that cannot be loaded
+        return Check("broker", FAIL, str(exc), "fix the mqtt.tls file paths")
+    acl_fix = (f"the broker's ACL must let {mqtt_config.username or 'anonymous clients'} "
+               f"publish and subscribe under {topic.rsplit('/', 2)[0]}/#")
+    try:
+        ready = threading.Event()
+        client.on_subscribe = lambda _c, _u, _m, codes, _p: (subscribed.append(codes),
+                                                             ready.set())
+        started = time.monotonic()
+        client.subscribe(topic, qos=1)
+        if not ready.wait(timeout) or any(
+            getattr(code, "is_failure", False) for code in subscribed[0]
+        ):
+            return Check("broker", FAIL, f"{where}: connected, but the subscription to {topic} "
+                         "was refused", acl_fix)
+        client.publish(topic, nonce, qos=1)
+        if not received.wait(timeout):
+            return Check("broker", FAIL, f"{where}: connected, but a test message on {topic} "
+                         f"did not come back within {timeout:.0f} s", acl_fix)
+        elapsed_ms = (time.monotonic() - started) * 1000
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    user = f" as {mqtt_config.username}" if mqtt_config.username else ""
+    return Check("broker", OK, f"{where}: connected{user}; a test message came back in "
+                 f"{elapsed_ms:.0f} ms")
+
+
+# -- the box ----------------------------------------------------------------------------
+
+MIN_FREE_BYTES = 200 * 2**20
+LOW_FREE_BYTES = 1024 * 2**20
+
+
+def check_disk(state_dir: Path) -> Check:
+    import shutil
+    import tempfile
+
+    existing = state_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    free = shutil.disk_usage(existing).free
+    room = f"{free / 2**30:.1f} GiB free"
+    space_fix = (f"free space on the filesystem of {existing} (old logs: journalctl "
+                 "--vacuum-size=200M; old recordings, packages)")
+    if not state_dir.exists():
+        writable = os.access(existing, os.W_OK)
+        return Check("disk", OK if writable else WARN,
+                     f"state_dir {state_dir} does not exist yet ({room} on {existing})",
+                     f"the service creates it (StateDirectory=); by hand: mkdir -p {state_dir}")
+    try:
+        with tempfile.TemporaryFile(dir=state_dir):
+            pass
+    except OSError as exc:
+        return Check("disk", FAIL, f"state_dir {state_dir} is not writable: {exc.strerror}",
+                     f"run as the agent's user (sudo -u edge-agent ...) or fix the owner: "
+                     f"sudo chown -R edge-agent: {state_dir}")
+    if free < MIN_FREE_BYTES:
+        return Check("disk", FAIL, f"state_dir {state_dir}: only {room}", space_fix)
+    if free < LOW_FREE_BYTES:
+        return Check("disk", WARN, f"state_dir {state_dir}: {room}, getting low", space_fix)
+    return Check("disk", OK, f"state_dir {state_dir} writable, {room}")
+
+
+STA_UNSYNC = 0x0040
+TIME_ERROR = 5
+OLDEST_PLAUSIBLE = 1_704_067_200  # 2024-01-01: a clock before this was never set
+
+
+def _adjtimex() -> tuple[bool, float] | None:
+    """(synchronised, max error s) from the kernel's NTP state, None when unavailable."""
+    import ctypes
+    import ctypes.util
+
+    c_long = ctypes.c_long
+
+    class Timex(ctypes.Structure):
+        _fields_ = [
+            ("modes", ctypes.c_uint), ("offset", c_long), ("freq", c_long),
+            ("maxerror", c_long), ("esterror", c_long), ("status", ctypes.c_int),
+            ("constant", c_long), ("precision", c_long), ("tolerance", c_long),
+            ("time_sec", c_long), ("time_usec", c_long), ("tick", c_long),
+            ("ppsfreq", c_long), ("jitter", c_long), ("shift", ctypes.c_int),
+            ("stabil", c_long), ("jitcnt", c_long), ("calcnt", c_long), ("errcnt", c_long),
+            ("stbcnt", c_long), ("tai", ctypes.c_int), ("padding", ctypes.c_int * 11),
+        ]
+
+    library = ctypes.util.find_library("c")
+    if library is None:
+        return None
+    try:
+        adjtimex = ctypes.CDLL(library, use_errno=True).adjtimex
+    except (OSError, AttributeError):
+        return None
+    timex = Timex()  # modes 0: read only, needs no privilege
+    state = adjtimex(ctypes.byref(timex))
+    if state < 0:
+        return None
+    synced = state != TIME_ERROR and not timex.status & STA_UNSYNC
+    return synced, timex.maxerror / 1e6
+
+
+def _timedatectl_synced() -> bool | None:
+    import shutil
+    import subprocess
+
+    if shutil.which("timedatectl") is None:
+        return None
+    try:
+        done = subprocess.run(["timedatectl", "show", "-p", "NTPSynchronized", "--value"],
+                              capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    answer = done.stdout.strip()
+    return {"yes": True, "no": False}.get(answer) if done.returncode == 0 else None
+
+
+def check_clock() -> Check:
+    """Detections carry capture timestamps: a wrong clock makes every one of them wrong."""
+    now = time.time()
+    shown = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(now))
+    ntp_fix = ("enable time sync: sudo timedatectl set-ntp true (systemd-timesyncd) or chrony, "
+               "and let the box reach an NTP server (UDP 123)")
+    if now < OLDEST_PLAUSIBLE:
+        return Check("clock", FAIL, f"the clock says {shown}: it was never set", ntp_fix)
+    kernel = _adjtimex()
+    synced = kernel[0] if kernel is not None else _timedatectl_synced()
+    if synced is None:
+        return Check("clock", WARN, f"{shown}; whether it is synchronised is unknown", ntp_fix)
+    if not synced:
+        error = f", max error {kernel[1]:.1f} s" if kernel is not None else ""
+        return Check("clock", WARN, f"{shown}; not synchronised (kernel NTP state{error})",
+                     ntp_fix)
+    return Check("clock", OK, f"{shown}; synchronised")
+
+
+DEVICE_PATTERNS = ("/dev/video*", "/dev/dri/renderD*", "/dev/accel/*", "/dev/nvhost*",
+                   "/dev/nvidia*")
+
+
+def _needed_devices(config: AgentConfig, present: list[str]) -> set[str]:
+    """Device files this config cannot run without: its USB cameras and its accelerator."""
+    needed = set()
+    for camera in config.cameras:
+        if isinstance(camera, UsbCamera) and camera.enabled:
+            device = camera.device
+            needed.add(f"/dev/video{device}" if isinstance(device, int) else str(device))
+    device = str(getattr(config.backend, "device", "") or "").upper()
+    kinds = {"GPU": "/dev/dri/renderD", "NPU": "/dev/accel/"}
+    needed.update(path for kind, prefix in kinds.items() if device.startswith(kind)
+                  for path in present if path.startswith(prefix))
+    return needed
+
+
+def check_devices(config: AgentConfig | None, root: Path = Path("/")) -> Check:
+    """`root` stands for / (tests build a /dev tree elsewhere)."""
+    import glob
+    import grp
+    import pwd
+
+    user = pwd.getpwuid(os.getuid()).pw_name
+    found = sorted({"/" + str(Path(path).relative_to(root)) for pattern in DEVICE_PATTERNS
+                    for path in glob.glob(str(root / pattern.lstrip("/")))})
+    if not found:
+        return Check("devices", INFO, "no camera or accelerator devices (" +
+                     ", ".join(DEVICE_PATTERNS) + "); fine for RTSP/file cameras on the CPU")
+    denied: dict[str, str] = {}
+    for path in found:
+        real = root / path.lstrip("/")
+        if not os.access(real, os.R_OK | os.W_OK):
+            try:
+                denied[path] = grp.getgrgid(real.stat().st_gid).gr_name
+            except (KeyError, OSError):
+                denied[path] = "?"
+    if not denied:
+        return Check("devices", OK, f"{len(found)} device(s) usable by {user}: "
+                     + " ".join(found[:8]) + (" ..." if len(found) > 8 else ""))
+    groups = sorted(set(denied.values()) - {"?"})
+    fix = (f"sudo usermod -aG {','.join(groups)} {user}, then log in again (the service's "
+           "user gets these groups from scripts/install)" if groups else
+           "check the device files' owner and mode (ls -l)")
+    shown = ", ".join(f"{path} (group {group})" for path, group in denied.items())
+    needed = _needed_devices(config, found) if config is not None else set()
+    status = FAIL if needed & set(denied) else WARN
+    return Check("devices", status, f"{user} cannot open {shown}", fix)
+
+
+def check_service(unit: str) -> Check:
+    import shutil
+    import subprocess
+
+    try:
+        init = Path("/proc/1/comm").read_text().strip()
+    except OSError:
+        init = "unknown"
+    if shutil.which("systemctl") is None or not (
+        init == "systemd" or Path("/run/systemd/system").is_dir()
+    ):
+        return Check("service", INFO, f"not under systemd (PID 1 is {init}): no unit to check")
+
+    def ask(verb: str) -> str:
+        done = subprocess.run(["systemctl", verb, unit], capture_output=True, text=True,
+                              timeout=10, check=False)
+        return done.stdout.strip() or done.stderr.strip() or "unknown"
+
+    active, enabled = ask("is-active"), ask("is-enabled")
+    detail = f"{unit}: {active}, {enabled}"
+    if enabled in ("not-found", "unknown") or "No such file" in enabled:
+        return Check("service", WARN, f"{unit}: unit not installed", "sudo scripts/install")
+    if active == "failed":
+        return Check("service", FAIL, detail, f"journalctl -u {unit} -n 50 says why; after "
+                     f"fixing: sudo systemctl restart {unit}")
+    if active != "active":
+        return Check("service", WARN, detail, f"sudo systemctl enable --now {unit}")
+    if enabled != "enabled":
+        return Check("service", WARN, f"{detail}: will not start at boot",
+                     f"sudo systemctl enable {unit}")
+    return Check("service", OK, detail)
+
+
+# -- the command ------------------------------------------------------------------------
+
+
+def diagnose(config_path: Path, unit: str = "edge-agent") -> Iterator[Check]:
+    """Every check in checklist order; config-dependent ones are skipped if it is invalid."""
+    config_check, config = check_config_file(config_path)
+    yield config_check
+    tasks: list[CheckTask] = []
+    if config is None:
+        yield Check("model, cameras, broker, disk", SKIP, "need a valid config")
+    else:
+        tasks.append(CheckTask("model", lambda: check_model(config), 300.0,
+                               "compiling takes too long: check backend.device"))
+        for index, camera in enumerate(config.cameras):
+            if camera.enabled:
+                tasks.append(CheckTask(
+                    f"camera {camera.id}", lambda cam=camera, i=index: check_camera(cam, i),
+                    2 * camera.stall_timeout_s + 10.0, _camera_fix(camera, index),
+                ))
+        tasks.append(CheckTask("broker", lambda: check_broker(config), 30.0,
+                               "check mqtt.host/mqtt.port and the network"))
+        tasks.append(CheckTask("disk", lambda: check_disk(config.state_dir), 10.0,
+                               "the state_dir filesystem hangs: check the disk or mount"))
+    tasks.append(CheckTask("clock", check_clock, 10.0))
+    tasks.append(CheckTask("devices", lambda: check_devices(config), 10.0))
+    tasks.append(CheckTask("service", lambda: check_service(unit), 30.0))
+    yield from run_tasks(tasks)
+
+
+def format_check(check: Check) -> str:
+    lines = check.detail.splitlines() or [""]
+    text = f"{MARKS[check.status]} {check.name}: {lines[0]}"
+    text += "".join(f"\n       {line}" for line in lines[1:])
+    if check.fix and check.status in (FAIL, WARN):
+        text += f"\n       fix: {check.fix}"
+    return text
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from edge_agent.snapshot import quiet_opencv
+
+    quiet_opencv()
+    logging.getLogger().setLevel(logging.ERROR)  # the checklist is the output, not INFO lines
+    checks = []
+    for check in diagnose(args.config, args.unit):
+        checks.append(check)
+        if not args.json:
+            print(format_check(check), flush=True)
+    failed = [check for check in checks if check.status == FAIL]
+    warned = [check for check in checks if check.status == WARN]
+    if args.json:
+        body = {"ok": not failed,
+                "checks": [{**asdict(check), "ok": check.ok} for check in checks]}
+        print(json.dumps(body, indent=2))
+    elif failed:
+        print(f"\n{len(failed)} failed, {len(warned)} warning(s): fix the FAIL lines first")
+    else:
+        print(f"\nall checks passed{f', {len(warned)} warning(s)' if warned else ''}")
+    sys.stdout.flush()
+    return 1 if failed else 0
+
+
+def add_command(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "doctor", help="check config, model, cameras, broker and the box; say how to fix"
+    )
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
+                        help=f"agent YAML file (default: {DEFAULT_CONFIG})")
+    parser.add_argument("--unit", default="edge-agent", help="systemd unit to check")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(handler=_doctor)
+

@@ -1,0 +1,286 @@
+"""Detections on their way to the broker: the spool, one sender thread, ack accounting.
+
+Every detection goes into the spool first (`edge_agent.spool`: on disk in the state
+directory, or in memory), and the sender hands the spool to paho in order, at most
+MAX_INFLIGHT unacknowledged at a time; a row is deleted when its ack arrives. So a
+broker outage, a reconnect or a killed process loses nothing the bounds allow to keep,
+and paho's own queue never grows past the window.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import paho.mqtt.client as mqtt
+
+from edge_agent.spool import Spool, SpoolError
+
+log = logging.getLogger(__name__)
+
+MAX_INFLIGHT = 100
+"""QoS>0 messages on the wire awaiting their ack. paho's default of 20 caps QoS 1 at
+20 per round trip (250 msg/s on an 80 ms cellular link, below a few cameras' rate);
+100 keeps up while bounding the burst re-sent after a reconnect."""
+
+CONTROL = -1
+"""Pending value of a status/info/state message (not a detection)."""
+DIRECT = 0
+"""Pending value of a detection sent past a failed spool (no row to delete)."""
+EXPIRY_CHECK_S = 60.0
+DROP_LOG_INTERVAL_S = 10.0
+
+
+class Outbox:
+    """Moves spooled detections to an MQTT client and counts what happens to them.
+
+    Counters cover detections only: `published` (accepted into the spool),
+    `acknowledged` (PUBACK for QoS 1/2, written to the socket for QoS 0), `dropped`
+    (refused, or pushed out of a full or expired spool).
+    """
+
+    def __init__(
+        self, client: mqtt.Client, spool: Spool, qos: int, full_reason: Callable[[], str]
+    ) -> None:
+        self._client = client
+        self._spool = spool
+        self._qos = qos
+        self._full_reason = full_reason
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._pending: dict[int, int] = {}  # mid -> spool row id, DIRECT or CONTROL
+        self._acked_early: set[int] = set()  # acks that beat publish() returning its mid
+        self._acked_rows: list[int] = []  # delivered rows the sender will delete
+        self._cursor = 0  # last spool row handed to paho
+        self._inflight = 0  # detections handed to paho and not acknowledged
+        self._rewind = False
+        self._connected = False
+        self._closing = False
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name="mqtt-sender", daemon=True)
+        self.published = 0
+        self.acknowledged = 0
+        self.dropped = 0
+        self.spool_error: str | None = None
+        self._drops_unlogged = 0
+        self._drop_logged_at = float("-inf")
+        self._drop_reason = ""
+
+    @property
+    def queued(self) -> int:
+        return len(self._spool)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    # -- camera threads ----------------------------------------------------------------
+
+    def put(self, topic: str, payload: bytes) -> bool:
+        """Store one detection message for sending; False (a counted drop) if refused."""
+        with self._lock:
+            closing = self._closing
+            if closing:
+                self._count_drop_locked("publisher is closed")
+        if closing:
+            self.log_drops()
+            return False
+        try:
+            pushed_out = self._spool.append(topic, payload, keep_after=self._cursor)
+        except SpoolError as exc:
+            return self._put_direct(topic, payload, exc)
+        with self._wake:
+            self.published += 1
+            if pushed_out:
+                self._count_drop_locked(self._full_reason(), pushed_out)
+            self._wake.notify_all()
+        if pushed_out:
+            self.log_drops()
+        return True
+
+    def _put_direct(self, topic: str, payload: bytes, error: SpoolError) -> bool:
+        """The spool cannot store (disk full): send straight away if the broker is there."""
+        with self._lock:
+            room = self._connected and self._inflight < MAX_INFLIGHT
+            self.spool_error = str(error)
+            if not room:
+                self._count_drop_locked(f"{error}; broker not reachable")
+        if not room:
+            self.log_drops()
+            return False
+        info = self._client.publish(topic, payload, qos=self._qos)
+        accepted = info.rc == mqtt.MQTT_ERR_SUCCESS
+        with self._lock:
+            if accepted:
+                self.published += 1
+                self._inflight += 1
+                self.register_locked(info.mid, DIRECT)
+            else:
+                self._count_drop_locked(f"{error}; {mqtt.error_string(info.rc)}")
+        if not accepted:
+            self.log_drops()
+        return accepted
+
+    # -- the sender thread -------------------------------------------------------------
+
+    def _run(self) -> None:
+        """Hand spooled rows to paho in order, within the window; delete acknowledged rows."""
+        next_expiry = time.monotonic() + EXPIRY_CHECK_S
+        while True:
+            with self._wake:
+                self._wake.wait_for(self._has_work_locked, timeout=1.0)
+                if self._stopped:
+                    return
+                acked, self._acked_rows = self._acked_rows, []
+                rewind, self._rewind = self._rewind, False
+                room = MAX_INFLIGHT - self._inflight if self._connected else 0
+            if acked:
+                self._spool.delete(acked)
+                with self._wake:
+                    self._wake.notify_all()  # drain() may be waiting for an empty spool
+            if rewind:
+                self._cursor = 0
+            if time.monotonic() >= next_expiry:
+                next_expiry = time.monotonic() + EXPIRY_CHECK_S
+                self._drop_expired()
+            if room > 0 and self._cursor < self._spool.last_id and not self._send(room):
+                time.sleep(0.1)  # paho refused (the connection just went): retry shortly
+
+    def _has_work_locked(self) -> bool:
+        return (
+            self._stopped
+            or bool(self._acked_rows)
+            or self._rewind
+            or (
+                self._connected
+                and self._inflight < MAX_INFLIGHT
+                and self._cursor < self._spool.last_id
+            )
+        )
+
+    def _send(self, room: int) -> bool:
+        """Publish up to `room` rows after the cursor; False when paho refused one."""
+        for message in self._spool.after(self._cursor, room):
+            info = self._client.publish(message.topic, message.payload, qos=self._qos)
+            # QoS>0 while disconnected reports NO_CONN but is queued and sent on reconnect.
+            if not (
+                info.rc == mqtt.MQTT_ERR_SUCCESS
+                or (info.rc == mqtt.MQTT_ERR_NO_CONN and self._qos > 0)
+            ):
+                return False
+            with self._lock:
+                self._inflight += 1
+                self.register_locked(info.mid, message.id)
+            self._cursor = message.id
+        return True
+
+    def _drop_expired(self) -> None:
+        expired = self._spool.drop_expired()
+        if expired:
+            with self._lock:
+                self._count_drop_locked("too old to keep in the spool", expired)
+            self.log_drops()
+
+    # -- connection events (paho's network thread) -------------------------------------
+
+    def connected(self, is_connected: bool) -> None:
+        """The connection came up or went; QoS 0 rows paho had not written are sent again."""
+        with self._wake:
+            self._connected = is_connected
+            if is_connected:
+                if self._qos == 0:
+                    self._forget_lost_qos0_locked()
+                self._acked_early.clear()
+            self._wake.notify_all()
+        if is_connected:
+            self.log_drops(force=True)  # what was dropped while the broker was away
+
+    def acknowledged_mid(self, mid: int) -> None:
+        with self._wake:
+            row = self._pending.pop(mid, None)
+            if row is None:
+                self._acked_early.add(mid)
+            else:
+                self._settle_locked(row)
+
+    def register_control(self, mid: int) -> None:
+        with self._lock:
+            self.register_locked(mid, CONTROL)
+
+    # -- closing -----------------------------------------------------------------------
+
+    def drain(self, timeout: float) -> None:
+        """Refuse new messages; wait until all are acknowledged or the connection is gone."""
+        with self._wake:
+            self._closing = True
+            self._wake.wait_for(
+                lambda: not self._busy_locked() or not self._connected, timeout=timeout
+            )
+
+    def stop(self) -> None:
+        """End the sender, forget delivered rows; the rest stays in the spool."""
+        with self._wake:
+            self._closing = self._stopped = True
+            self._wake.notify_all()
+            acked, self._acked_rows = self._acked_rows, []
+        if self._thread.is_alive():
+            self._thread.join(5.0)
+        self._spool.delete(acked)
+        unsent = len(self._spool)
+        if unsent:
+            where = f"stay in the spool {self._spool.path}" if self._spool.path else "are lost"
+            log.warning("MQTT: %d detection messages not acknowledged %s", unsent, where)
+        self._spool.close()
+
+    # -- internals -------------------------------------------------------------------
+
+    def _busy_locked(self) -> bool:
+        """Detections still waiting for the broker (stored, or sent past the spool)."""
+        return self._inflight > 0 or len(self._spool) > len(self._acked_rows)
+
+    def register_locked(self, mid: int, row: int) -> None:
+        """Track a message handed to paho, or settle it if its ack already arrived."""
+        if mid in self._acked_early:
+            self._acked_early.discard(mid)
+            self._settle_locked(row)
+        else:
+            self._pending[mid] = row
+
+    def _settle_locked(self, row: int) -> None:
+        if row == CONTROL:
+            return
+        self.acknowledged += 1
+        self._inflight -= 1
+        if row > 0:
+            self._acked_rows.append(row)
+        self._wake.notify_all()
+
+    def _forget_lost_qos0_locked(self) -> None:
+        """paho's reconnect discards QoS 0 packets it had not written: send those rows again."""
+        lost = [mid for mid, row in self._pending.items() if row != CONTROL]
+        direct = sum(1 for mid in lost if self._pending[mid] == DIRECT)
+        for mid in lost:
+            del self._pending[mid]
+        self._inflight -= len(lost)
+        self._rewind = len(lost) > direct
+        if direct:
+            self._count_drop_locked("QoS 0 messages lost in a reconnect", direct)
+
+    def _count_drop_locked(self, reason: str, count: int = 1) -> None:
+        self.dropped += count
+        self._drops_unlogged += count
+        self._drop_reason = reason
+
+    def log_drops(self, force: bool = False) -> None:
+        """First drop at once, then one line per DROP_LOG_INTERVAL_S with the count."""
+        now = time.monotonic()
+        with self._lock:
+            if not self._drops_unlogged:
+                return
+            if not force and now - self._drop_logged_at < DROP_LOG_INTERVAL_S:
+                return
+            count, total, reason = self._drops_unlogged, self.dropped, self._drop_reason
+            self._drops_unlogged = 0
+            self._drop_logged_at = now
+        log.warning("MQTT dropped %d detection message(s) (%d in total): %s", count, total, reason)

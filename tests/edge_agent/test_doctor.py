@@ -1,0 +1,272 @@
+"""`edge-agent doctor` against a good setup and against each broken part, all real:
+a real Mosquitto (with a password file where needed), the sample model on OpenVINO, a
+file camera on the sample video, RTSP URLs with nothing (or something mute) behind them."""
+
+from __future__ import annotations
+
+import grp
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from edge_agent.doctor import FAIL, OK, Check, CheckTask, run_tasks
+from tests.conftest import REPO, Broker, free_port, wait_for_port
+from tests.rtsp import RtspServer
+
+
+def write_config(tmp_path: Path, samples: Path, broker: Broker, **parts: str) -> Path:
+    """A good config; `model`, `camera` or `mqtt_extra` replace that part."""
+    video = samples / "media" / "vtest.mp4"
+    camera = parts.get("camera", f"  - id: street\n    type: file\n    path: {video}\n")
+    config = tmp_path / "agent.yaml"
+    config.write_text(f"""
+device_id: box1
+state_dir: {tmp_path / "state"}
+model:
+  path: {parts.get("model", samples / "models" / "yolox_nano.onnx")}
+  labels: {samples / "models" / "coco_labels.txt"}
+backend:
+  type: openvino
+  device: CPU
+mqtt:
+  host: 127.0.0.1
+  port: {parts.get("port", broker.port)}
+  topic_prefix: doctor-test
+{parts.get("mqtt_extra", "")}cameras:
+{camera}""")
+    return config
+
+
+def doctor(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "edge_agent.cli", "doctor", "--config", str(config), *args],
+        capture_output=True, text=True, timeout=120, cwd=REPO, check=False,
+    )
+
+
+def entry(output: str, name: str) -> tuple[str, str]:
+    """(the checklist line of check `name`, its fix line or '')."""
+    lines = output.splitlines()
+    for index, line in enumerate(lines):
+        if line[7:].startswith(f"{name}: "):
+            follow = lines[index + 1].strip() if index + 1 < len(lines) else ""
+            return line, follow if follow.startswith("fix: ") else ""
+    raise AssertionError(f"no check {name!r} in:\n{output}")
+
+
+def failed_names(output: str) -> list[str]:
+    return [line[7:].split(":")[0] for line in output.splitlines() if line.startswith("[FAIL]")]
+
+
+def test_good_setup_passes(tmp_path: Path, samples: Path, broker: Broker) -> None:
+    done = doctor(write_config(tmp_path, samples, broker))
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert failed_names(out) == []
+    for name in ("config", "model", "camera street", "broker", "disk"):
+        assert entry(out, name)[0].startswith("[ OK ]"), out
+    assert "on openvino/CPU" in entry(out, "model")[0]
+    assert "input 416x416" in entry(out, "model")[0]
+    assert "768x576" in entry(out, "camera street")[0]
+    assert "a test message came back" in entry(out, "broker")[0]
+    for name in ("clock", "devices", "service"):  # present whatever this machine is
+        entry(out, name)
+    assert "all checks passed" in out
+
+
+def restart_with_password(broker: Broker, tmp_path: Path) -> int:
+    """The test broker gains a listener that wants user `agent`, password `s3cret`."""
+    password_file = tmp_path / "passwords"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(password_file), "agent", "s3cret"],
+                   check=True)
+    auth_port = free_port()
+    broker.stop()
+    broker.conf.write_text(
+        "user root\nper_listener_settings true\npersistence false\n"
+        f"listener {broker.port} 127.0.0.1\nallow_anonymous true\n"
+        f"listener {auth_port} 127.0.0.1\nallow_anonymous false\npassword_file {password_file}\n"
+    )
+    broker.start()
+    wait_for_port(auth_port)
+    return auth_port
+
+
+def test_wrong_broker_password(tmp_path: Path, samples: Path, broker: Broker) -> None:
+    port = restart_with_password(broker, tmp_path)
+    right = "  username: agent\n  password: s3cret\n"
+    done = doctor(write_config(tmp_path, samples, broker, port=str(port), mqtt_extra=right))
+    assert done.returncode == 0, done.stdout
+    assert "connected as agent" in entry(done.stdout, "broker")[0]
+
+    wrong = "  username: agent\n  password: not-it\n"
+    done = doctor(write_config(tmp_path, samples, broker, port=str(port), mqtt_extra=wrong),
+                  "--json")
+    assert done.returncode == 1
+    body = json.loads(done.stdout)
+    assert body["ok"] is False
+    failed = [check for check in body["checks"] if check["status"] == FAIL]
+    assert [check["name"] for check in failed] == ["broker"]
+    assert failed[0]["detail"] == f"127.0.0.1:{port}: broker refused: not authorized"
+    assert "check mqtt.username/password" in failed[0]["fix"]
+    assert "not-it" not in done.stdout
+
+
+@pytest.mark.parametrize("kind", ["missing video file", "rtsp with nothing listening"])
+def test_missing_camera(tmp_path: Path, samples: Path, broker: Broker, kind: str) -> None:
+    port = free_port()
+    camera = {
+        "missing video file": f"  - id: gate\n    type: file\n    path: {tmp_path / 'no.mp4'}\n",
+        "rtsp with nothing listening":
+            f"  - id: gate\n    type: rtsp\n    url: rtsp://u:pw@127.0.0.1:{port}/live\n",
+    }[kind]
+    video = samples / "media" / "vtest.mp4"
+    camera += f"  - id: street\n    type: file\n    path: {video}\n"
+    done = doctor(write_config(tmp_path, samples, broker, camera=camera))
+    assert done.returncode == 1
+    assert failed_names(done.stdout) == ["camera gate"]
+    line, fix = entry(done.stdout, "camera gate")
+    assert line.startswith("[FAIL]")
+    if kind == "missing video file":
+        missing = tmp_path / "no.mp4"
+        assert line == f"[FAIL] camera gate: video file {missing} not found"
+        assert fix == f"fix: put the video file at {missing} or correct cameras[0].path"
+    else:
+        assert f"nothing listens on 127.0.0.1:{port}" in line
+        assert "pw@" not in done.stdout
+        assert "cameras[0].url" in fix
+    assert entry(done.stdout, "camera street")[0].startswith("[ OK ]")
+
+
+def test_unreadable_model(tmp_path: Path, samples: Path, broker: Broker) -> None:
+    broken = tmp_path / "yolox_nano.onnx"
+    data = (samples / "models" / "yolox_nano.onnx").read_bytes()
+    broken.write_bytes(data[: len(data) // 3])
+    done = doctor(write_config(tmp_path, samples, broker, model=str(broken)))
+    assert done.returncode == 1
+    assert failed_names(done.stdout) == ["model"]
+    line, fix = entry(done.stdout, "model")
+    assert f"cannot load model {broken}" in line
+    assert fix.startswith(f"fix: {broken} is missing or damaged: copy it to the box again")
+    assert "model.path" in fix
+
+
+def test_invalid_config_names_file_and_line(tmp_path: Path, samples: Path,
+                                            broker: Broker) -> None:
+    config = write_config(tmp_path, samples, broker)
+    config.write_text(config.read_text().replace("  device: CPU\n", "  devise: CPU\n"))
+    done = doctor(config)
+    assert done.returncode == 1
+    line, _ = entry(done.stdout, "config")
+    assert line.startswith("[FAIL]")
+    assert f"{config}:9: backend.devise: unknown key (did you mean 'device'?)" in done.stdout
+    assert "[SKIP] model, cameras, broker, disk" in done.stdout
+
+
+def test_a_mute_camera_cannot_hang_the_doctor(tmp_path: Path, samples: Path,
+                                              broker: Broker) -> None:
+    """A host that accepts the TCP connection and never says a word (a wedged camera)."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        port = server.getsockname()[1]
+        accepted: list[socket.socket] = []
+        threading.Thread(target=lambda: accepted.append(server.accept()[0]), daemon=True).start()
+        camera = (f"  - id: gate\n    type: rtsp\n    url: rtsp://127.0.0.1:{port}/live\n"
+                  "    stall_timeout_s: 1\n")
+        started = time.monotonic()
+        done = doctor(write_config(tmp_path, samples, broker, camera=camera))
+        elapsed = time.monotonic() - started
+        for connection in accepted:
+            connection.close()
+    assert done.returncode == 1
+    assert failed_names(done.stdout) == ["camera gate"]
+    assert "its host answers on that port" in entry(done.stdout, "camera gate")[0]
+    assert elapsed < 30, f"the doctor took {elapsed:.0f} s"
+
+
+def test_each_check_has_a_time_limit() -> None:
+    def hangs() -> Check:
+        time.sleep(30)
+        return Check("stuck", OK, "never")
+
+    started = time.monotonic()
+    results = list(run_tasks([
+        CheckTask("stuck", hangs, 0.5, "unplug it"),
+        CheckTask("quick", lambda: Check("quick", OK, "fine"), 5.0),
+    ]))
+    assert time.monotonic() - started < 3
+    assert results[0] == Check("stuck", FAIL, "no answer within 0.5 s", "unplug it")
+    assert results[1] == Check("quick", OK, "fine")
+
+
+
+def test_live_rtsp_camera_reports_resolution_and_measured_fps(
+    tmp_path: Path, samples: Path, broker: Broker
+) -> None:
+    with RtspServer(samples / "media" / "vtest.mp4") as server:
+        camera = f"  - id: gate\n    type: rtsp\n    url: {server.url}\n"
+        done = doctor(write_config(tmp_path, samples, broker, camera=camera))
+    assert done.returncode == 0, done.stdout + done.stderr
+    line, _ = entry(done.stdout, "camera gate")
+    assert line.startswith("[ OK ] camera gate: RTSP rtsp://127.0.0.1:")
+    assert "768x576" in line
+    nominal = float(line.split(", ")[1].split(" fps")[0])
+    measured = float(line.split("(measured ")[1].split(")")[0])
+    assert measured == pytest.approx(nominal, rel=0.3), line
+
+
+def test_device_permissions_name_the_group_to_join(tmp_path_factory) -> None:
+    """A /dev tree (files standing in for device nodes) checked by an unprivileged user:
+    root may open anything, so the check runs as `nobody` through setpriv."""
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is needed to drop to an unprivileged user")
+    if os.getuid() != 0:
+        pytest.skip("needs root to hand the files to group video and drop privileges")
+    root = Path(tempfile.mkdtemp(prefix="doctor-dev-"))
+    try:
+        root.chmod(0o755)
+        video_gid = grp.getgrnam("video").gr_gid
+        for name in ("dev/video0", "dev/dri/renderD128"):
+            path = root / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.chmod(0o755)
+            path.touch(mode=0o660)
+            os.chown(path, 0, video_gid)
+        script = textwrap.dedent(f"""
+            import json
+            from pathlib import Path
+            from edge_agent.config_model import AgentConfig
+            from edge_agent.doctor import check_devices
+            for camera in ({{"id": "door", "type": "usb", "device": 0}},
+                           {{"id": "door", "type": "rtsp", "url": "rtsp://cam/live"}}):
+                config = AgentConfig.model_validate(
+                    {{"model": {{"path": "m.onnx"}}, "cameras": [camera]}})
+                print(json.dumps(check_devices(config, Path({str(root)!r})).__dict__))
+        """)
+        done = subprocess.run(
+            ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+             sys.executable, "-c", script],
+            capture_output=True, text=True, timeout=60, cwd=REPO, check=False,
+        )
+    finally:
+        shutil.rmtree(root)
+    if done.returncode != 0 and "Permission denied" in done.stderr:
+        pytest.skip(f"the project is not readable by nobody here: {done.stderr[-300:]}")
+    assert done.returncode == 0, done.stderr
+    usb, rtsp = (json.loads(line) for line in done.stdout.splitlines())
+    assert usb["status"] == FAIL  # the config's own camera: the agent cannot work
+    assert usb["detail"] == (
+        "nobody cannot open /dev/dri/renderD128 (group video), /dev/video0 (group video)"
+    )
+    assert usb["fix"].startswith("sudo usermod -aG video nobody")
+    assert rtsp["status"] == "WARN"  # not used by this config: worth knowing, not fatal

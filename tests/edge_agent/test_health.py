@@ -1,0 +1,214 @@
+"""Health over MQTT: the real agent (or real parts of it) against a real Mosquitto."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from edge_agent.capture import Camera
+from edge_agent.config_model import AgentConfig, HealthConfig, MqttConfig, RtspCamera
+from edge_agent.health import HealthMonitor
+from edge_agent.pipeline import CameraPipeline
+from edge_agent.publish import Publisher
+from engines.decoders import DecodeOptions
+from engines.openvino import OpenVinoEngine
+from tests.conftest import REPO, Broker
+from tests.edge_agent.test_agent import frame_count, start_agent, stop_agent, write_config
+from tests.rtsp import RtspServer
+
+SCHEMA = json.loads((REPO / "docs" / "schemas" / "health.schema.json").read_text())
+CLIP_FRAMES = 40
+
+
+@pytest.fixture(scope="module")
+def clip(samples: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("health-clip") / "street.mp4"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(samples / "media" / "vtest.mp4"),
+         "-frames:v", str(CLIP_FRAMES), "-c:v", "libx264", "-pix_fmt", "yuv420p", str(out)],
+        check=True,
+    )
+    return out
+
+
+def health_config(
+    tmp_path: Path, samples: Path, broker: Broker, prefix: str, cameras: str, health: str
+) -> Path:
+    config = write_config(tmp_path, samples, broker, prefix, cameras)
+    config.write_text(config.read_text() + "health:\n" + health)
+    return config
+
+
+def validated(payload: bytes) -> dict:
+    body = json.loads(payload)
+    jsonschema.validate(body, SCHEMA, format_checker=jsonschema.FormatChecker())
+    return body
+
+
+def test_health_is_retained_valid_and_counts_every_frame(
+    tmp_path: Path, samples: Path, broker: Broker, subscribe, unique_prefix: str, clip: Path
+) -> None:
+    assert frame_count(clip) == CLIP_FRAMES
+    cameras = f"  - id: street\n    type: file\n    path: {clip}\n    realtime: false\n"
+    config = health_config(
+        tmp_path, samples, broker, unique_prefix, cameras,
+        "  interval_s: 1\n  metrics_address: ''\n",
+    )
+    agent = start_agent(config)
+    output, _ = agent.communicate(timeout=120)
+    assert agent.returncode == 0, output
+
+    # Subscribing after the run: the broker hands over the last health message, retained.
+    late = subscribe(f"{unique_prefix}/box1/health")
+    message = late.wait_for("/box1/health", timeout=10)[0]
+    assert message.retain
+    assert message.qos == 1
+    health = validated(message.payload)
+    assert health["device_id"] == "box1"
+    assert health["status"] == "ok", health["reasons"]
+    assert health["backend"]["name"] == "openvino"
+    assert health["model"]["name"] == "yolox_nano"
+    assert len(health["model"]["sha256"]) == 64
+    assert health["mqtt"]["connected"]
+    (camera,) = health["cameras"]
+    assert camera["id"] == "street"
+    assert camera["state"] == "STOPPED"
+    assert camera["frames_captured"] == CLIP_FRAMES
+    assert camera["frames_processed"] == CLIP_FRAMES
+    assert camera["messages_published"] == CLIP_FRAMES
+    assert camera["frames_dropped"] == 0  # a file is paced by its consumer, never dropped
+    assert health["mqtt"]["published"] == CLIP_FRAMES
+    latency = camera["inference_ms"]
+    assert 0 < latency["p50"] <= latency["p95"] <= latency["p99"]
+    assert camera["end_to_end_ms"]["p50"] >= latency["p50"]
+    assert camera["queue"] == {"frames": 0, "in_flight": 0}
+    assert health["system"]["rss_bytes"] > 50_000_000  # OpenVINO and a model are loaded
+    assert health["system"]["disk"]["total_bytes"] > 0
+
+
+def test_broken_camera_makes_agent_degraded_naming_it(
+    tmp_path: Path, samples: Path, broker: Broker, subscribe, unique_prefix: str, clip: Path
+) -> None:
+    collector = subscribe(f"{unique_prefix}/box1/health")
+    cameras = (
+        f"  - id: street\n    type: file\n    path: {clip}\n    loop: true\n"
+        f"  - id: yard\n    type: file\n    path: {tmp_path / 'missing.mp4'}\n"
+    )
+    config = health_config(
+        tmp_path, samples, broker, unique_prefix, cameras,
+        "  interval_s: 1\n  metrics_address: ''\n",
+    )
+    log = tmp_path / "agent.log"
+    agent = start_agent(config, log)
+    try:
+        degraded = wait_for_health(collector, lambda h: h["status"] == "degraded", 90)
+    finally:
+        stop_agent(agent, log)
+    assert agent.returncode == 0, log.read_text()
+    yard = next(c for c in degraded["cameras"] if c["id"] == "yard")
+    assert yard["state"] == "BACKOFF"
+    assert "missing.mp4" in yard["last_error"]
+    assert yard["reconnects"] >= 1
+    assert yard["frames_captured"] == 0
+    assert any(r.startswith("camera yard BACKOFF") and "not found" in r
+               for r in degraded["reasons"]), degraded["reasons"]
+    street = next(c for c in degraded["cameras"] if c["id"] == "street")
+    assert street["state"] == "RUNNING"
+    assert not any("street" in r for r in degraded["reasons"])
+
+
+def wait_for_health(collector, predicate, timeout: float) -> dict:
+    """The first health message that satisfies `predicate`, validated on the way."""
+    deadline = time.monotonic() + timeout
+    checked = 0
+    while time.monotonic() < deadline:
+        messages = collector.on_topic("/health")
+        for message in messages[checked:]:
+            body = validated(message.payload)
+            if predicate(body):
+                return body
+        checked = len(messages)
+        time.sleep(0.2)
+    seen = collector.json_on("/health")
+    raise AssertionError(f"no matching health message in {timeout}s: {seen}")
+
+
+class SlowSink:
+    """A consumer that takes 0.25 s per message, so a 10 fps live camera must drop frames."""
+
+    def __init__(self, publisher: Publisher) -> None:
+        self.publisher = publisher
+
+    def publish_detections(self, camera_id: str, payload: bytes) -> bool:
+        time.sleep(0.25)
+        return self.publisher.publish_detections(camera_id, payload)
+
+
+@dataclass
+class AgentParts:
+    """The real engine, publisher and pipeline, held the way edge_agent.service.Agent does."""
+
+    config: AgentConfig
+    engine: OpenVinoEngine
+    publisher: Publisher
+    pipelines: dict[str, CameraPipeline] = field(default_factory=dict)
+    backend_reason: str = "backend: openvino set in config"
+    started_at: float = field(default_factory=time.time)
+
+
+def busy(health: dict) -> bool:
+    """Long enough under load for both rates to cover several seconds."""
+    if not health["cameras"]:
+        return False
+    camera = health["cameras"][0]
+    return camera["frames_processed"] >= 12 and camera["frames_dropped"] >= 10
+
+
+def test_slow_consumer_drops_are_counted_exactly(
+    tmp_path: Path, samples: Path, broker: Broker, subscribe, unique_prefix: str, clip: Path
+) -> None:
+    collector = subscribe(f"{unique_prefix}/box1/health")
+    with RtspServer(clip) as server:
+        camera_config = RtspCamera(id="gate", type="rtsp", url=server.url)
+        config = AgentConfig(
+            device_id="box1", state_dir=tmp_path / "state",
+            model={"path": samples / "models" / "yolox_nano.onnx"},
+            mqtt=MqttConfig(port=broker.port, topic_prefix=unique_prefix),
+            cameras=[camera_config], health=HealthConfig(interval_s=1, metrics_address=""),
+        )
+        engine = OpenVinoEngine(config.model.path)
+        publisher = Publisher(config.mqtt, config.device_id)
+        publisher.start()
+        parts = AgentParts(config, engine, publisher)
+        camera = Camera(camera_config)
+        pipeline = CameraPipeline(camera, engine, SlowSink(publisher), DecodeOptions())
+        parts.pipelines["gate"] = pipeline
+        monitor = HealthMonitor(parts)
+        try:
+            pipeline.start()
+            camera.start()
+            monitor.start()
+            running = wait_for_health(collector, busy, 60)
+            camera.request_stop()
+            pipeline.stop()
+            monitor.stop()
+        finally:
+            publisher.close()
+            engine.close()
+    gate = running["cameras"][0]
+    assert gate["state"] == "RUNNING"
+    assert gate["input_fps"] > 2 * gate["processed_fps"] > 0  # 10 fps in, under 4 out
+    assert gate["queue"]["frames"] <= 1
+    final = collector.json_on("/health")[-1]
+    (gate,) = final["cameras"]
+    assert gate["frames_dropped"] == camera.frames.dropped > 0
+    assert gate["frames_captured"] == camera.captured
+    assert gate["frames_processed"] == pipeline.times.frames == pipeline.published
+    assert gate["frames_captured"] == gate["frames_processed"] + gate["frames_dropped"]
+    assert gate["state"] == "STOPPED"
