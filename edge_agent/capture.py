@@ -231,6 +231,7 @@ class Camera:
         self.next_sequence = first_sequence
         """Sequence number the next frame gets; a restarted camera continues from here."""
         self._failures = 0
+        self._opened_at = 0.0
         self.last_frame_at: float | None = None
         """time.monotonic() of the last frame read; None before the first."""
         self._stop = threading.Event()
@@ -268,10 +269,11 @@ class Camera:
                 delay = min(delay * 2, 30.0)
                 continue
             self.state, delay, self._failures = "RUNNING", 1.0, 0
+            self._opened_at = time.monotonic()
             log.info("camera %s opened", self.id)
             try:
                 sequence, ended = self._read(capture, sequence)
-                problem = f"camera {self.id}: stream stopped delivering frames"
+                problem = self._why_stopped()
             except SourceError as exc:
                 ended, problem = False, str(exc)
             except cv2.error as exc:
@@ -322,6 +324,17 @@ class Camera:
                 else:
                     next_due = time.monotonic()
         return sequence, False
+
+    def _why_stopped(self) -> str:
+        """A read that failed after the stall timeout is a stall; sooner, the stream ended."""
+        timeout = self.config.stall_timeout_s
+        age = time.monotonic() - max(self.last_frame_at or 0.0, self._opened_at)
+        if age >= timeout * 0.9:
+            return (
+                f"camera {self.id}: stalled, no frame for {age:.1f} s "
+                f"(stall_timeout_s {timeout:g})"
+            )
+        return f"camera {self.id}: stream ended or failed to decode"
 
     def _fail(self, message: str, delay: float) -> None:
         """Record the error and wait a randomised, growing delay before reopening.

@@ -1,6 +1,7 @@
 """The configuration's shape: every field, its default and what it means.
 
-Loading, YAML line mapping and error wording live in `edge_agent.config`.
+Loading lives in `edge_agent.config`; YAML line mapping and error wording in
+`edge_agent.config_errors`.
 """
 
 from __future__ import annotations

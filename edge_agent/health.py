@@ -213,6 +213,7 @@ class HealthMonitor:
             "dropped": publisher.dropped if publisher else 0,
             "dropped_recently": self._mqtt_drops.increase(),
             "last_error": publisher.last_error if publisher else None,
+            "spool_error": publisher.outbox.spool_error if publisher else None,
         }
         body: dict[str, Any] = {
             "schema_version": SCHEMA_VERSION,
@@ -299,6 +300,9 @@ class HealthMonitor:
         mqtt = body["mqtt"]
         if not mqtt["connected"]:
             degraded.append(f"mqtt disconnected: {mqtt['last_error'] or 'not connected yet'}")
+        if mqtt["spool_error"]:
+            degraded.append(f"mqtt spool not usable, an outage would lose detections: "
+                            f"{mqtt['spool_error']}")
         if mqtt["dropped_recently"]:
             degraded.append(
                 f"mqtt dropped {mqtt['dropped_recently']} detection message(s) in the last "

@@ -13,6 +13,7 @@ IoT hubs); 5's extras (expiry, aliases, properties) are not needed by this strea
 from __future__ import annotations
 
 import logging
+import random
 import socket
 import ssl
 import sys
@@ -61,10 +62,9 @@ class Publisher:
         self.last_error: str | None = None
         """Why the last connection attempt failed or the connection dropped; None once up."""
         self._client = self._make_client(config)
-        spool = _open_spool(config, state_dir)
+        spool, spool_error = _open_spool(config, state_dir)
         self.outbox = Outbox(self._client, spool, config.qos, lambda: _full_reason(config))
-        if spool.path is None and config.spool.enabled:
-            self.outbox.spool_error = "no state directory for the spool"
+        self.outbox.spool_error = spool_error
 
     def _make_client(self, config: MqttConfig) -> mqtt.Client:
         client = mqtt.Client(
@@ -78,13 +78,17 @@ class Publisher:
         elif config.password is not None:
             raise ConfigError("mqtt.password is set but mqtt.username is not; set both")
         if config.tls is not None:
-            client.tls_set_context(_tls_context(config.tls))
+            client.tls_set_context(tls_context(config.tls))
             if config.tls.insecure:
                 client.tls_insecure_set(True)
         client.will_set(self.status_topic, "offline", qos=1, retain=True)
         client.max_inflight_messages_set(MAX_INFLIGHT)
         client.max_queued_messages_set(MAX_INFLIGHT + CONTROL_HEADROOM)
-        client.reconnect_delay_set(RECONNECT_MIN_DELAY_S, RECONNECT_MAX_DELAY_S)
+        # paho doubles the delay from the minimum; a random minimum per client spreads a
+        # site's boxes out when their broker comes back, instead of all at once.
+        client.reconnect_delay_set(
+            RECONNECT_MIN_DELAY_S * random.uniform(0.5, 1.5), RECONNECT_MAX_DELAY_S
+        )
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
@@ -292,8 +296,8 @@ class Publisher:
         return info
 
 
-def _open_spool(config: MqttConfig, state_dir: Path | None) -> Spool:
-    """The on-disk spool; in memory when disabled, without a state dir, or unusable."""
+def _open_spool(config: MqttConfig, state_dir: Path | None) -> tuple[Spool, str | None]:
+    """The on-disk spool, or one in memory and why (disabled, no state dir, unusable)."""
     settings = config.spool
     path = settings.path or (state_dir / "spool.sqlite3" if state_dir else None)
     bounds = {
@@ -301,12 +305,15 @@ def _open_spool(config: MqttConfig, state_dir: Path | None) -> Spool:
         "max_bytes": int(settings.max_mb * 1024 * 1024),
         "max_age_s": settings.max_age_h * 3600.0,
     }
-    if settings.enabled and path is not None:
-        try:
-            return Spool(path, **bounds)
-        except (SpoolError, OSError) as exc:
-            log.error("MQTT spool unusable, detections wait in memory only: %s", exc)
-    return Spool(None, **bounds)
+    if not settings.enabled:
+        return Spool(None, **bounds), None  # chosen in the config: not an error
+    if path is None:
+        return Spool(None, **bounds), "no state directory for the spool"
+    try:
+        return Spool(path, **bounds), None
+    except (SpoolError, OSError) as exc:
+        log.error("MQTT spool unusable, detections wait in memory only: %s", exc)
+        return Spool(None, **bounds), f"cannot use {path}: {exc}"
 
 
 def _full_reason(config: MqttConfig) -> str:
@@ -316,7 +323,7 @@ def _full_reason(config: MqttConfig) -> str:
     )
 
 
-def _tls_context(tls: TlsConfig) -> ssl.SSLContext:
+def tls_context(tls: TlsConfig) -> ssl.SSLContext:
     """A verifying TLS 1.2+ context; `insecure` skips only the hostname check."""
     try:
         context = ssl.create_default_context(

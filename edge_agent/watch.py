@@ -53,7 +53,7 @@ def connect(
     """A paho client connected with the config's auth and TLS, or BrokerError saying why."""
     import paho.mqtt.client as mqtt
 
-    from edge_agent.publish import _tls_context
+    from edge_agent.publish import tls_context
 
     client = mqtt.Client(
         mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True,
@@ -62,7 +62,7 @@ def connect(
     if config.username is not None:
         client.username_pw_set(config.username, config.password)
     if config.tls is not None:
-        client.tls_set_context(_tls_context(config.tls))
+        client.tls_set_context(tls_context(config.tls))
         if config.tls.insecure:
             client.tls_insecure_set(True)
     answered = threading.Event()

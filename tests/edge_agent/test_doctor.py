@@ -246,7 +246,7 @@ def test_device_permissions_name_the_group_to_join(tmp_path_factory) -> None:
             import json
             from pathlib import Path
             from edge_agent.config_model import AgentConfig
-            from edge_agent.doctor import check_devices
+            from edge_agent.doctor_host import check_devices
             for camera in ({{"id": "door", "type": "usb", "device": 0}},
                            {{"id": "door", "type": "rtsp", "url": "rtsp://cam/live"}}):
                 config = AgentConfig.model_validate(

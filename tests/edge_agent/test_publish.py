@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.config_model import MqttConfig, TlsConfig
+from edge_agent.config_model import MqttConfig, SpoolConfig, TlsConfig
 from edge_agent.outbox import MAX_INFLIGHT
 from edge_agent.publish import Publisher
 from tests.conftest import Broker, free_port, wait_for_port
@@ -44,8 +44,10 @@ def publishers() -> object:
     """Make Publishers that are closed at the end of the test whatever happens."""
     made: list[Publisher] = []
 
-    def make(config: MqttConfig, device_id: str = DEVICE) -> Publisher:
-        publisher = Publisher(config, device_id)
+    def make(
+        config: MqttConfig, device_id: str = DEVICE, state_dir: Path | None = None
+    ) -> Publisher:
+        publisher = Publisher(config, device_id, state_dir)
         made.append(publisher)
         return publisher
 
@@ -421,3 +423,39 @@ def test_tls_with_ca_file_and_client_certificate(
     wait_until(lambda: untrusted.last_error is not None)
     assert not untrusted.connected
     assert "certificate verify failed" in untrusted.last_error
+
+
+# -- the spool on a bad disk -----------------------------------------------------------
+
+
+def test_unusable_spool_falls_back_to_memory_and_says_why(
+    broker, subscribe, unique_prefix, publishers, tmp_path
+) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    spool = SpoolConfig(path=blocker / "spool.sqlite3")
+    publisher = publishers(config_for(broker, unique_prefix, spool=spool))
+    assert publisher.outbox.spool_error is not None
+    assert str(blocker) in publisher.outbox.spool_error
+    collector = subscribe(f"{unique_prefix}/#")
+    publisher.start()
+    assert all(publisher.publish_detections("cam-a", b"%d" % n) for n in range(10))
+    arrived = collector.wait_for("/cam-a/detections", count=10)
+    assert [m.payload for m in arrived] == [b"%d" % n for n in range(10)]
+
+
+def test_full_disk_sends_directly_while_connected(
+    broker, subscribe, unique_prefix, publishers, tmp_path
+) -> None:
+    publisher = publishers(config_for(broker, unique_prefix), state_dir=tmp_path)
+    collector = subscribe(f"{unique_prefix}/#")
+    publisher.start()
+    wait_until(lambda: publisher.connected)
+    # SQLite's own "database or disk is full", as on a full file system.
+    publisher.outbox._spool._db.execute("PRAGMA max_page_count = 1")
+    big = b"x" * 8000
+    assert all(publisher.publish_detections("cam-a", big) for _ in range(5))
+    collector.wait_for("/cam-a/detections", count=5)
+    assert "full" in (publisher.outbox.spool_error or "")
+    wait_until(lambda: publisher.acknowledged == 5)
+    assert publisher.dropped == 0
