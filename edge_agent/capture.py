@@ -43,6 +43,7 @@ from edge_agent.gstreamer import (
 
 log = logging.getLogger(__name__)
 
+MAX_BACKOFF_S = 30.0
 FAILED_AFTER = 5
 """Failed opens or reads in a row before a camera's state is FAILED rather than BACKOFF."""
 _ffmpeg_options_lock = threading.Lock()
@@ -232,6 +233,7 @@ class Camera:
         """Sequence number the next frame gets; a restarted camera continues from here."""
         self._failures = 0
         self._opened_at = 0.0
+        self._delay = 1.0
         self.last_frame_at: float | None = None
         """time.monotonic() of the last frame read; None before the first."""
         self._stop = threading.Event()
@@ -260,15 +262,14 @@ class Camera:
 
     def _run(self) -> None:
         sequence = self.next_sequence
-        delay = 1.0
+        self._delay = 1.0
         while not self._stop.is_set():
             try:
                 capture = open_capture(self.config)
             except SourceError as exc:
-                self._fail(str(exc), delay)
-                delay = min(delay * 2, 30.0)
+                self._fail(str(exc))
                 continue
-            self.state, delay, self._failures = "RUNNING", 1.0, 0
+            self.state = "RUNNING"
             self._opened_at = time.monotonic()
             log.info("camera %s opened", self.id)
             try:
@@ -283,8 +284,7 @@ class Camera:
             if ended:
                 break
             if not self._stop.is_set():
-                self._fail(problem, delay)
-                delay = min(delay * 2, 30.0)
+                self._fail(problem)
         self.state = "STOPPED"
         self.frames.close()
 
@@ -311,6 +311,8 @@ class Camera:
                              sequence - first)
                     return sequence, True
                 return sequence, False
+            if sequence == first:  # frames flow: the source counts as healthy again
+                self._delay, self._failures = 1.0, 0
             self.captured += 1
             self.last_frame_at = time.monotonic()
             self.frames.put(Frame(self.id, sequence, image, time.time(), decode_ms), self._stop)
@@ -336,7 +338,7 @@ class Camera:
             )
         return f"camera {self.id}: stream ended or failed to decode"
 
-    def _fail(self, message: str, delay: float) -> None:
+    def _fail(self, message: str) -> None:
         """Record the error and wait a randomised, growing delay before reopening.
 
         After FAILED_AFTER failures in a row the state says FAILED (someone must look),
@@ -346,6 +348,7 @@ class Camera:
         self.state = "FAILED" if self._failures >= FAILED_AFTER else "BACKOFF"
         self.last_error = message
         self.reconnects += 1
-        wait = delay * random.uniform(0.8, 1.2)
+        wait = self._delay * random.uniform(0.8, 1.2)
+        self._delay = min(self._delay * 2, MAX_BACKOFF_S)
         log.warning("%s; retrying in %.1f s", message, wait)
         self._stop.wait(wait)

@@ -10,6 +10,7 @@ and paho's own queue never grows past the window.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -56,6 +57,7 @@ class Outbox:
         self._cursor = 0  # last spool row handed to paho
         self._inflight = 0  # detections handed to paho and not acknowledged
         self._rewind = False
+        self._resending = False
         self._connected = False
         self._closing = False
         self._stopped = False
@@ -125,6 +127,16 @@ class Outbox:
     # -- the sender thread -------------------------------------------------------------
 
     def _run(self) -> None:
+        """Keep the sender alive: a spool error costs a pause and a log line, not delivery."""
+        while not self._stopped:
+            try:
+                self._serve()
+            except (sqlite3.Error, SpoolError) as exc:
+                log.error("MQTT sender: spool error, retrying in 5 s: %s", exc)
+                with self._wake:
+                    self._wake.wait_for(lambda: self._stopped, timeout=5.0)
+
+    def _serve(self) -> None:
         """Hand spooled rows to paho in order, within the window; delete acknowledged rows."""
         next_expiry = time.monotonic() + EXPIRY_CHECK_S
         while True:
@@ -134,9 +146,12 @@ class Outbox:
                     return
                 acked, self._acked_rows = self._acked_rows, []
                 rewind, self._rewind = self._rewind, False
-                room = MAX_INFLIGHT - self._inflight if self._connected else 0
-            if acked:
-                self._spool.delete(acked)
+                room = MAX_INFLIGHT - self._inflight if self._can_send_locked() else 0
+            if acked and not self._spool.delete(acked):
+                with self._lock:  # kept: tried again on the next round
+                    self._acked_rows[:0] = acked
+                time.sleep(0.5)
+            elif acked:
                 with self._wake:
                     self._wake.notify_all()  # drain() may be waiting for an empty spool
             if rewind:
@@ -147,21 +162,26 @@ class Outbox:
             if room > 0 and self._cursor < self._spool.last_id and not self._send(room):
                 time.sleep(0.1)  # paho refused (the connection just went): retry shortly
 
+    def _can_send_locked(self) -> bool:
+        # After a reconnect paho re-sends what was in flight; new rows wait until those
+        # are acknowledged, or they could overtake them.
+        return self._connected and not self._resending and self._inflight < MAX_INFLIGHT
+
     def _has_work_locked(self) -> bool:
         return (
             self._stopped
             or bool(self._acked_rows)
             or self._rewind
-            or (
-                self._connected
-                and self._inflight < MAX_INFLIGHT
-                and self._cursor < self._spool.last_id
-            )
+            or (self._can_send_locked() and self._cursor < self._spool.last_id)
         )
 
     def _send(self, room: int) -> bool:
         """Publish up to `room` rows after the cursor; False when paho refused one."""
-        for message in self._spool.after(self._cursor, room):
+        newest = self._spool.last_id
+        messages = self._spool.after(self._cursor, room)
+        if not messages:  # the rest was dropped (bounds, age) before it was sent
+            self._cursor = max(self._cursor, newest)
+        for message in messages:
             info = self._client.publish(message.topic, message.payload, qos=self._qos)
             # QoS>0 while disconnected reports NO_CONN but is queued and sent on reconnect.
             if not (
@@ -188,10 +208,10 @@ class Outbox:
         """The connection came up or went; QoS 0 rows paho had not written are sent again."""
         with self._wake:
             self._connected = is_connected
-            if is_connected:
-                if self._qos == 0:
-                    self._forget_lost_qos0_locked()
-                self._acked_early.clear()
+            if is_connected and self._qos == 0:
+                self._forget_lost_qos0_locked()
+            elif is_connected:
+                self._resending = self._inflight > 0
             self._wake.notify_all()
         if is_connected:
             self.log_drops(force=True)  # what was dropped while the broker was away
@@ -252,6 +272,8 @@ class Outbox:
             return
         self.acknowledged += 1
         self._inflight -= 1
+        if self._inflight <= 0:
+            self._resending = False
         if row > 0:
             self._acked_rows.append(row)
         self._wake.notify_all()
@@ -263,7 +285,7 @@ class Outbox:
         for mid in lost:
             del self._pending[mid]
         self._inflight -= len(lost)
-        self._rewind = len(lost) > direct
+        self._rewind = self._rewind or len(lost) > direct
         if direct:
             self._count_drop_locked("QoS 0 messages lost in a reconnect", direct)
 

@@ -21,7 +21,7 @@ from edge_agent.pipeline import CameraPipeline
 from edge_agent.probe import probe
 from edge_agent.probe_cli import summary_line
 from edge_agent.publish import Publisher
-from edge_agent.reload_plan import plan_reload
+from edge_agent.reload_plan import ReloadPlan, plan_reload
 from edge_agent.selection import Selection, decode_options, select_engine
 from edge_agent.signals import SignalReceiver
 from engines.base import Engine
@@ -166,32 +166,44 @@ class Agent:
         """
         if self.config_path is None or self.engine is None:
             return
+        swap: Selection | None = None
         try:
             new = load_config(self.config_path)
             plan = plan_reload(self.config, new, self.engine.info.sha256)
             swap = self._load_new_model(new) if plan.model_changed else None
             engine = swap.engine if swap is not None else self.engine
-            try:
-                options = decode_options(new.model, engine.info.class_names)
-            except ConfigError:
-                if swap is not None:
-                    swap.engine.close()
-                raise
-        except (ConfigError, EngineError) as exc:
+            options = decode_options(new.model, engine.info.class_names)
+        except Exception as exc:  # whatever goes wrong, the running config stays in service
+            if swap is not None:
+                swap.engine.close()
+            if not isinstance(exc, ConfigError | EngineError):
+                log.exception("reload failed unexpectedly")
             log.error("reload rejected, the running config stays in service:\n%s", exc)
-            self._reloaded(ok=False, error=str(exc), applied=[])
+            self._reloaded(ok=False, error=str(exc) or type(exc).__name__, applied=[])
             return
+        applied = self._apply(plan, swap, options)
+        log.info("reload applied: %s", "; ".join(applied) or "nothing changed")
+        self._reloaded(ok=True, error=None, applied=applied)
+
+    def _apply(
+        self, plan: ReloadPlan, swap: Selection | None, options: DecodeOptions
+    ) -> list[str]:
+        """Stop what goes or changes, swap the engine, start what is new; what was done."""
         applied = list(plan.needs_restart_notes)
+        for camera_id in plan.cameras_removed:
+            if camera_id in self.pipelines:
+                log.info("reload: stopping camera %s (removed or disabled)", camera_id)
+                self._stop_camera(camera_id)
         restart = set(plan.cameras_changed)
         if swap is not None or plan.decode_changed:
             restart |= {cam.id for cam in plan.kept.cameras if cam.enabled}
         if plan.log_level_changed:
-            logging.getLogger().setLevel(new.log_level.upper())
-            applied.append(f"log_level {new.log_level}")
+            logging.getLogger().setLevel(plan.kept.log_level.upper())
+            applied.append(f"log_level {plan.kept.log_level}")
         for camera_id in [c for c in self.pipelines if c in restart]:
             log.info("reload: stopping camera %s", camera_id)
             self._stop_camera(camera_id)
-        if swap is not None:
+        if swap is not None and self.engine is not None:
             old = self.engine
             self._use(swap, options)
             old.close()
@@ -206,8 +218,7 @@ class Agent:
         applied += [f"camera {c} removed" for c in plan.cameras_removed]
         if self.camera_states is not None:
             self.camera_states.forget(plan.cameras_removed)
-        log.info("reload applied: %s", "; ".join(applied) or "nothing changed")
-        self._reloaded(ok=True, error=None, applied=applied)
+        return applied
 
     def _load_new_model(self, new: AgentConfig) -> Selection:
         """The new engine, loaded while the old one keeps serving; raises on failure."""

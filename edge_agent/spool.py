@@ -23,6 +23,8 @@ from edge_agent.errors import AgentError
 log = logging.getLogger(__name__)
 
 MEMORY = ":memory:"
+CLOCK_SET_AFTER = 1_577_836_800.0
+"""2020-01-01 UTC: a timestamp before this was taken with an unset clock."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -112,11 +114,11 @@ class Spool:
         """Store one message; returns how many old ones were dropped to make room.
 
         Rows up to `keep_after` are with the MQTT client already (in flight), so room is
-        made from the oldest rows after them.
+        made from the oldest rows after them. Any SQLite failure is a SpoolError.
         """
         with self._lock:
-            dropped = self._make_room_locked(1, len(payload), keep_after)
             try:
+                dropped = self._make_room_locked(1, len(payload), keep_after)
                 cursor = self._db.execute(
                     "INSERT INTO messages (created, topic, payload) VALUES (?, ?, ?)",
                     (time.time(), topic, payload),
@@ -129,23 +131,25 @@ class Spool:
             return dropped
 
     def _make_room_locked(self, count: int, size: int, keep_after: int) -> int:
+        """Drop the oldest rows past a bound, and a tenth of that bound more, so a full
+        spool pays one DELETE per many frames rather than one per frame."""
         over_count = self._count + count - self.max_messages
         over_bytes = self._bytes + size - self.max_bytes
         if over_count <= 0 and over_bytes <= 0:
             return 0
-        # Drop a tenth at once so a full spool does not pay a DELETE for every frame.
-        batch = max(over_count, 1, self.max_messages // 10)
+        want_rows = over_count + self.max_messages // 10 if over_count > 0 else 0
+        want_bytes = over_bytes + self.max_bytes // 10 if over_bytes > 0 else 0
         rows = self._db.execute(
-            "SELECT id, LENGTH(payload) FROM messages WHERE id > ? ORDER BY id LIMIT ?",
-            (keep_after, self._count),
+            "SELECT id, LENGTH(payload) FROM messages WHERE id > ? ORDER BY id", (keep_after,)
         )
         ids: list[int] = []
         freed = 0
         for row_id, length in rows:
-            if len(ids) >= batch and freed >= over_bytes:
+            if len(ids) >= want_rows and freed >= want_bytes:
                 break
             ids.append(row_id)
             freed += length
+        rows.close()
         return self._drop_locked(ids, freed)
 
     def _drop_locked(self, ids: list[int], freed: int) -> int:
@@ -165,19 +169,33 @@ class Spool:
         return len(ids)
 
     def drop_expired(self, now: float | None = None) -> int:
-        """Drop messages older than max_age_s; returns how many."""
+        """Drop messages older than max_age_s, oldest first; returns how many.
+
+        Walks from the oldest row and stops at the first young one (no full scan). A row
+        stored while the clock was unset (a Jetson without RTC boots in 1970) has no
+        meaningful age: it is kept and left to the size bounds.
+        """
         cutoff = (time.time() if now is None else now) - self.max_age_s
+        ids: list[int] = []
+        freed = 0
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, LENGTH(payload) FROM messages WHERE created < ? ORDER BY id",
-                (cutoff,),
-            ).fetchall()
-            return self._drop_locked([r[0] for r in rows], sum(r[1] for r in rows))
+                "SELECT id, LENGTH(payload), created FROM messages ORDER BY id"
+            )
+            for row_id, length, created in rows:
+                if created < CLOCK_SET_AFTER:
+                    continue
+                if created >= cutoff:
+                    break
+                ids.append(row_id)
+                freed += length
+            rows.close()
+            return self._drop_locked(ids, freed)
 
-    def delete(self, ids: list[int]) -> None:
-        """Forget delivered messages."""
+    def delete(self, ids: list[int]) -> bool:
+        """Forget delivered messages; False when SQLite refused (the caller retries)."""
         if not ids:
-            return
+            return True
         with self._lock:
             freed = removed = 0
             try:
@@ -190,11 +208,12 @@ class Spool:
                         if row is not None:
                             removed += 1
                             freed += int(row[0])
-            except sqlite3.Error as exc:  # kept, so delivered again later: at-least-once
+            except sqlite3.Error as exc:
                 log.warning("spool: cannot delete %d delivered messages: %s", len(ids), exc)
-                return
+                return False
             self._count -= removed
             self._bytes -= freed
+            return True
 
     # -- reading -----------------------------------------------------------------------
 
@@ -222,10 +241,11 @@ def _transaction(db: sqlite3.Connection) -> Iterator[None]:
     db.execute("BEGIN")
     try:
         yield
+        db.execute("COMMIT")
     except BaseException:
-        db.execute("ROLLBACK")
+        if db.in_transaction:  # also when COMMIT itself failed: never leave it open
+            db.execute("ROLLBACK")
         raise
-    db.execute("COMMIT")
 
 
 def _connect(target: str) -> sqlite3.Connection:

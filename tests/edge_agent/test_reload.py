@@ -19,6 +19,14 @@ from tests.edge_agent.test_agent import start_agent, stop_agent, write_config
 STATE_SCHEMA = json.loads((REPO / "docs" / "schemas" / "camera-state.schema.json").read_text())
 
 
+def wait_for_log(log: Path, text: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in log.read_text():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{text!r} not logged within {timeout}s:\n{log.read_text()}")
+        time.sleep(0.1)
+
+
 def _sequences(collector, suffix: str) -> list[int]:
     return [p["sequence"] for p in collector.json_on(suffix)]
 
@@ -47,18 +55,31 @@ def test_reload_bad_then_good(
         assert "reload rejected" in log.read_text()
         assert "model.scor: unknown key" in log.read_text()
 
-        two = one + f"  - id: road\n    type: file\n    path: {road}\n    loop: true\n"
-        write_config(tmp_path, samples, broker, unique_prefix, two)
+        road_camera = f"  - id: road\n    type: file\n    path: {road}\n    loop: true\n"
+        write_config(tmp_path, samples, broker, unique_prefix, one + road_camera)
         agent.send_signal(signal.SIGHUP)
         collector.wait_for("/road/detections", count=5, timeout=30)
+        assert "reload: starting camera road" in log.read_text()
+        assert "stopping camera street" not in log.read_text()  # unchanged: left running
+
+        disabled = one.replace("    loop: true\n", "    loop: true\n    enabled: false\n")
+        write_config(tmp_path, samples, broker, unique_prefix, disabled + road_camera)
+        agent.send_signal(signal.SIGHUP)
+        wait_for_log(log, "stopping camera street (removed or disabled)")
+        time.sleep(1.0)
+        street_count = len(_sequences(collector, "/street/detections"))
+        road_count = len(_sequences(collector, "/road/detections"))
+        time.sleep(2.0)
+        assert len(_sequences(collector, "/street/detections")) == street_count
+        assert len(_sequences(collector, "/road/detections")) > road_count + 5
     finally:
         stop_agent(agent, log)
     assert agent.returncode == 0, log.read_text()
     street_seq = _sequences(collector, "/street/detections")
-    # The unchanged camera was never restarted: its frame numbers never went back to 0.
-    assert street_seq == list(range(len(street_seq)))
-    assert "reload: starting camera road" in log.read_text()
-    assert "stopping camera street" not in log.read_text()
+    assert street_seq == list(range(len(street_seq)))  # never restarted, never repeated
+    assert "reload: stopping camera road" not in log.read_text()
+    states = collector.on_topic("/street/state")
+    assert states[-1].payload == b""  # the removed camera's retained state is cleared
 
 
 def test_signal_storm_then_sigterm_stops_cleanly(
