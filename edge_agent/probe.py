@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 log = logging.getLogger(__name__)
 
@@ -56,15 +56,28 @@ class Runtimes:
     openvino_devices: tuple[str, ...] = ()
     errors: Mapping[str, str] = field(default_factory=dict)
     """module -> why it does not import (or why OpenVINO lists no devices)."""
+    TENSORRT_MIN_MAJOR: ClassVar[int] = 10
+    """engines/tensorrt_runtime.py refuses older TensorRT (MIN_TENSORRT_MAJOR); keep in step."""
 
     @property
     def tensorrt_usable(self) -> bool:
-        return self.tensorrt is not None and self.pycuda is not None
+        return self.tensorrt is not None and self.pycuda is not None and not self._tensorrt_old
+
+    @property
+    def _tensorrt_old(self) -> bool:
+        """TensorRT 8 (JetPack 4/5) imports, but lacks the tensor API the backend calls."""
+        major = self.tensorrt.split(".", maxsplit=1)[0] if self.tensorrt else ""
+        return major.isdigit() and int(major) < self.TENSORRT_MIN_MAJOR
 
     def tensorrt_problem(self) -> str:
         """Why TensorRT cannot run here, in one phrase ("" when it can)."""
         parts = [f"{name} does not import: {self.errors.get(name, 'not installed')}"
                  for name in ("tensorrt", "pycuda") if getattr(self, name) is None]
+        if self._tensorrt_old:
+            parts.insert(0, f"tensorrt {self.tensorrt} is too old (the backend needs "
+                         f"TensorRT >= {self.TENSORRT_MIN_MAJOR}, JetPack 6.1 or later on Orin; "
+                         "older boards such as the Jetson Nano and TX2 run on OpenVINO, see "
+                         "docs/tensorrt.md)")
         return "; ".join(parts)
 
 

@@ -27,7 +27,7 @@ from edge_agent.probe import HardwareReport
 from engines import registry
 from engines.base import Engine
 from engines.decoders import DecodeOptions
-from engines.errors import BackendUnavailableError, EngineError
+from engines.errors import EngineError
 from engines.model_info import read_labels
 
 log = logging.getLogger(__name__)
@@ -85,8 +85,9 @@ class Selection:
 def select_engine(config: AgentConfig, report: HardwareReport) -> Selection:
     """Load the model on the first candidate of the policy that works.
 
-    With `backend: auto` a failing candidate is logged and the next one tried; a backend
-    or device forced in the config is the only candidate, and its failure is fatal.
+    With `backend: auto` a failing candidate (any exception, not only EngineError) is
+    logged and the next one tried; a backend or device forced in the config is the only
+    candidate, and its failure is fatal as an EngineError.
     """
     backend = config.backend
     model = model_options(config.model)
@@ -98,15 +99,22 @@ def select_engine(config: AgentConfig, report: HardwareReport) -> Selection:
         options = _options(backend, candidate, config.state_dir)
         try:
             engine = registry.open_engine(candidate.backend, config.model.path, **model, **options)
-        except (BackendUnavailableError, EngineError) as exc:
+        except Exception as exc:  # a runtime mismatch raises anything; see below
+            # EngineError is the expected failure; AttributeError, TypeError or RuntimeError
+            # come from a runtime whose API differs from the one the backend was written
+            # for. With `auto` both fall back: one odd runtime must not stop the boot.
             label = _label(candidate)
+            why = str(exc) if isinstance(exc, EngineError) else f"{type(exc).__name__}: {exc}"
             if policy.forced(backend):
                 raise EngineError(
-                    f"{label} is set in the config and cannot load the model: {exc}. A forced "
+                    f"{label} is set in the config and cannot load the model: {why}. A forced "
                     "backend does not fall back; use 'backend: {type: auto}' to allow that"
                 ) from exc
-            fallbacks.append(f"{label}: {exc}")
-            log.warning("%s failed, trying the next backend: %s", label, exc)
+            fallbacks.append(f"{label}: {why}")
+            if isinstance(exc, EngineError):
+                log.warning("%s failed, trying the next backend: %s", label, why)
+            else:
+                log.warning("%s failed, trying the next backend: %s", label, why, exc_info=exc)
             continue
         if fallbacks:
             log.warning("running degraded on %s/%s: %s", engine.backend, engine.device,

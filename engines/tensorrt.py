@@ -172,9 +172,10 @@ class TensorRtEngine(Engine):
             self._engine, self._input_name, self._input_shape, self._output_names = built
         except BaseException:
             self._runtime = None  # released while its context is current
-            raise
-        finally:
             cuda.Context.pop()
+            self._cuda_context.detach()  # the retain from _open_gpu, or a failed load leaks it
+            raise
+        cuda.Context.pop()
         output_shapes = self._start_workers(num_contexts)
         try:
             family = self._describe(path, family, metadata, output_shapes)
@@ -383,10 +384,12 @@ class TensorRtEngine(Engine):
             self._release_engine()
 
     def _release_engine(self) -> None:
+        """Drop the engine inside its context, then release our retain of the primary context."""
         self._cuda_context.push()
         try:
             self._engine = None
             self._runtime = None
         finally:
             cuda.Context.pop()
+            self._cuda_context.detach()  # balances retain_primary_context() in _open_gpu
 

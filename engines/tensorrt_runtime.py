@@ -31,6 +31,25 @@ except (ImportError, OSError) as exc:
         "See docs/tensorrt.md"
     ) from exc
 
+MIN_TENSORRT_MAJOR = 10
+"""The name-based tensor API (set_tensor_address, execute_async_v3) this backend uses."""
+
+
+def _major(version: str) -> int | None:
+    try:
+        return int(version.split(".", maxsplit=1)[0])
+    except ValueError:
+        return None  # an odd build string: let the calls themselves decide
+
+
+_trt_major = _major(str(getattr(trt, "__version__", "")))
+if _trt_major is not None and _trt_major < MIN_TENSORRT_MAJOR:
+    raise BackendUnavailableError(
+        f"TensorRT {trt.__version__} found; this backend needs TensorRT >= "
+        f"{MIN_TENSORRT_MAJOR} (JetPack 6 on Orin); older boards (Jetson Nano, TX2) use "
+        "OpenVINO, see docs/tensorrt.md"
+    )
+
 log = logging.getLogger(__name__)
 
 OutputShapes = tuple[tuple[int, ...], ...]
@@ -147,9 +166,23 @@ class _Slot:
         self, engine: Any, input_name: str, input_shape: tuple[int, ...],
         output_names: Sequence[str],
     ) -> None:
+        self.input_device: Any = None
+        self.outputs: list[tuple[np.ndarray, Any]] = []
         self.context = engine.create_execution_context()
         if self.context is None:
             raise EngineError("TensorRT could not create an execution context (GPU memory?)")
+        try:
+            self._allocate(engine, input_name, input_shape, output_names)
+        except BaseException:
+            self.free()  # a half-made slot must not leak device memory on every retry
+            raise
+        self.output_shapes = tuple(host.shape for host, _ in self.outputs)
+
+    def _allocate(
+        self, engine: Any, input_name: str, input_shape: tuple[int, ...],
+        output_names: Sequence[str],
+    ) -> None:
+        """Stream and buffers; each is recorded as soon as it exists, so free() finds it."""
         if not self.context.set_input_shape(input_name, input_shape):
             raise EngineError(f"the engine does not accept input shape {input_shape}")
         self.stream = cuda.Stream()
@@ -157,16 +190,14 @@ class _Slot:
         self.input_host = cuda.pagelocked_empty(input_shape, dtype)
         self.input_device = cuda.mem_alloc(self.input_host.nbytes)
         self.context.set_tensor_address(input_name, int(self.input_device))
-        self.outputs: list[tuple[np.ndarray, Any]] = []
         for name in output_names:
             shape = tuple(int(d) for d in self.context.get_tensor_shape(name))
             if any(dim < 0 for dim in shape):
                 raise EngineError(f"output {name} has a data-dependent shape {shape}")
             host = cuda.pagelocked_empty(shape, trt.nptype(engine.get_tensor_dtype(name)))
             device = cuda.mem_alloc(max(host.nbytes, 1))
-            self.context.set_tensor_address(name, int(device))
             self.outputs.append((host, device))
-        self.output_shapes = tuple(host.shape for host, _ in self.outputs)
+            self.context.set_tensor_address(name, int(device))
 
     def run(self, tensor: np.ndarray) -> InferResult:
         started = time.perf_counter()
@@ -181,7 +212,11 @@ class _Slot:
         return InferResult(outputs, (time.perf_counter() - started) * 1000)
 
     def free(self) -> None:
+        """Release whatever exists; safe on a slot whose setup stopped part-way."""
         for _, device in self.outputs:
             device.free()
-        self.input_device.free()
+        self.outputs = []
+        if self.input_device is not None:
+            self.input_device.free()
+            self.input_device = None
         self.context = None

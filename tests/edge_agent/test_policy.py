@@ -24,6 +24,7 @@ from edge_agent.policy import candidates, forced, passed_over
 from edge_agent.probe import HardwareReport, Runtimes, detect_runtimes, probe
 from edge_agent.selection import select_engine, tensorrt_options
 from engines.errors import EngineError
+from tests.engines import fake_tensorrt
 
 TREES = Path(__file__).resolve().parents[1] / "hardware"
 MISSING = {"tensorrt": "No module named 'tensorrt'", "pycuda": "No module named 'pycuda'"}
@@ -31,8 +32,10 @@ MISSING = {"tensorrt": "No module named 'tensorrt'", "pycuda": "No module named 
 TRT_OK = Runtimes(tensorrt="10.3.0", pycuda="2024.1.2", openvino="2024.6.0",
                   openvino_devices=("CPU",))
 NO_TRT = Runtimes(openvino="2024.6.0", openvino_devices=("CPU",), errors=MISSING)
-NO_PYCUDA = Runtimes(tensorrt="8.2.1.8", openvino="2024.6.0", openvino_devices=("CPU",),
+NO_PYCUDA = Runtimes(tensorrt="10.3.0", openvino="2024.6.0", openvino_devices=("CPU",),
                      errors={"pycuda": "libcuda.so.1: cannot open shared object file"})
+NANO_TRT8 = Runtimes(tensorrt="8.2.1", pycuda="2021.1", openvino="2024.6.0",
+                     openvino_devices=("CPU",))  # JetPack 4.6, the last for the Nano
 INTEL_ALL = Runtimes(openvino="2024.6.0", openvino_devices=("CPU", "GPU", "NPU"), errors=MISSING)
 AUTO = AutoBackend()
 
@@ -48,7 +51,7 @@ def order(backend: BackendConfig, report: HardwareReport) -> list[tuple[str, str
 # --- the policy -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("tree", ["jetson_orin", "jetson_nano", "xeon_dgpu"])
+@pytest.mark.parametrize("tree", ["jetson_orin", "xeon_dgpu"])
 def test_nvidia_with_tensorrt_tries_tensorrt_first(tree: str) -> None:
     report = on(tree, TRT_OK)
     assert order(AUTO, report) == [("tensorrt", None), ("openvino", "CPU")]
@@ -71,12 +74,26 @@ def test_nvidia_without_tensorrt_says_so(tree: str, what: str) -> None:
     assert note.endswith("install per docs/backends.md")
 
 
+def test_jetson_nano_with_tensorrt_8_runs_openvino_and_says_why() -> None:
+    """TensorRT 8 imports on a Nano, but the backend needs 10: CPU, with the version named."""
+    report = on("jetson_nano", NANO_TRT8)
+    assert report.nvidia is not None
+    assert order(AUTO, report) == [("openvino", "CPU")]
+    [note] = passed_over(AUTO, report)
+    assert note.startswith(f"tensorrt: NVIDIA GPU found ({report.nvidia}) but tensorrt 8.2.1 "
+                           "is too old (the backend needs TensorRT >= 10, JetPack 6.1 or later "
+                           "on Orin; ")
+    assert "Jetson Nano and TX2 run on OpenVINO, see docs/tensorrt.md" in note
+    assert "does not import" not in note  # pycuda is fine; only the version is wrong
+
+
 def test_tensorrt_without_pycuda_is_not_a_working_runtime() -> None:
-    report = on("jetson_nano", NO_PYCUDA)
+    report = on("jetson_orin", NO_PYCUDA)
     assert order(AUTO, report) == [("openvino", "CPU")]
     [note] = passed_over(AUTO, report)
     assert "pycuda does not import: libcuda.so.1: cannot open shared object file" in note
     assert "tensorrt does not import" not in note
+    assert "too old" not in note
 
 
 def test_no_nvidia_hardware_means_no_tensorrt_even_if_it_imports() -> None:
@@ -200,6 +217,44 @@ def test_orin_without_tensorrt_runs_degraded_on_cpu(samples: Path, tmp_path: Pat
         assert note.startswith("tensorrt: NVIDIA GPU found (NVIDIA Jetson Orin NX")
     finally:
         selection.engine.close()
+
+
+@pytest.fixture
+def mismatched_tensorrt(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A TensorRT 10 whose builder lacks a call the backend makes: AttributeError, not
+    EngineError, as from a runtime release whose API moved."""
+    fake_tensorrt.install(monkeypatch)
+    monkeypatch.delattr(fake_tensorrt.Builder, "build_serialized_network")
+
+
+@pytest.mark.usefixtures("mismatched_tensorrt")
+def test_an_unexpected_backend_error_falls_back_under_auto(
+    samples: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="edge_agent.selection"):
+        selection = select_engine(config_for(samples, tmp_path), on("jetson_orin", TRT_OK))
+    try:
+        assert (selection.engine.backend, selection.engine.device) == ("openvino", "CPU")
+        assert selection.fallbacks == ("tensorrt: AttributeError: build_serialized_network",)
+        [failed] = [r for r in caplog.records if r.getMessage().startswith("tensorrt failed")]
+        assert failed.exc_info is not None
+        assert failed.exc_info[0] is AttributeError
+    finally:
+        selection.engine.close()
+    assert fake_tensorrt.STATE.pushes == fake_tensorrt.STATE.pops
+    assert fake_tensorrt.STATE.retains == fake_tensorrt.STATE.detaches == 1
+
+
+@pytest.mark.usefixtures("mismatched_tensorrt")
+def test_an_unexpected_error_of_a_forced_backend_is_an_engine_error(
+    samples: Path, tmp_path: Path
+) -> None:
+    config = config_for(samples, tmp_path, TensorRtBackend(type="tensorrt"))
+    with pytest.raises(EngineError) as caught:
+        select_engine(config, on("jetson_orin", TRT_OK))
+    assert str(caught.value).startswith("tensorrt is set in the config and cannot load the "
+                                        "model: AttributeError: build_serialized_network. ")
+    assert isinstance(caught.value.__cause__, AttributeError)
 
 
 def test_a_forced_device_that_fails_is_fatal(samples: Path, tmp_path: Path) -> None:

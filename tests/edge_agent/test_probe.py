@@ -260,3 +260,16 @@ def test_live_runtimes_match_what_imports_here() -> None:
         assert "tensorrt" in runtimes.errors["tensorrt"]
         assert not runtimes.tensorrt_usable
         assert runtimes.tensorrt_problem().startswith("tensorrt does not import: ")
+
+
+@pytest.mark.parametrize(
+    ("version", "usable"),
+    [("8.2.1", False), ("8.6.1.6", False), ("7.1.3", False), ("10.0.1", True),
+     ("10.3.0", True), ("11.0.0", True), ("unknown", True)],
+)
+def test_tensorrt_version_gate(version: str, usable: bool) -> None:
+    """Below 10 is too old; a version we cannot read is left to the backend's own check."""
+    runtimes = Runtimes(tensorrt=version, pycuda="2024.1.2")
+    assert runtimes.tensorrt_usable is usable
+    assert ("too old" in runtimes.tensorrt_problem()) is not usable
+    assert (version in runtimes.tensorrt_problem()) is not usable

@@ -50,6 +50,8 @@ class FakeGpu:
     memory: dict[int, bytearray] = field(default_factory=dict)
     pushes: int = 0
     pops: int = 0
+    retains: int = 0
+    detaches: int = 0
     executions: int = 0
 
 
@@ -71,7 +73,24 @@ def _require_context(what: str) -> None:
 
 
 class FakeContext:
+    """The device's primary context: retained once by the backend, detached once."""
+
+    def __init__(self) -> None:
+        self.retained = True
+        STATE.retains += 1
+
+    def detach(self) -> None:
+        """Like cuDevicePrimaryCtxRelease: a second release of one retain is an error."""
+        if not self.retained:
+            raise CudaError("cuDevicePrimaryCtxRelease failed: invalid device context")
+        if self in getattr(_local, "stack", []):
+            raise CudaError("detach while the context is still pushed on this thread")
+        self.retained = False
+        STATE.detaches += 1
+
     def push(self) -> None:
+        if not self.retained:
+            raise CudaError("cuCtxPushCurrent failed: the primary context was released")
         _local.stack = [*getattr(_local, "stack", []), self]
         STATE.pushes += 1
 

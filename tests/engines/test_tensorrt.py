@@ -263,12 +263,57 @@ def test_cuda_contexts_and_memory_released(gpu: FakeGpu, engine_class: Any, onnx
     with pytest.raises(ValueError, match=r"expected an input shaped \(1, 3, 416, 416\)"):
         engine.submit(np.zeros((1, 3, 320, 320), np.float32))
     assert len(gpu.memory) == 4  # input + output buffer per context
+    assert (gpu.retains, gpu.detaches) == (1, 0)  # held while the engine is open
     engine.close()
     engine.close()
     assert gpu.memory == {}
     assert gpu.pushes == gpu.pops > 0
+    assert gpu.retains == gpu.detaches == 1
     with pytest.raises(EngineError, match="engine is closed"):
         engine.submit(tensor)
+
+
+def test_a_failed_load_releases_the_primary_context(
+    gpu: FakeGpu, engine_class: Any, tmp_path: Path
+) -> None:
+    garbage = tmp_path / "garbage.plan"
+    garbage.write_bytes(os.urandom(4096))
+    with pytest.raises(ModelLoadError):
+        engine_class(garbage)
+    assert gpu.retains == gpu.detaches == 1
+    assert gpu.pushes == gpu.pops
+
+
+@pytest.mark.parametrize("failure", ["data-dependent output", "second mem_alloc"])
+def test_a_slot_that_fails_part_way_frees_what_it_allocated(
+    gpu: FakeGpu, engine_class: Any, onnx: Path, monkeypatch: pytest.MonkeyPatch, failure: str,
+) -> None:
+    """The input buffer exists when an output fails: it must not leak, nor the context."""
+    driver = sys.modules["pycuda.driver"]
+    allocated: list[int] = []
+    if failure == "data-dependent output":
+        monkeypatch.setattr(fake_tensorrt.FakeExecutionContext, "get_tensor_shape",
+                            lambda self, name: (1, -1, 85))
+        expected = r"output output has a data-dependent shape \(1, -1, 85\)"
+    else:
+        real_alloc = driver.mem_alloc
+
+        def alloc_once(size: int) -> Any:
+            if allocated:
+                raise fake_tensorrt.CudaError("cuMemAlloc failed: out of memory")
+            allocation = real_alloc(size)
+            allocated.append(int(allocation))
+            return allocation
+
+        monkeypatch.setattr(driver, "mem_alloc", alloc_once)
+        expected = "cuMemAlloc failed: out of memory"
+    with pytest.raises((EngineError, fake_tensorrt.CudaError), match=expected):
+        engine_class(onnx, num_contexts=1)
+    if failure == "second mem_alloc":
+        assert len(allocated) == 1  # the input buffer really was allocated first
+    assert gpu.memory == {}
+    assert gpu.pushes == gpu.pops
+    assert gpu.retains == gpu.detaches == 1
 
 
 def test_raw_throughput_counts_real_runs(gpu: FakeGpu, engine_class: Any, onnx: Path) -> None:
@@ -424,6 +469,20 @@ def test_missing_runtime_says_what_to_install(
     assert "pip install pycuda" in text
     assert "docs/tensorrt.md" in text
     with pytest.raises(BackendUnavailableError, match="TensorRT or pycuda does not import"):
+        registry.backend_class("tensorrt")
+
+
+def test_tensorrt_8_is_refused_with_what_to_use_instead(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A Jetson Nano's TensorRT 8 imports, but lacks the API this backend calls."""
+    with pytest.raises(BackendUnavailableError) as caught:
+        fake_tensorrt.install(monkeypatch, FakeGpu(trt_version="8.6.1"))
+    assert str(caught.value) == (
+        "TensorRT 8.6.1 found; this backend needs TensorRT >= 10 (JetPack 6 on Orin); older "
+        "boards (Jetson Nano, TX2) use OpenVINO, see docs/tensorrt.md"
+    )
+    with pytest.raises(BackendUnavailableError, match=r"TensorRT 8\.6\.1 found; .* >= 10"):
         registry.backend_class("tensorrt")
 
 
