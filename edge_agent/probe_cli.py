@@ -97,6 +97,8 @@ def format_table(report: HardwareReport) -> str:
         version = getattr(runtimes, name)
         rows.append((name, version if version else
                      f"does not import: {runtimes.errors.get(name, 'not installed')}"))
+    if runtimes.tensorrt and not runtimes.tensorrt_usable:
+        rows.append(("tensorrt backend", f"not usable: {runtimes.tensorrt_problem()}"))
     devices = " ".join(runtimes.openvino_devices) or runtimes.errors.get("openvino_devices", "-")
     rows.append(("openvino devices", devices))
     rows += [("problem", problem) for problem in report.problems] or [("problems", "none")]

@@ -46,8 +46,8 @@ _trt_major = _major(str(getattr(trt, "__version__", "")))
 if _trt_major is not None and _trt_major < MIN_TENSORRT_MAJOR:
     raise BackendUnavailableError(
         f"TensorRT {trt.__version__} found; this backend needs TensorRT >= "
-        f"{MIN_TENSORRT_MAJOR} (JetPack 6 on Orin); older boards (Jetson Nano, TX2) use "
-        "OpenVINO, see docs/tensorrt.md"
+        f"{MIN_TENSORRT_MAJOR} (JetPack 6.1 or later on Orin); older boards (Jetson Nano, "
+        "TX2) use OpenVINO, see docs/tensorrt.md"
     )
 
 log = logging.getLogger(__name__)

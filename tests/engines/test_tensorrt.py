@@ -479,8 +479,8 @@ def test_tensorrt_8_is_refused_with_what_to_use_instead(
     with pytest.raises(BackendUnavailableError) as caught:
         fake_tensorrt.install(monkeypatch, FakeGpu(trt_version="8.6.1"))
     assert str(caught.value) == (
-        "TensorRT 8.6.1 found; this backend needs TensorRT >= 10 (JetPack 6 on Orin); older "
-        "boards (Jetson Nano, TX2) use OpenVINO, see docs/tensorrt.md"
+        "TensorRT 8.6.1 found; this backend needs TensorRT >= 10 (JetPack 6.1 or later on "
+        "Orin); older boards (Jetson Nano, TX2) use OpenVINO, see docs/tensorrt.md"
     )
     with pytest.raises(BackendUnavailableError, match=r"TensorRT 8\.6\.1 found; .* >= 10"):
         registry.backend_class("tensorrt")
