@@ -43,7 +43,8 @@ from edge_agent.gstreamer import (
 
 log = logging.getLogger(__name__)
 
-MAX_BACKOFF_S = 30.0
+MAX_BACKOFF_S = 10.0
+"""Reopening is cheap; at 30 s a camera back after 10 s waited up to 37 s more (soak)."""
 FAILED_AFTER = 5
 """Failed opens or reads in a row before a camera's state is FAILED rather than BACKOFF."""
 _ffmpeg_options_lock = threading.Lock()
