@@ -109,7 +109,7 @@ class FrameQueue:
         return len(self._items)
 
 
-def open_capture(camera: CameraConfig) -> cv2.VideoCapture:
+def open_capture(camera: CameraConfig, *, log_level: int = logging.INFO) -> cv2.VideoCapture:
     """Open the OpenCV capture for one camera, or raise SourceError saying why."""
     elements: tuple[str, ...] = ()  # GStreamer elements to name if the open fails
     if isinstance(camera, FileCamera):
@@ -118,7 +118,7 @@ def open_capture(camera: CameraConfig) -> cv2.VideoCapture:
         capture = cv2.VideoCapture(str(camera.path), cv2.CAP_FFMPEG)
         what = f"video file {camera.path}"
     elif isinstance(camera, RtspCamera):
-        capture, what, elements = _open_rtsp(camera)
+        capture, what, elements = _open_rtsp(camera, log_level)
     elif isinstance(camera, UsbCamera):
         device = camera.device
         capture = cv2.VideoCapture(device if isinstance(device, int) else str(device), cv2.CAP_V4L2)
@@ -131,7 +131,7 @@ def open_capture(camera: CameraConfig) -> cv2.VideoCapture:
                 capture.set(prop, value)
         what = f"USB camera {device}"
     elif isinstance(camera, CsiCamera):
-        capture, what, elements = _open_csi(camera)
+        capture, what, elements = _open_csi(camera, log_level)
     elif isinstance(camera, GstreamerCamera):
         if not opencv_has_gstreamer():
             raise SourceError(
@@ -152,7 +152,7 @@ _Opened = tuple[cv2.VideoCapture, str, tuple[str, ...]]
 """A capture, what it is (for errors) and the GStreamer elements it needs."""
 
 
-def _open_rtsp(camera: RtspCamera) -> _Opened:
+def _open_rtsp(camera: RtspCamera, log_level: int) -> _Opened:
     """FFmpeg, or GStreamer with Jetson hardware decoding, as `decoder:` and the box allow."""
     shown = redact_url(camera.url)
     gstreamer = camera.decoder != "ffmpeg" and opencv_has_gstreamer()
@@ -167,8 +167,8 @@ def _open_rtsp(camera: RtspCamera) -> _Opened:
     if plan.backend == "gstreamer":
         options = (camera.codec, camera.transport, camera.latency_ms, plan.hardware)
         timeout_s = camera.stall_timeout_s
-        _describe(
-            camera.id,
+        log.log(
+            log_level,
             "camera %s: RTSP %s through GStreamer, %s decoding (%s): %s",
             camera.id, shown, "hardware" if plan.hardware else "software", plan.reason,
             rtsp_pipeline(shown, *options, timeout_s=timeout_s),
@@ -177,7 +177,7 @@ def _open_rtsp(camera: RtspCamera) -> _Opened:
         capture = cv2.VideoCapture(pipeline, cv2.CAP_GSTREAMER)
         elements = rtsp_elements(camera.codec, plan.hardware)
         return capture, f"RTSP stream {shown} with GStreamer", elements
-    _describe(camera.id, "camera %s: RTSP %s through FFmpeg (%s)", camera.id, shown, plan.reason)
+    log.log(log_level, "camera %s: RTSP %s through FFmpeg (%s)", camera.id, shown, plan.reason)
     timeout_ms = int(camera.stall_timeout_s * 1000)
     params = [
         cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms,
@@ -189,17 +189,7 @@ def _open_rtsp(camera: RtspCamera) -> _Opened:
     return capture, f"RTSP stream {shown}", ()
 
 
-_described: set[str] = set()
-
-
-def _describe(camera_id: str, message: str, *args: object) -> None:
-    """How a camera is opened: INFO the first time, DEBUG on every reopen (no flood)."""
-    level = logging.DEBUG if camera_id in _described else logging.INFO
-    _described.add(camera_id)
-    log.log(level, message, *args)
-
-
-def _open_csi(camera: CsiCamera) -> _Opened:
+def _open_csi(camera: CsiCamera, log_level: int) -> _Opened:
     """A Jetson CSI sensor: only GStreamer's nvarguscamerasrc reaches the ISP."""
     if not opencv_has_gstreamer():
         raise SourceError(
@@ -210,7 +200,7 @@ def _open_csi(camera: CsiCamera) -> _Opened:
     pipeline = csi_pipeline(
         camera.sensor_id, camera.width, camera.height, camera.fps, camera.flip_method
     )
-    _describe(camera.id, "camera %s: CSI through GStreamer: %s", camera.id, pipeline)
+    log.log(log_level, "camera %s: CSI through GStreamer: %s", camera.id, pipeline)
     capture = cv2.VideoCapture(pipeline, cv2.CAP_GSTREAMER)
     mode = f"{camera.width}x{camera.height} at {camera.fps} fps"
     return capture, f"CSI camera sensor-id {camera.sensor_id} ({mode})", csi_elements()
@@ -266,7 +256,10 @@ class Camera:
         self._delay = 1.0
         while not self._stop.is_set():
             try:
-                capture = open_capture(self.config)
+                # How the source is opened: INFO the first time, DEBUG on reopens (no flood).
+                capture = open_capture(
+                    self.config, log_level=logging.DEBUG if self.reconnects else logging.INFO
+                )
             except SourceError as exc:
                 self._fail(str(exc))
                 continue
