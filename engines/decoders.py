@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from engines.base import Detections, InputSpec
+from engines.errors import ModelLoadError
+from engines.model_info import family_hint
 from engines.preprocess import Letterbox
 
 logger = logging.getLogger(__name__)
@@ -280,6 +282,25 @@ def _family(name: str) -> Family:
         return FAMILIES[name]
     except KeyError:
         raise ValueError(f"unknown model family {name!r}; allowed: {', '.join(FAMILIES)}") from None
+
+
+def choose_family(
+    family: str,
+    metadata: Mapping[str, str],
+    *,
+    output_shapes: Sequence[tuple[int, ...]],
+    input_height: int,
+    input_width: int,
+    model_path: str,
+) -> str:
+    """The configured family, else the metadata's hint, else the output shapes' verdict;
+    a model no decoder fits is a ModelLoadError naming the file."""
+    if family != "auto":
+        return family
+    try:
+        return family_hint(metadata) or detect_family(output_shapes, input_height, input_width)
+    except ValueError as exc:
+        raise ModelLoadError(model_path, str(exc)) from exc
 
 
 def detect_family(

@@ -17,7 +17,6 @@ from engines.errors import BackendUnavailableError, EngineError, ModelLoadError
 from engines.model_info import (
     DEFAULT_IMAGE_SIZE,
     class_names_from_metadata,
-    family_hint,
     file_sha256,
     image_size_from_metadata,
     model_files,
@@ -117,13 +116,10 @@ class OpenVinoEngine(Engine):
             shape = [1, 3, height, width] if layout == "NCHW" else [1, height, width, 3]
             model.reshape({0: shape})
         output_shapes = tuple(tuple(out.get_shape()) for out in model.outputs)
-        if family == "auto":
-            try:
-                family = family_hint(metadata) or decoders.detect_family(
-                    output_shapes, height, width
-                )
-            except ValueError as exc:
-                raise ModelLoadError(str(path), str(exc)) from exc
+        family = decoders.choose_family(
+            family, metadata, output_shapes=output_shapes, input_height=height,
+            input_width=width, model_path=str(path),
+        )
         self.input = decoders.FAMILIES[family].input_spec(input_name, height, width, layout, dtype)
         self.info = ModelInfo(
             path=str(path),

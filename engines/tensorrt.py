@@ -34,7 +34,7 @@ from engines.engine_cache import (
     split_ultralytics_header,
 )
 from engines.errors import BackendUnavailableError, EngineError, ModelLoadError
-from engines.model_info import class_names_from_metadata, family_hint, file_sha256, sidecar_metadata
+from engines.model_info import class_names_from_metadata, file_sha256, sidecar_metadata
 
 # TensorRT and pycuda come through the runtime module: it raises BackendUnavailableError,
 # saying what to install, where either does not import.
@@ -222,13 +222,10 @@ class TensorRtEngine(Engine):
         dtype = np.dtype(trt.nptype(self._engine.get_tensor_dtype(self._input_name))).name
         if dtype not in SPEC_DTYPES:
             raise ModelLoadError(str(path), f"input dtype {dtype} unsupported; want {SPEC_DTYPES}")
-        if family == "auto":
-            try:
-                family = family_hint(metadata) or decoders.detect_family(
-                    output_shapes, height, width
-                )
-            except ValueError as exc:
-                raise ModelLoadError(str(path), str(exc)) from exc
+        family = decoders.choose_family(
+            family, metadata, output_shapes=output_shapes, input_height=height,
+            input_width=width, model_path=str(path),
+        )
         spec = decoders.FAMILIES[family].input_spec(self._input_name, height, width, layout, dtype)
         self.input = spec
         return family

@@ -38,6 +38,16 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
 
 
+def first_frames(samples: Path, out: Path, frames: int) -> Path:
+    """The first frames of the sample street video, re-encoded: a short real H.264 file."""
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(samples / "media" / "vtest.mp4"),
+         "-frames:v", str(frames), "-c:v", "libx264", "-pix_fmt", "yuv420p", str(out)],
+        check=True,
+    )
+    return out
+
+
 @pytest.fixture(scope="session")
 def samples() -> Path:
     """The sample models and media; scripts/fetch-samples puts them there."""

@@ -14,7 +14,7 @@ import cv2
 import jsonschema
 import pytest
 
-from tests.conftest import REPO, Broker
+from tests.conftest import REPO, Broker, first_frames
 from tests.rtsp import RtspServer
 
 SCHEMA = json.loads((REPO / "docs" / "schemas" / "detections.schema.json").read_text())
@@ -23,14 +23,7 @@ CLIP_FRAMES = 30
 
 @pytest.fixture(scope="session")
 def clip(samples: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The first frames of the sample street video, re-encoded: a short real H.264 file."""
-    out = tmp_path_factory.mktemp("clip") / "street.mp4"
-    subprocess.run(
-        ["ffmpeg", "-v", "error", "-i", str(samples / "media" / "vtest.mp4"),
-         "-frames:v", str(CLIP_FRAMES), "-c:v", "libx264", "-pix_fmt", "yuv420p", str(out)],
-        check=True,
-    )
-    return out
+    return first_frames(samples, tmp_path_factory.mktemp("clip") / "street.mp4", CLIP_FRAMES)
 
 
 def frame_count(video: Path) -> int:

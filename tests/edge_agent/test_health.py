@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,7 @@ from edge_agent.pipeline import CameraPipeline
 from edge_agent.publish import Publisher
 from engines.decoders import DecodeOptions
 from engines.openvino import OpenVinoEngine
-from tests.conftest import REPO, Broker
+from tests.conftest import REPO, Broker, first_frames
 from tests.edge_agent.test_agent import frame_count, start_agent, stop_agent, write_config
 from tests.rtsp import RtspServer
 
@@ -29,12 +28,7 @@ CLIP_FRAMES = 40
 @pytest.fixture(scope="module")
 def clip(samples: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("health-clip") / "street.mp4"
-    subprocess.run(
-        ["ffmpeg", "-v", "error", "-i", str(samples / "media" / "vtest.mp4"),
-         "-frames:v", str(CLIP_FRAMES), "-c:v", "libx264", "-pix_fmt", "yuv420p", str(out)],
-        check=True,
-    )
-    return out
+    return first_frames(samples, out, CLIP_FRAMES)
 
 
 def health_config(
