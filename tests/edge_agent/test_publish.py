@@ -140,12 +140,15 @@ def test_info_is_retained_and_resent_after_reconnect(
     publisher.start()
     wait_until(lambda: publisher.connected)
 
-    info = subscribe(f"{unique_prefix}/{DEVICE}/info").wait_for("/info", timeout=5)[0]
+    watcher = subscribe(f"{unique_prefix}/{DEVICE}/info")
+    info = watcher.wait_for("/info", timeout=5)[0]
     assert (info.payload, info.retain, info.qos) == (b'{"schema_version":1}', True, 1)
 
     publisher.publish_info(b'{"schema_version":1,"v":2}')  # while connected: sent now
-    info = subscribe(f"{unique_prefix}/{DEVICE}/info").wait_for("/info", timeout=5)[0]
+    info = watcher.wait_for("/info", count=2, timeout=5)[1]
     assert info.payload == b'{"schema_version":1,"v":2}'
+    retained = subscribe(f"{unique_prefix}/{DEVICE}/info").wait_for("/info", timeout=5)[0]
+    assert retained.payload == b'{"schema_version":1,"v":2}'
 
     # A broker restart without persistence forgets retained messages; the reconnect
     # must put both status and info back.
