@@ -214,6 +214,7 @@ class HealthMonitor:
             "dropped_recently": self._mqtt_drops.increase(),
             "last_error": publisher.last_error if publisher else None,
             "spool_error": publisher.outbox.spool_error if publisher else None,
+            "spool_dropped_total": publisher.outbox.dropped_total if publisher else 0,
         }
         body: dict[str, Any] = {
             "schema_version": SCHEMA_VERSION,

@@ -49,6 +49,8 @@ MQTT_COUNTERS = (
     ("published", "edge_agent_mqtt_messages_published", "Detection messages accepted."),
     ("acknowledged", "edge_agent_mqtt_messages_acknowledged", "Detection messages acknowledged."),
     ("dropped", "edge_agent_mqtt_messages_dropped", "Detection messages dropped."),
+    ("spool_dropped_total", "edge_agent_mqtt_spool_dropped",
+     "Detection messages ever dropped from the spool file (bounds), across restarts."),
 )
 
 

@@ -74,6 +74,11 @@ class Outbox:
     def queued(self) -> int:
         return len(self._spool)
 
+    @property
+    def dropped_total(self) -> int:
+        """Detections ever dropped from this spool file, across restarts."""
+        return self._spool.dropped_total
+
     def start(self) -> None:
         self._thread.start()
 
