@@ -50,6 +50,7 @@ class Agent:
         self.last_reload: dict[str, object] | None = None
         self.camera_states: CameraStates | None = None
         self._next_sequence: dict[str, int] = {}
+        self._status_text = ""
 
     def run(self) -> int:
         """Run until SIGTERM/SIGINT, or until every camera's file has played; exit code."""
@@ -145,6 +146,7 @@ class Agent:
             self.watchdog.beat(sum(p.times.frames for p in self.pipelines.values()))
             if self.camera_states is not None:
                 self.camera_states.update(self.pipelines)
+            self._report_status()
             for signum in received:
                 if signum in (signal.SIGTERM, signal.SIGINT):
                     log.info("received %s", signal.Signals(signum).name)
@@ -155,6 +157,23 @@ class Agent:
             if all(pipeline.finished for pipeline in self.pipelines.values()):
                 log.info("every camera has finished its video")
                 return
+
+    def _report_status(self) -> None:
+        """systemctl status shows one line: cameras running, and which are not, and why."""
+        engine = self.engine
+        cameras = {cid: p.camera for cid, p in self.pipelines.items()}
+        running = sum(camera.state == "RUNNING" for camera in cameras.values())
+        text = f"{running}/{len(cameras)} cameras running"
+        if engine is not None:
+            text += f" on {engine.backend}/{engine.device}"
+        down = [f"{cid} {cam.state}" for cid, cam in cameras.items() if cam.state != "RUNNING"]
+        if down:
+            text += "; " + ", ".join(down)
+        if self.publisher is not None and not self.publisher.connected:
+            text += f"; MQTT down, {self.publisher.queued} in the spool"
+        if text != self._status_text:
+            self._status_text = text
+            self.notifier.status(text)
 
     def reload(self) -> None:
         """Validate the file first; then apply only what changed.

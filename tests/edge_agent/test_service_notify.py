@@ -50,9 +50,14 @@ def test_watchdog_pings_only_while_frames_flow(
             assert sum(m == b"WATCHDOG=1" for m in flowing) >= 3
             server.stop()  # the camera goes dark: no frames, so no progress
             time.sleep(1.5)
-            _read(sock, 0.1)
+            settling = _read(sock, 0.1)  # pings sent before the stop was noticed
             stalled = _read(sock, 3.0)
             assert b"WATCHDOG=1" not in stalled
+            sent = first + flowing + settling + stalled
+            statuses = [m for m in sent if m.startswith(b"STATUS=")]
+            assert b"STATUS=1/1 cameras running on openvino/CPU" in statuses, statuses
+            assert any(m.startswith(b"STATUS=0/1 cameras running") and b"gate BACKOFF" in m
+                       for m in statuses), statuses
         finally:
             agent.send_signal(signal.SIGTERM)
             output, _ = agent.communicate(timeout=30)
