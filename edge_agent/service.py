@@ -13,6 +13,7 @@ from edge_agent.camera_state import CameraStates
 from edge_agent.capture import Camera
 from edge_agent.config import load_config
 from edge_agent.config_model import AgentConfig, CameraConfig
+from edge_agent.drift import DriftWatch
 from edge_agent.errors import ConfigError
 from edge_agent.health import start_health
 from edge_agent.notify import Notifier, ProgressWatchdog
@@ -122,6 +123,9 @@ class Agent:
         first = self._next_sequence.get(camera_config.id, 0)
         camera = Camera(camera_config, first_sequence=first)
         pipeline = CameraPipeline(camera, self.engine, self.publisher, self.options)
+        drift = self.config.health.drift
+        if drift.enabled:  # from the first frame, so the baseline is the camera's start
+            pipeline.drift = DriftWatch(drift, self.engine.info.class_names)
         pipeline.start()
         camera.start()
         self.pipelines[camera_config.id] = pipeline
