@@ -88,7 +88,6 @@ class HealthMonitor:
         self.system = system or SystemStats(agent.config.state_dir)
         self.published = 0
         self._problems: dict[str, str] = {}
-        self._seen: dict[str, CameraPipeline] = {}
         self._meters: dict[tuple[str, str], RateMeter] = {}
         self._mqtt_drops = RateMeter(DROP_WINDOW_S)
         self._latest: dict[str, Any] | None = None
@@ -105,7 +104,7 @@ class HealthMonitor:
         """Publish a last snapshot with the final counts, then end the thread."""
         self._stop.set()
         self._thread.join(timeout)
-        self._publish(self.refresh(final=True))
+        self._publish(self.refresh())
 
     def latest(self) -> dict[str, Any] | None:
         """The newest snapshot (at most POLL_S old); None before the first poll."""
@@ -120,13 +119,14 @@ class HealthMonitor:
             else:
                 self._problems[key] = text
 
-    def refresh(self, final: bool = False) -> dict[str, Any]:
-        """Sample the counters and build a new snapshot (the health thread's job)."""
+    def refresh(self) -> dict[str, Any]:
+        """Sample the counters and build a new snapshot (the health thread's job).
+
+        The agent keeps its stopped pipelines until it exits, so the last snapshot at
+        shutdown still shows every camera with its final counts.
+        """
         now = time.monotonic()
-        self._watch()
-        pipelines = self._seen
-        if final:  # the agent has already let go of its stopped pipelines
-            pipelines = {**self._seen, **self.agent.pipelines}
+        pipelines = dict(self.agent.pipelines)
         self._adopt(pipelines)
         for camera_id, pipeline in pipelines.items():
             self._meter(camera_id, "input").add(now, pipeline.camera.captured)
@@ -140,13 +140,6 @@ class HealthMonitor:
         return snapshot
 
     # -- internals -------------------------------------------------------------------
-
-    def _watch(self) -> None:
-        """Remember the agent's pipelines (an empty dict at shutdown keeps the last ones)."""
-        current = dict(self.agent.pipelines)
-        if current:
-            self._seen = current
-            self._adopt(current)
 
     def _run(self) -> None:
         last_sent = float("-inf")

@@ -3,6 +3,7 @@ every frame's detections arrive, in order, once the broker is back."""
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 import uuid
@@ -43,16 +44,23 @@ def persist_sessions(broker: Broker, tmp_path: Path) -> None:
     broker.start()
 
 
+def watched_street_agent(
+    tmp_path: Path, samples: Path, broker: Broker, prefix: str
+) -> tuple[Path, Path, Collector, subprocess.Popen[str]]:
+    """A broker that keeps sessions, a watcher on every topic, and the agent on the street
+    video (10 fps, paced in real time): (config, log, watcher, agent)."""
+    persist_sessions(broker, tmp_path)
+    street = f"  - id: street\n    type: file\n    path: {samples / 'media' / 'vtest.mp4'}\n"
+    config = write_config(tmp_path, samples, broker, prefix, street)
+    log = tmp_path / "agent.log"
+    collector = persistent_subscriber(broker, f"{prefix}/#")
+    return config, log, collector, start_agent(config, log)
+
+
 def test_broker_restart_loses_nothing(
     tmp_path: Path, samples: Path, broker: Broker, unique_prefix: str
 ) -> None:
-    persist_sessions(broker, tmp_path)
-    video = samples / "media" / "vtest.mp4"  # 10 fps, paced in real time
-    cameras = f"  - id: street\n    type: file\n    path: {video}\n"
-    config = write_config(tmp_path, samples, broker, unique_prefix, cameras)
-    log = tmp_path / "agent.log"
-    collector = persistent_subscriber(broker, f"{unique_prefix}/#")
-    agent = start_agent(config, log)
+    _, log, collector, agent = watched_street_agent(tmp_path, samples, broker, unique_prefix)
     try:
         collector.wait_for("/street/detections", count=10, timeout=60)
         broker.stop()
@@ -79,13 +87,7 @@ def test_broker_restart_loses_nothing(
 def test_spool_survives_sigkill_during_an_outage(
     tmp_path: Path, samples: Path, broker: Broker, unique_prefix: str
 ) -> None:
-    persist_sessions(broker, tmp_path)
-    video = samples / "media" / "vtest.mp4"  # 10 fps, paced in real time
-    street = f"  - id: street\n    type: file\n    path: {video}\n"
-    config = write_config(tmp_path, samples, broker, unique_prefix, street)
-    log = tmp_path / "agent.log"
-    collector = persistent_subscriber(broker, f"{unique_prefix}/#")
-    agent = start_agent(config, log)
+    config, log, collector, agent = watched_street_agent(tmp_path, samples, broker, unique_prefix)
     try:
         collector.wait_for("/street/detections", count=5, timeout=60)
         broker.stop()
@@ -99,7 +101,7 @@ def test_spool_survives_sigkill_during_an_outage(
     assert (tmp_path / "state" / "spool.sqlite3").is_file()
 
     # The next start runs another camera, so every street message below came from the spool.
-    other = f"  - id: other\n    type: file\n    path: {video}\n"
+    other = f"  - id: other\n    type: file\n    path: {samples / 'media' / 'vtest.mp4'}\n"
     write_config(tmp_path, samples, broker, unique_prefix, other)
     broker.start()
     agent = start_agent(config, log)

@@ -22,6 +22,7 @@ from engines.decoders import DecodeOptions, postprocess
 from engines.model_info import read_labels
 from engines.openvino import OpenVinoEngine
 from engines.preprocess import prepare
+from tests.engines.test_accuracy import iou
 
 pytestmark = pytest.mark.gpu
 
@@ -46,14 +47,6 @@ def real_gpu_missing() -> str | None:
     except Exception as exc:  # pycuda raises its own Error type
         return f"CUDA is not usable: {exc}"
     return None
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
-    x2, y2 = min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union)
 
 
 def detections(engine: Engine, image: np.ndarray) -> Detections:
