@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from edge_agent.local_http import LocalHTTPServer, QuietHandler
+
 if TYPE_CHECKING:
     from edge_agent.health import HealthMonitor
+    from edge_agent.workers import Worker
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +198,11 @@ def _system_metrics(system: dict[str, Any]) -> Iterator[Metric]:
 
 
 class MetricsServer:
-    """`/metrics` (Prometheus text) and `/healthz` (JSON; 503 when failed) on HOST:PORT."""
+    """`/metrics` (Prometheus text) and `/healthz` (JSON; 503 when failed) on HOST:PORT.
+
+    Served by `LocalHTTPServer`: idle and half-sent clients time out, at most 16 are
+    handled at once, and a bad client is one rate-limited log line (docs/health.md).
+    """
 
     def __init__(self, monitor: HealthMonitor, address: str) -> None:
         self.monitor = monitor
@@ -206,43 +210,34 @@ class MetricsServer:
         self.host, self.port = host.strip("[]"), int(port)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(HealthCollector(monitor))
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server: LocalHTTPServer | None = None
 
     def start(self) -> None:
         """Listen; a port already taken is logged and reported in health, never fatal."""
-        handler = _handler(self)
-        server_class = _HTTPServerV6 if ":" in self.host else ThreadingHTTPServer
         try:
-            self._server = server_class((self.host, self.port), handler)
+            self._server = LocalHTTPServer("metrics", self.host, self.port, _handler(self))
         except OSError as exc:
             problem = f"metrics cannot listen on {self.host}:{self.port}: {exc.strerror or exc}"
             log.error("%s (health.metrics_address)", problem)
             self.monitor.report_problem("metrics", problem)
             return
-        self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.5},
-            name="metrics", daemon=True,
-        )
-        self._thread.start()
+        self.port = self._server.port
+        self._server.start()
         log.info("metrics on http://%s:%d/metrics", self.host, self.port)
+
+    def workers(self) -> list[Worker]:
+        """The server's accept loop (restarted if it crashes), for health to watch."""
+        return [self._server.worker] if self._server is not None else []
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
             self._server = None
 
 
-class _HTTPServerV6(ThreadingHTTPServer):
-    address_family = socket.AF_INET6
-
-
-def _handler(server: MetricsServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
+def _handler(server: MetricsServer) -> type[QuietHandler]:
+    class Handler(QuietHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
                 self._send(200, CONTENT_TYPE_LATEST, generate_latest(server.registry))
@@ -264,8 +259,5 @@ def _handler(server: MetricsServer) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            log.debug("metrics %s: %s", self.address_string(), format % args)
 
     return Handler

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -126,3 +127,43 @@ def test_healthz_is_503_when_no_camera_delivers(
 def test_bad_metrics_address_is_a_clear_config_error(address: str) -> None:
     with pytest.raises(ValueError, match="HOST:PORT"):
         HealthConfig(metrics_address=address)
+
+
+def agent_threads(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("Threads:")))
+
+
+def test_idle_and_half_sent_clients_cannot_knock_metrics_over(
+    tmp_path: Path, samples: Path, broker: Broker, unique_prefix: str
+) -> None:
+    """The issue's example, on the real agent: 600 idle sockets made 616 threads, and a
+    half-sent request printed a 21-line traceback per connection."""
+    video = samples / "media" / "vtest.mp4"
+    cameras = f"  - id: street\n    type: file\n    path: {video}\n    loop: true\n"
+    config, port = agent_with_metrics(tmp_path, samples, broker, unique_prefix, cameras)
+    log = tmp_path / "agent.log"
+    agent = start_agent(config, log)
+    idle: list[socket.socket] = []
+    try:
+        wait_for_port(port, timeout=60)
+        wait_until(lambda: scrape(port).get("edge_agent_uptime_seconds"))
+        before = agent_threads(agent.pid)
+        idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(600)]
+        for sock in idle[:20]:
+            sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")  # never finished
+        time.sleep(1.0)
+        during = agent_threads(agent.pid)
+        assert scrape(port)["edge_agent_uptime_seconds"][()] > 0  # still answers
+        for sock in idle:
+            sock.settimeout(30)
+            assert sock.recv(1) == b""  # every one closed by the server
+    finally:
+        for sock in idle:
+            sock.close()
+        stop_agent(agent, log)
+    assert during <= before + 16 + 2, (before, during)
+    text = log.read_text()
+    assert "Traceback" not in text
+    closed = [line for line in text.splitlines() if "closed a connection from" in line]
+    assert 1 <= len(closed) <= 2, closed
