@@ -2,37 +2,33 @@
 
 For a technician without an MQTT tool: connects with the config's own broker settings
 (auth, TLS), subscribes to `<prefix>/<device_id>/#` and shows, per camera, the frame
-rate, inference time, delivery delay and what is being detected. `render` is a pure
-function of the collected state, so the table can be tested without a terminal.
+rate, inference time, delivery delay and what is being detected. The state and the
+table live in edge_agent.watch_view; a malformed message shows as bad and watching goes
+on (edge_agent.watch_message says what is checked).
 """
 
 from __future__ import annotations
 
 import argparse
-import collections
-import json
 import logging
 import sys
 import threading
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edge_agent.config_model import MqttConfig
 from edge_agent.errors import AgentError
+from edge_agent.watch_view import WatchState, render
 
 if TYPE_CHECKING:
     import paho.mqtt.client as mqtt
 
 log = logging.getLogger(__name__)
 
-MAX_FRAMES_KEPT = 20_000
-"""Per camera; bounds memory even for a very fast camera and a long window."""
+__all__ = ["BrokerError", "WatchState", "connect", "render"]
 
 
 class BrokerError(AgentError):
@@ -145,214 +141,6 @@ def _refusal_fix(reason: str, config: MqttConfig) -> str:
     return "check the broker's log for why it refused this client"
 
 
-# -- state and rendering ----------------------------------------------------------------
-
-
-@dataclass
-class CameraStats:
-    """Recent detection messages of one camera (arrival time, capture time, figures)."""
-
-    frames: collections.deque[tuple[float, float | None, float | None, float | None, Counter[str]]]
-    total: int = 0
-    last_arrival: float | None = None
-    state: str | None = None  # from health or a retained <camera>/state message
-
-
-@dataclass
-class WatchState:
-    """Everything seen on the box's topics; updated by `on_message`, read by `render`."""
-
-    base_topic: str
-    broker: str = ""
-    window_s: float = 10.0
-    status: str | None = None
-    info: dict[str, Any] | None = None
-    health: dict[str, Any] | None = None
-    cameras: dict[str, CameraStats] = field(default_factory=dict)
-    unreadable: int = 0
-
-    def camera(self, camera_id: str) -> CameraStats:
-        if camera_id not in self.cameras:
-            self.cameras[camera_id] = CameraStats(collections.deque(maxlen=MAX_FRAMES_KEPT))
-        return self.cameras[camera_id]
-
-    def on_message(self, topic: str, payload: bytes, arrived: float, wall: float) -> None:
-        """One message; `arrived` is time.monotonic(), `wall` time.time() at arrival."""
-        prefix = self.base_topic + "/"
-        if not topic.startswith(prefix):
-            return
-        rest = topic[len(prefix):]
-        try:
-            if rest == "status":
-                self.status = payload.decode("utf-8", "replace").strip()
-            elif rest in ("info", "health"):
-                body = json.loads(payload)
-                setattr(self, rest, body if isinstance(body, dict) else None)
-            elif rest.endswith("/detections") and rest.count("/") == 1:
-                self._detections(rest.split("/")[0], json.loads(payload), arrived, wall)
-            elif rest.endswith("/state") and rest.count("/") == 1:
-                text = payload.decode("utf-8", "replace").strip()
-                body = json.loads(text) if text.startswith("{") else text
-                state = body.get("state") if isinstance(body, dict) else body
-                self.camera(rest.split("/")[0]).state = str(state) if state else None
-        except (ValueError, AttributeError, TypeError):
-            self.unreadable += 1
-
-    def _detections(self, camera_id: str, body: Any, arrived: float, wall: float) -> None:
-        if not isinstance(body, dict):
-            raise TypeError("detections payload is not an object")
-        captured = _unix_time(body.get("timestamp"))
-        infer_ms = body.get("inference_ms")
-        classes = Counter(str(item.get("label", item.get("class_id")))
-                          for item in body.get("detections") or [])
-        stats = self.camera(camera_id)
-        delay_ms = (wall - captured) * 1000 if captured is not None else None
-        stats.frames.append((arrived, captured, float(infer_ms) if isinstance(
-            infer_ms, (int, float)) else None, delay_ms, classes))
-        stats.total += 1
-        stats.last_arrival = arrived
-        while stats.frames and stats.frames[0][0] < arrived - 2 * self.window_s:
-            stats.frames.popleft()
-
-
-def _unix_time(text: Any) -> float | None:
-    if not isinstance(text, str):
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
-def _mean(values: list[float]) -> float | None:
-    return sum(values) / len(values) if values else None
-
-
-def camera_figures(stats: CameraStats, now: float, window_s: float) -> dict[str, Any]:
-    """fps, mean inference ms, mean delay ms and detections per frame by class, over the
-    messages that arrived in the last `window_s` seconds before `now` (monotonic)."""
-    recent = [frame for frame in stats.frames if frame[0] >= now - window_s]
-    fps = None
-    if len(recent) >= 2:
-        captured = [frame[1] for frame in recent]
-        if all(value is not None for value in captured) and captured[-1] > captured[0]:
-            fps = (len(recent) - 1) / (captured[-1] - captured[0])  # type: ignore[operator]
-        elif recent[-1][0] > recent[0][0]:
-            fps = (len(recent) - 1) / (recent[-1][0] - recent[0][0])
-    classes: Counter[str] = Counter()
-    for frame in recent:
-        classes.update(frame[4])
-    return {
-        "frames": len(recent),
-        "fps": fps,
-        "inference_ms": _mean([f[2] for f in recent if f[2] is not None]),
-        "delay_ms": _mean([f[3] for f in recent if f[3] is not None]),
-        "per_frame": {label: count / len(recent) for label, count in classes.most_common()},
-    }
-
-
-def _health_cameras(health: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
-    """Per-camera entries of the health message (docs/schemas/health.schema.json)."""
-    cameras = (health or {}).get("cameras")
-    if not isinstance(cameras, list):
-        return {}
-    return {str(item.get("id")): item for item in cameras if isinstance(item, dict)}
-
-
-def _number(value: Any, digits: int = 1) -> str:
-    return f"{value:.{digits}f}" if isinstance(value, (int, float)) else "-"
-
-
-def _health_lines(health: dict[str, Any]) -> list[str]:
-    """The box as a whole: status and why, and the figures a technician asks for first."""
-    lines = [f"health: {health.get('status', '?')}"
-             + (f" ({'; '.join(map(str, health['reasons']))})" if health.get("reasons") else "")]
-    figures = []
-    if isinstance(health.get("uptime_s"), (int, float)):
-        hours, seconds = divmod(int(health["uptime_s"]), 3600)
-        figures.append(f"up {hours}h{seconds // 60:02d}m")
-    system = health.get("system") if isinstance(health.get("system"), dict) else {}
-    if isinstance(system.get("cpu_percent"), (int, float)):
-        figures.append(f"cpu {system['cpu_percent']:.0f}%")
-    if isinstance(system.get("rss_bytes"), int):
-        figures.append(f"rss {system['rss_bytes'] / 2**20:.0f} MiB")
-    disk = system.get("disk") if isinstance(system.get("disk"), dict) else {}
-    if isinstance(disk.get("free_percent"), (int, float)):
-        figures.append(f"disk {disk['free_percent']:.0f}% free")
-    temperatures = [t.get("celsius") for t in system.get("temperatures") or []
-                    if isinstance(t, dict) and isinstance(t.get("celsius"), (int, float))]
-    if temperatures:
-        figures.append(f"hottest {max(temperatures):.0f} C")
-    mqtt_state = health.get("mqtt") if isinstance(health.get("mqtt"), dict) else {}
-    if mqtt_state:
-        figures.append(f"mqtt {'connected' if mqtt_state.get('connected') else 'DISCONNECTED'}"
-                       f", queued {mqtt_state.get('queued', '-')}"
-                       f", dropped {mqtt_state.get('dropped', '-')}")
-    if figures:
-        lines.append("        " + ", ".join(figures))
-    return lines
-
-
-def render(state: WatchState, now: float, wall: float) -> str:
-    """The table for one screen; `now` is time.monotonic(), `wall` time.time().
-
-    fps, infer ms and delay ms come from the detection messages themselves; state,
-    in fps (frames read from the source) and dropped come from the health message
-    when the agent publishes one.
-    """
-    clock = datetime.fromtimestamp(wall).strftime("%H:%M:%S")
-    lines = [f"{state.base_topic} on {state.broker}   status: {state.status or 'unknown'}"
-             f"   {clock}"]
-    info = state.info or {}
-    if info:
-        model = info.get("model") or {}
-        size = model.get("input") or {}
-        lines.append(
-            f"agent {info.get('agent_version', '?')}: {info.get('backend', '?')} on "
-            f"{info.get('device', '?')}, model {model.get('name', '?')} "
-            f"({size.get('width', '?')}x{size.get('height', '?')}), since "
-            f"{info.get('started_at', '?')}"
-        )
-    if state.health:
-        lines += _health_lines(state.health)
-    health_cameras = _health_cameras(state.health)
-    order = [str(cam.get("id")) for cam in info.get("cameras") or [] if isinstance(cam, dict)]
-    order += sorted((set(state.cameras) | set(health_cameras)) - set(order))
-    lines.append("")
-    lines.append(f"{'camera':<16} {'state':<9} {'fps':>6} {'in fps':>6} {'dropped':>7} "
-                 f"{'infer ms':>8} {'delay ms':>8} {'last msg':>10}  detections per frame "
-                 f"(last {state.window_s:g} s)")
-    for camera_id in order:
-        stats = state.cameras.get(camera_id)
-        entry = health_cameras.get(camera_id, {})
-        camera_state = str(entry.get("state") or (stats.state if stats else None) or "-")
-        figures = camera_figures(stats, now, state.window_s) if stats else {}
-        if stats is None or stats.last_arrival is None:
-            age, classes = "never", "(no detection messages yet)"
-        else:
-            age = f"{now - stats.last_arrival:.1f} s ago"
-            classes = ", ".join(f"{label} {count:.1f}"
-                                for label, count in list(figures["per_frame"].items())[:6])
-            classes = classes or ("nothing" if figures["frames"] else "(none in the window)")
-        lines.append(
-            f"{camera_id:<16} {camera_state:<9} {_number(figures.get('fps')):>6} "
-            f"{_number(entry.get('input_fps')):>6} {_number(entry.get('frames_dropped'), 0):>7} "
-            f"{_number(figures.get('inference_ms')):>8} {_number(figures.get('delay_ms'), 0):>8} "
-            f"{age:>10}  {classes}"
-        )
-        for key in ("last_error", "processing_error"):
-            if entry.get(key):
-                lines.append(f"{'':<16} {key.replace('_', ' ')}: {entry[key]}")
-        drift = entry.get("drift") if isinstance(entry.get("drift"), dict) else {}
-        if drift.get("reasons"):
-            lines.append(f"{'':<16} view changed: {', '.join(map(str, drift['reasons']))}")
-    if not order:
-        lines.append("(no cameras seen yet: is the agent running and publishing here?)")
-    if state.unreadable:
-        lines.append(f"{state.unreadable} message(s) could not be read (not the agent's JSON)")
-    return "\n".join(lines)
-
-
 # -- the command ------------------------------------------------------------------------
 
 
@@ -367,11 +155,21 @@ def _watch(args: argparse.Namespace) -> int:
     lock = threading.Lock()
 
     def on_message(_client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
-        with lock:
-            state.on_message(message.topic, message.payload, time.monotonic(), time.time())
+        # paho's network thread runs this: an exception here would end the thread and
+        # watching with it, silently. on_message never raises; this guards the rest.
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:  # a topic that is not UTF-8 (MQTT forbids it)
+            topic = repr(message._topic)[2:-1]
+        try:
+            with lock:
+                state.on_message(topic, message.payload, time.monotonic(), time.time())
+        except Exception as exc:
+            log.warning("watch: message on %s not handled: %s", topic, exc)
 
     client = connect(config.mqtt, f"edge-agent-watch-{uuid.uuid4().hex[:12]}",
                      on_message=on_message)
+    client.suppress_exceptions = True  # any other callback fault is logged, not fatal
     try:
         subscribed = threading.Event()
         client.on_subscribe = lambda *_args: subscribed.set()

@@ -196,7 +196,8 @@ def test_render_is_a_function_of_the_state() -> None:
     gate = table_row(text, "gate")
     assert gate[1:4] == ["BACKOFF", "-", "0.0"]
     assert "last error: cannot open RTSP stream" in text
-    assert "1 message(s) could not be read" in text
+    assert ("bad message on p/box1/lobby/detections: not JSON (Expecting value: line 1 "
+            "column 1 (char 0))") in text
 
     later = render(state, now=200.0, wall=wall + 100)  # everything aged out of the window
     lobby = table_row(later, "lobby")
