@@ -2,8 +2,11 @@
 
 A camera that is down retries every few seconds and would log the same warning
 thousands of times a day, burying everything else and wearing out flash. `RepeatFilter`
-lets the first occurrence through, holds back repeats for a window, and on the first
-one after the window logs it once with how many were held back.
+lets the first REPEAT_BURST occurrences through, one line each (the first attempts of a
+broker or camera retry are each in the log), then holds repeats back and logs at most
+one line per window with how many were held back. An event quiet for a whole window
+starts over with a fresh burst. A line whose own code already limits its rate (the MQTT
+drop summary) passes with `extra=SELF_LIMITED`.
 """
 
 from __future__ import annotations
@@ -19,6 +22,10 @@ JOURNAL_PRIORITY = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL":
 """syslog priority of each level, as journald reads it from a `<N>` prefix."""
 
 REPEAT_WINDOW_S = 60.0
+REPEAT_BURST = 5
+"""Occurrences logged one line each before repeats are held back."""
+SELF_LIMITED = {"rate_limited": True}
+"""`log.warning(..., extra=SELF_LIMITED)`: this line is already rate-limited by its caller."""
 MAX_TRACKED = 1000
 """Distinct repeating messages remembered at once; the oldest are forgotten beyond this."""
 
@@ -34,7 +41,7 @@ class JournalFormatter(logging.Formatter):
 
 
 class RepeatFilter(logging.Filter):
-    """Collapse repeats of a WARNING or worse into one line per window with a count.
+    """Burst, then one line per window with a count, for repeats of a WARNING or worse.
 
     Two records repeat each other when logger, level, message template and text
     arguments are the same: "camera %s: cannot open %s" for camera a and camera b are
@@ -47,36 +54,56 @@ class RepeatFilter(logging.Filter):
         window_s: float = REPEAT_WINDOW_S,
         min_level: int = logging.WARNING,
         clock: Callable[[], float] = time.monotonic,
+        burst: int = REPEAT_BURST,
     ) -> None:
         super().__init__()
         self.window_s = window_s
         self.min_level = min_level
+        self.burst = burst
         self._clock = clock
         self._lock = threading.Lock()
-        self._seen: dict[Hashable, list[float]] = {}  # key -> [window start, held back]
+        self._seen: dict[Hashable, _Repeats] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < self.min_level:
+        if record.levelno < self.min_level or getattr(record, "rate_limited", False):
             return True
         key = _event_key(record)
         now = self._clock()
         with self._lock:
-            entry = self._seen.get(key)
-            if entry is not None and now - entry[0] < self.window_s:
-                entry[1] += 1
-                return False
-            held_back = int(entry[1]) if entry is not None else 0
-            self._seen.pop(key, None)  # re-insert: dict order is then oldest window first
-            self._seen[key] = [now, 0]
+            entry = self._seen.pop(key, None)  # re-inserted below: oldest first
+            held_back = 0
+            if entry is None or now - entry.last_seen >= self.window_s:
+                # New, or quiet for a window: a fresh burst; repeats held back before
+                # the quiet spell are told with this line.
+                held_back = entry.held_back if entry is not None else 0
+                entry = _Repeats(window_start=now)
+            entry.last_seen = now
+            self._seen[key] = entry
             if len(self._seen) > MAX_TRACKED:
                 del self._seen[next(iter(self._seen))]
+            if entry.logged < self.burst:
+                entry.logged += 1
+            elif now - entry.window_start < self.window_s:
+                entry.held_back += 1
+                return False
+            else:
+                held_back, entry.held_back, entry.window_start = entry.held_back, 0, now
         if held_back:
-            record.msg = (
-                f"{record.getMessage()} (repeated {held_back} times in the last "
-                f"{self.window_s:g} s)"
-            )
+            record.msg = f"{record.getMessage()} (repeated {held_back} times since the last such line)"
             record.args = None
         return True
+
+
+class _Repeats:
+    """One repeating event: lines logged in its burst, held back in this window."""
+
+    __slots__ = ("held_back", "last_seen", "logged", "window_start")
+
+    def __init__(self, window_start: float) -> None:
+        self.window_start = window_start
+        self.last_seen = window_start
+        self.logged = 0
+        self.held_back = 0
 
 
 def _event_key(record: logging.LogRecord) -> Hashable:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
 
+from edge_agent.logs import SELF_LIMITED
 from edge_agent.spool import Spool, SpoolError
 
 log = logging.getLogger(__name__)
@@ -310,4 +311,5 @@ class Outbox:
             count, total, reason = self._drops_unlogged, self.dropped, self._drop_reason
             self._drops_unlogged = 0
             self._drop_logged_at = now
-        log.warning("MQTT dropped %d detection message(s) (%d in total): %s", count, total, reason)
+        log.warning("MQTT dropped %d detection message(s) (%d in total): %s", count, total, reason,
+                    extra=SELF_LIMITED)  # already one line per DROP_LOG_INTERVAL_S

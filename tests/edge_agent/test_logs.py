@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import subprocess
 import sys
 import textwrap
+from collections import Counter
 
 import pytest
 
@@ -50,36 +52,98 @@ def test_repeated_error_collapses_with_its_count(captured) -> None:
     for attempt in range(50):
         logger.error("camera %s: cannot open %s; retrying in %.1f s", "gate", "rtsp", attempt)
         clock.now += 1.0  # 50 s: all inside the window
-    assert lines == ["ERROR " + logger.name + ": camera gate: cannot open rtsp; retrying in 0.0 s"]
-
+    assert lines == [  # the first five attempts, one line each
+        f"ERROR {logger.name}: camera gate: cannot open rtsp; retrying in {n:.1f} s"
+        for n in range(5)
+    ]
     clock.now += 15.0  # past the window
     logger.error("camera %s: cannot open %s; retrying in %.1f s", "gate", "rtsp", 7.5)
-    assert len(lines) == 2
-    assert lines[1].endswith(
-        "camera gate: cannot open rtsp; retrying in 7.5 s (repeated 49 times in the last 60 s)"
+    assert len(lines) == 6
+    assert lines[5].endswith(
+        "camera gate: cannot open rtsp; retrying in 7.5 s (repeated 45 times since the last "
+        "such line)"
     )
-    clock.now += 61.0  # a new window, nothing held back: no count
-    logger.error("camera %s: cannot open %s; retrying in %.1f s", "gate", "rtsp", 1.0)
-    assert lines[2].endswith("retrying in 1.0 s")
+    clock.now += 61.0  # quiet for a window, nothing held back: a fresh burst, no count
+    for delay in (1.0, 2.0):
+        logger.error("camera %s: cannot open %s; retrying in %.1f s", "gate", "rtsp", delay)
+    assert lines[6].endswith("retrying in 1.0 s")
+    assert lines[7].endswith("retrying in 2.0 s")
+
+
+def attempt_times(delays: list[float], total_s: float) -> list[float]:
+    times, now, index = [], 0.0, 0
+    while now < total_s:
+        times.append(now)
+        now += delays[min(index, len(delays) - 1)]
+        index += 1
+    return times
+
+
+@pytest.mark.parametrize(("what", "delays"), [
+    ("broker down: 1, 2, 4, 8 then every 10 s", [1, 2, 4, 8, 10]),
+    ("camera down: the same backoff, jittered", [1.1, 1.7, 4.4, 7.2, 11.9, 8.1, 10.3]),
+    ("a tight loop: every 0.2 s", [0.2]),
+    ("slow: every 59 s", [59]),
+    ("every 70 s: each one a fresh event", [70]),
+    ("bursts with quiet spells", [0.5] * 20 + [120] + [0.5] * 20 + [200]),
+])
+def test_retry_loops_log_their_first_attempts_then_a_line_a_minute(
+    captured, what: str, delays: list[float]
+) -> None:
+    """The promise of docs/tools.md for every retry schedule: each of the first 5
+    attempts is a line; later at most one line per 60 s; no attempt goes uncounted."""
+    logger, lines, clock = captured
+    times = attempt_times(delays, 30 * 60)
+    logged_at = []
+    for moment in times:
+        clock.now = 1000.0 + moment
+        before = len(lines)
+        logger.warning("MQTT cannot connect to %s:%d: %s", "broker", 1883, "refused")
+        if len(lines) > before:
+            logged_at.append(moment)
+    assert logged_at[:5] == times[:5], what
+    bursts = [0] + [i for i in range(1, len(times)) if times[i] - times[i - 1] >= 60]
+    for start in bursts:  # after a quiet minute: the first 5 again
+        assert set(times[start:start + 5]) <= set(logged_at), what
+    burst_lines = {t for start in bursts for t in times[start:start + 5]}
+    summaries = sorted(set(logged_at) - burst_lines)
+    assert all(b - a >= 60 for a, b in itertools.pairwise(summaries)), what
+    counted = sum(int(line.split("(repeated ")[1].split()[0]) for line in lines
+                  if "(repeated " in line)
+    assert counted + len(lines) <= len(times)
+    assert len(times) - (counted + len(lines)) <= len(times) - len(logged_at), what
+    last_line = max(logged_at)
+    assert counted + len(lines) == len([t for t in times if t <= last_line]), what
+
+
+def test_self_limited_lines_are_never_held_back(captured) -> None:
+    """The MQTT drop summary limits itself to one line per 10 s; the filter lets it be."""
+    from edge_agent.logs import SELF_LIMITED
+    logger, lines, clock = captured
+    for index in range(20):
+        logger.warning("MQTT dropped %d detection message(s) (%d in total): %s", 3, 3 * index,
+                       "spool full", extra=SELF_LIMITED)
+        clock.now += 10.0
+    assert len(lines) == 20
 
 
 def test_different_messages_are_not_merged(captured) -> None:
     logger, lines, clock = captured
-    for _ in range(3):
+    for _ in range(8):
         logger.warning("camera %s: stream stopped", "gate")
         logger.warning("camera %s: stream stopped", "yard")  # same template, other camera
         logger.warning("MQTT connection lost: %s", "keepalive timeout")
         logger.error("camera %s: stream stopped", "gate")  # same text, other level
         clock.now += 1.0
-    assert [line.split(": ", 1)[1] for line in lines] == [
-        "camera gate: stream stopped",
-        "camera yard: stream stopped",
-        "MQTT connection lost: keepalive timeout",
-        "camera gate: stream stopped",
-    ]
+    assert Counter(line for line in lines) == {  # each its own burst of 5
+        f"WARNING {logger.name}: camera gate: stream stopped": 5,
+        f"WARNING {logger.name}: camera yard: stream stopped": 5,
+        f"WARNING {logger.name}: MQTT connection lost: keepalive timeout": 5,
+        f"ERROR {logger.name}: camera gate: stream stopped": 5,
+    }
     other = logging.getLogger(logger.name + ".other")  # same text from another logger
     other.warning("camera %s: stream stopped", "gate")
-    assert len(lines) == 5
+    assert len(lines) == 21
 
 
 def test_info_and_debug_are_never_held_back(captured) -> None:
@@ -123,10 +187,11 @@ def test_agent_logging_under_the_journal_is_one_line_per_event() -> None:
     )
     lines = done.stderr.splitlines()
     assert lines[0] == "<6>edge_agent.capture: camera gate opened"
-    assert lines[1] == "<4>edge_agent.capture: camera gate: stream stopped delivering frames"
-    assert lines[2] == ("<4>edge_agent.capture: camera gate: stream stopped delivering frames "
-                        "(repeated 19 times in the last 0.5 s)")
+    assert lines[1:6] == ["<4>edge_agent.capture: camera gate: stream stopped delivering "
+                          "frames"] * 5
+    assert lines[6] == ("<4>edge_agent.capture: camera gate: stream stopped delivering frames "
+                        "(repeated 15 times since the last such line)")
     # The traceback stays in the same journal entry, at error priority.
-    assert lines[3].startswith("<3>edge_agent.capture: decoder crashed | Traceback")
-    assert "ValueError: bad | value" in lines[3]
-    assert len(lines) == 4
+    assert lines[7].startswith("<3>edge_agent.capture: decoder crashed | Traceback")
+    assert "ValueError: bad | value" in lines[7]
+    assert len(lines) == 8
