@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from edge_agent import __version__
+from edge_agent.cli_options import add_config_option, missing_default_config
 from edge_agent.errors import AgentError, ConfigError
 from edge_agent.logs import setup_logging
 from engines.errors import EngineError
@@ -28,6 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "edge_agent.doctor",
     "edge_agent.snapshot",
     "edge_agent.watch",
+    "edge_agent.models",
 )
 """Modules that each add one subcommand with `add_command(commands)`."""
 
@@ -64,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run the agent")
-    run.add_argument("--config", type=Path, required=True, help="agent YAML file")
+    add_config_option(run)
     run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     run.set_defaults(handler=_run)
 
@@ -73,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(handler=_check_config)
 
     bench = commands.add_parser("bench", help="measure engine, decode and the whole loop")
-    bench.add_argument("--config", type=Path, required=True, help="agent YAML (model, backend)")
+    add_config_option(bench, "agent YAML (model, backend)")
     bench.add_argument("--video", type=Path, help="video to decode; default: first file camera")
     bench.add_argument("--seconds", type=float, default=10.0, help="length of each measurement")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
@@ -88,6 +90,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not logging.getLogger().handlers:
         setup_logging("info")
+    problem = missing_default_config(args) if args.command != "doctor" else None
+    if problem:  # the doctor reports a missing config as its first check instead
+        print(f"edge-agent: {problem}", file=sys.stderr)
+        return 2
     try:
         return int(args.handler(args))
     except ConfigError as exc:

@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from edge_agent.cli_options import add_config_option
+
 log = logging.getLogger(__name__)
 
 PID_FILE = "agent.pid"
@@ -99,6 +101,6 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "reload", help="check a config file, then make the running agent apply it"
     )
-    parser.add_argument("--config", type=Path, required=True, help="agent YAML file")
+    add_config_option(parser)
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait")
     parser.set_defaults(handler=_reload)

@@ -89,7 +89,9 @@ class RepeatFilter(logging.Filter):
             else:
                 held_back, entry.held_back, entry.window_start = entry.held_back, 0, now
         if held_back:
-            record.msg = f"{record.getMessage()} (repeated {held_back} times since the last such line)"
+            record.msg = (
+                f"{record.getMessage()} (repeated {held_back} times since the last such line)"
+            )
             record.args = None
         return True
 

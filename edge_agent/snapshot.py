@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from edge_agent.cli_options import add_config_option
 from edge_agent.config_model import AgentConfig, CameraConfig, FileCamera, RtspCamera
 from edge_agent.errors import AgentError, SourceError
 from engines.base import Detections, Engine
@@ -307,7 +308,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         "snapshot", help="save one frame with the model's boxes drawn (for aiming a camera)"
     )
     parser.add_argument("camera", help="camera id from the config")
-    parser.add_argument("--config", type=Path, required=True, help="agent YAML file")
+    add_config_option(parser)
     parser.add_argument("-o", "--output", type=Path,
                         help="JPEG to write; default: snapshot-CAMERA.jpg here")
     parser.add_argument("--json", action="store_true",

@@ -16,9 +16,9 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edge_agent.cli_options import add_config_option
 from edge_agent.config_model import MqttConfig
 from edge_agent.errors import AgentError
 from edge_agent.watch_view import WatchState, render
@@ -209,8 +209,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "watch", help="live table per camera (fps, latency, detections) from the box's topics"
     )
-    parser.add_argument("--config", type=Path, required=True,
-                        help="agent YAML: broker, auth, TLS, topic prefix, device id")
+    add_config_option(parser, "agent YAML: broker, auth, TLS, topic prefix, device id")
     parser.add_argument("--device-id", help="watch another box on the same broker")
     parser.add_argument("--seconds", type=float,
                         help="stop after this long (default: until Ctrl-C; with --once: 3)")
