@@ -240,3 +240,20 @@ def test_scripts_test_lints_first_and_never_passes_on_no_tests(
         assert len(calls) == 2, "pytest must not run after a lint failure"
     if pytest_status == 5:
         assert "no tests" in result.stderr
+
+
+def test_readme_lists_the_packages_setup_installs_and_how_to_skip_apt() -> None:
+    """Set-up needs root only for apt; the README must say so, how to skip it, and what
+    to install instead: the same list as scripts/setup."""
+    setup = (REPO / "scripts" / "setup").read_text()
+    block = setup[setup.index("APT_PACKAGES=(") + len("APT_PACKAGES=("):]
+    block = block[:block.index("\n)")]
+    wanted = [word for line in block.splitlines() for word in line.split("#")[0].split()]
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("### What the set-up needs"):readme.index("## Run the tests")]
+    assert "needs root" in section
+    assert "EDGE_AGENT_SKIP_APT=1" in section
+    listed = [word for line in section.splitlines() if line.startswith("#   ")
+              for word in line[1:].split()]
+    assert listed == wanted
+    assert 'EDGE_AGENT_SKIP_APT:-0}" == 1' in setup  # the variable the README names

@@ -225,6 +225,60 @@ def test_live_rtsp_camera_reports_resolution_and_measured_fps(
     assert measured == pytest.approx(nominal, rel=0.3), line
 
 
+AS_NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+
+
+def nobody_cannot_import(module: str, cwd: Path) -> str | None:
+    """Why `nobody` cannot run this interpreter and import `module` from `cwd`, or None.
+
+    The checkout (or a folder above it, or the venv) may be unreadable to nobody in many
+    ways: no search permission (exec fails: "Permission denied"), no read permission
+    (the import finds nothing: "No module named ..."), an unreadable pyvenv.cfg (a fatal
+    start-up error). Whatever the way, root can import it and nobody cannot; a failure
+    that root has too is a real error and is not excused here.
+    """
+    command = [sys.executable, "-c", f"import {module}"]
+    as_nobody = subprocess.run([*AS_NOBODY, *command], capture_output=True, text=True,
+                               timeout=60, cwd=cwd, check=False)
+    if as_nobody.returncode == 0:
+        return None
+    as_root = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=cwd,
+                             check=False)
+    assert as_root.returncode == 0, as_root.stderr  # broken for everyone: not a permission
+    lines = (as_nobody.stderr or as_nobody.stdout).strip().splitlines()
+    return lines[-1] if lines else f"exit status {as_nobody.returncode}"
+
+
+@pytest.mark.parametrize(("parent_mode", "readable"), [
+    (0o755, True),
+    (0o711, True),   # can pass through, cannot list: the project itself is still readable
+    (0o700, False),  # "No module named ...": the old check looked only for "Permission denied"
+    (0o744, False),  # can list, cannot pass through
+    (0o300, False),
+])
+def test_the_nobody_probe_sees_every_way_a_parent_hides_the_project(
+    tmp_path_factory: pytest.TempPathFactory, parent_mode: int, readable: bool
+) -> None:
+    if shutil.which("setpriv") is None or os.getuid() != 0:
+        pytest.skip("needs root and setpriv to act as nobody")
+    top = Path(tempfile.mkdtemp(prefix="nobody-probe-"))
+    try:
+        top.chmod(0o755)
+        parent = top / "parent"
+        package = parent / "project" / "probe_package"
+        package.mkdir(parents=True)
+        (package / "__init__.py").write_text("")
+        for folder in (package, package.parent):
+            folder.chmod(0o755)
+        (package / "__init__.py").chmod(0o644)
+        parent.chmod(parent_mode)
+        problem = nobody_cannot_import("probe_package", package.parent)
+    finally:
+        parent.chmod(0o755)
+        shutil.rmtree(top)
+    assert (problem is None) is readable, problem
+
+
 def test_device_permissions_name_the_group_to_join(tmp_path_factory) -> None:
     """A /dev tree (files standing in for device nodes) checked by an unprivileged user:
     root may open anything, so the check runs as `nobody` through setpriv."""
@@ -232,6 +286,9 @@ def test_device_permissions_name_the_group_to_join(tmp_path_factory) -> None:
         pytest.skip("setpriv (util-linux) is needed to drop to an unprivileged user")
     if os.getuid() != 0:
         pytest.skip("needs root to hand the files to group video and drop privileges")
+    problem = nobody_cannot_import("edge_agent.doctor_host", REPO)
+    if problem:
+        pytest.skip(f"nobody cannot run this checkout here: {problem}")
     root = Path(tempfile.mkdtemp(prefix="doctor-dev-"))
     try:
         root.chmod(0o755)
@@ -254,14 +311,11 @@ def test_device_permissions_name_the_group_to_join(tmp_path_factory) -> None:
                 print(json.dumps(check_devices(config, Path({str(root)!r})).__dict__))
         """)
         done = subprocess.run(
-            ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
-             sys.executable, "-c", script],
+            [*AS_NOBODY, sys.executable, "-c", script],
             capture_output=True, text=True, timeout=60, cwd=REPO, check=False,
         )
     finally:
         shutil.rmtree(root)
-    if done.returncode != 0 and "Permission denied" in done.stderr:
-        pytest.skip(f"the project is not readable by nobody here: {done.stderr[-300:]}")
     assert done.returncode == 0, done.stderr
     usb, rtsp = (json.loads(line) for line in done.stdout.splitlines())
     assert usb["status"] == FAIL  # the config's own camera: the agent cannot work
