@@ -324,3 +324,41 @@ def test_device_permissions_name_the_group_to_join(tmp_path_factory) -> None:
     )
     assert usb["fix"].startswith("sudo usermod -aG video nobody")
     assert rtsp["status"] == "WARN"  # not used by this config: worth knowing, not fatal
+
+
+@pytest.mark.parametrize(("case", "about_labels"), [
+    ("labels file missing", True),
+    ("labels path is a folder", True),
+    ("model file missing", False),
+    ("model file truncated", False),
+])
+def test_the_model_fix_names_the_file_that_is_wrong(
+    tmp_path: Path, samples: Path, broker: Broker, case: str, about_labels: bool
+) -> None:
+    """A missing labels file once got the fix for a damaged ONNX model."""
+    from edge_agent.config import load_config
+    from edge_agent.doctor import check_model
+
+    model, labels = samples / "models" / "yolox_nano.onnx", samples / "models" / "coco_labels.txt"
+    if case == "labels file missing":
+        labels = tmp_path / "coco_labels.txt"
+    elif case == "labels path is a folder":
+        labels = tmp_path / "labels"
+        labels.mkdir()
+    elif case == "model file missing":
+        model = tmp_path / "missing.onnx"
+    else:
+        model = tmp_path / "cut.onnx"
+        model.write_bytes((samples / "models" / "yolox_nano.onnx").read_bytes()[:100_000])
+    config = write_config(tmp_path, samples, broker, model=str(model))
+    config.write_text(config.read_text().replace(
+        f"labels: {samples / 'models' / 'coco_labels.txt'}", f"labels: {labels}"))
+    check = check_model(load_config(config))
+    assert check.status == FAIL, check
+    assert check.fix is not None
+    if about_labels:
+        assert check.fix.startswith(f"model.labels names {labels}, the class names"), check.fix
+        assert "ONNX" not in check.fix
+    else:
+        assert check.fix.startswith(f"{model} is missing or damaged"), check.fix
+        assert "model.labels" not in check.fix
