@@ -1,6 +1,7 @@
 """The JSON bodies the agent publishes; their shape is a contract, see docs/mqtt.md.
 
-Both bodies carry `schema_version`. Adding a field keeps the version; removing,
+Every body (detections, info, camera state; health in edge_agent.health) carries
+`schema_version`. Adding a field keeps the version; removing,
 renaming or changing the meaning of one bumps it (docs/schemas/ hold the schemas).
 """
 
