@@ -362,3 +362,14 @@ def test_the_model_fix_names_the_file_that_is_wrong(
     else:
         assert check.fix.startswith(f"{model} is missing or damaged"), check.fix
         assert "model.labels" not in check.fix
+
+
+def test_doctor_on_the_reference_config_dials_no_camera() -> None:
+    """The reference config once shipped an enabled camera at a LAN address, and the
+    doctor dialled it. Its example cameras are now disabled or commented out."""
+    done = doctor(REPO / "configs" / "agent.yaml", "--json")
+    checks = {check["name"]: check for check in json.loads(done.stdout)["checks"]}
+    assert "camera dock-door" not in checks
+    assert [name for name in checks if name.startswith("camera ")] == ["camera bench"]
+    assert checks["config"]["status"] == OK
+    assert "192.0.2" not in done.stdout
