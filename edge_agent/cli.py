@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from edge_agent import __version__
-from edge_agent.cli_options import add_config_option, missing_default_config
+from edge_agent.cli_options import DEFAULT_CONFIG, add_config_option, missing_default_config
 from edge_agent.errors import AgentError, ConfigError
 from edge_agent.logs import setup_logging
 from engines.errors import EngineError
@@ -71,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=_run)
 
     check = commands.add_parser("check-config", help="validate a config file and exit")
-    check.add_argument("file", type=Path)
+    check.add_argument("file", type=Path, nargs="?", default=DEFAULT_CONFIG,
+                       help=f"agent YAML file (default: {DEFAULT_CONFIG})")
     check.set_defaults(handler=_check_config)
 
     bench = commands.add_parser("bench", help="measure engine, decode and the whole loop")

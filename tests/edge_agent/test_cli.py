@@ -30,6 +30,7 @@ def test_every_config_option_defaults_to_the_documented_path() -> None:
         assert option.default == DEFAULT_CONFIG == DOCTOR_DEFAULT, name
         assert str(DEFAULT_CONFIG) in (option.help or ""), name
     assert "by default `/etc/edge-agent/agent.yaml`" in (REPO / "docs" / "config.md").read_text()
+    assert build_parser().parse_args(["check-config"]).file == DEFAULT_CONFIG
 
 
 @pytest.mark.parametrize("command", [["run"], ["bench"], ["watch"], ["reload"],
