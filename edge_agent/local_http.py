@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
+import math
 import selectors
 import socket
 import threading
@@ -171,6 +172,8 @@ class LocalHTTPServer:
             self.problems.report(f"sent nothing for {self.idle_timeout_s:g} s", _host(address))
         with self._lock:
             overdue = [conn for conn, deadline in self._active.items() if deadline <= now]
+            for connection in overdue:
+                self._active[connection] = math.inf  # cut off once, reported once
         for connection in overdue:  # a slow client: wakes its handler, which then ends
             self.problems.report(
                 f"request not finished within {self.request_timeout_s:g} s", _peer(connection)
