@@ -90,7 +90,9 @@ class WatchState:
         if not topic.startswith(prefix):
             return
         rest = topic[len(prefix):]
-        if rest == "status":
+        if not payload and rest in ("status", "info", "health"):
+            setattr(self, rest, None)  # an empty retained message clears the topic
+        elif rest == "status":
             self.status = read_text(payload)
         elif rest == "info":
             self.info = read_object(payload, INFO, "info")
