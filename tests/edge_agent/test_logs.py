@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from collections import Counter
 
 import pytest
@@ -195,3 +196,49 @@ def test_agent_logging_under_the_journal_is_one_line_per_event() -> None:
     assert lines[7].startswith("<3>edge_agent.capture: decoder crashed | Traceback")
     assert "ValueError: bad | value" in lines[7]
     assert len(lines) == 8
+
+
+@pytest.mark.slow
+def test_a_real_agent_logs_its_first_retries_then_holds_back(tmp_path, samples) -> None:
+    """The agent with its broker down and its camera missing: the first 5 attempts of
+    each retry loop are each one line (docs/tools.md), later ones are held back."""
+    from tests.conftest import free_port
+    from tests.edge_agent.test_agent import start_agent, stop_agent
+
+    config = tmp_path / "agent.yaml"
+    config.write_text(f"""
+state_dir: {tmp_path / "state"}
+model:
+  path: {samples / "models" / "yolox_nano.onnx"}
+backend:
+  type: openvino
+  device: CPU
+mqtt:
+  port: {free_port()}
+health:
+  metrics_address: ''
+cameras:
+  - id: yard
+    type: file
+    path: {tmp_path / "missing.mp4"}
+""")
+    log = tmp_path / "agent.log"
+    agent = start_agent(config, log)
+
+    def lines(marker: str) -> list[str]:
+        return [line for line in log.read_text().splitlines() if marker in line]
+
+    broker, camera = "MQTT cannot connect to", "camera yard:"
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and (len(lines(broker)) < 5
+                                               or len(lines(camera)) < 5):
+            time.sleep(0.5)
+        assert len(lines(broker)) == 5, log.read_text()
+        assert len(lines(camera)) >= 5, log.read_text()
+        camera_lines = len(lines(camera))
+        time.sleep(25)  # two more attempts of each loop, 10 s apart: held back
+        assert len(lines(broker)) == 5, lines(broker)
+        assert len(lines(camera)) == camera_lines, lines(camera)
+    finally:
+        stop_agent(agent, log)
