@@ -116,13 +116,16 @@ def check_model(config: AgentConfig) -> Check:
 
     from edge_agent.selection import decode_options
     from edge_agent.snapshot import detect, open_engine
-    from engines.errors import EngineError
+    from engines.errors import EngineError, LabelsFileError
 
     try:
         selection = open_engine(config)
     except (EngineError, OSError) as exc:
         damaged = _model_load_error(exc)
-        if damaged is not None or "cannot load model" in str(exc):
+        if isinstance(exc, LabelsFileError):  # the model is fine; its class names are not
+            fix = (f"put the class names in {exc.path}, one per line in class-id order, as "
+                   "UTF-8 text, or remove model.labels to use the model's own names")
+        elif damaged is not None or "cannot load model" in str(exc):
             path = damaged.path if damaged is not None else config.model.path
             fix = (f"{path} is missing or damaged: copy it to the box again (compare its "
                    "sha256 with the original) or point model.path (labels: model.labels) at "
