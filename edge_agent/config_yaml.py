@@ -22,12 +22,13 @@ import yaml
 from yaml.composer import ComposerError
 from yaml.constructor import ConstructorError
 
-MAX_FILE_BYTES = 256 * 1024
-"""A config with 100 cameras is ~20 KB; parsing 256 KiB takes about a second."""
+MAX_FILE_BYTES = 128 * 1024
+"""A config with 100 cameras is ~20 KB; the pure-Python parser reads 128 KiB in < 1 s."""
 MAX_DEPTH = 32
 """Nesting levels, counted after aliases are expanded; the agent's config needs 5."""
-MAX_NODES = 20_000
-"""Values in the document after aliases are expanded (keys, values and list items)."""
+MAX_NODES = 5_000
+"""Values in the document, as written and after aliases are expanded (keys, values and
+list items); 100 cameras with every key set are about 2,000."""
 MAX_NUMBER_DIGITS = 40
 
 TAG = "tag:yaml.org,2002:"
@@ -49,10 +50,17 @@ class StrictLoader(yaml.SafeLoader):
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
         self._depth = 0
+        self._nodes = 0
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         self._depth += 1
+        self._nodes += 1
         try:
+            if self._nodes > MAX_NODES:
+                raise ComposerError(
+                    None, None, f"more than {MAX_NODES} values in the file; a config has a "
+                    "few hundred (is this the right file?)", self.peek_event().start_mark,
+                )
             if self._depth > MAX_DEPTH:
                 raise ComposerError(
                     None, None,
