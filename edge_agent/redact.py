@@ -61,10 +61,12 @@ def redact_url(url: str) -> str:
     scheme, separator, rest = url.partition("://")
     if not separator:
         return _mask_parameters(url, URL_PARAMETER)
+    # Parameters first: an '@' inside a masked value must not pass for the userinfo's end.
+    rest = _mask_parameters(rest, URL_PARAMETER)
     end = _userinfo_end(rest)
     if end >= 0:
         rest = f"{MASK}@" + rest[end + 1:]
-    return scheme + separator + _mask_parameters(rest, URL_PARAMETER)
+    return scheme + separator + rest
 
 
 def redact(text: str | None) -> str:
