@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ from edge_agent.doctor_host import (
     check_service,
 )
 from edge_agent.errors import ConfigError
+from edge_agent.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -307,7 +308,8 @@ def _doctor(args: argparse.Namespace) -> int:
     quiet_opencv()
     logging.getLogger().setLevel(logging.ERROR)  # the checklist is the output, not INFO lines
     checks = []
-    for check in diagnose(args.config, args.unit):
+    for found in diagnose(args.config, args.unit):
+        check = replace(found, detail=redact(found.detail), fix=redact(found.fix))  # no secrets
         checks.append(check)
         if not args.json:
             print(format_check(check), flush=True)

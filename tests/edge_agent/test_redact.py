@@ -7,6 +7,8 @@ import io
 import json
 import logging
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -197,3 +199,17 @@ def test_agent_never_publishes_or_logs_a_camera_password(
     for where, text in (("log", logged), ("MQTT", published), ("reload file", reload_file)):
         for secret in (PASSWORD, "p@ss", "ss/word"):
             assert secret not in text, f"{secret!r} in the {where}:\n{text[-3000:]}"
+
+
+def test_doctor_output_has_no_camera_password(
+    tmp_path: Path, samples: Path, broker: Broker, unique_prefix: str
+) -> None:
+    config = _config(tmp_path, samples, broker, unique_prefix, _camera_url(free_port()))
+    for extra in ([], ["--json"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "edge_agent.cli", "doctor", "--config", str(config), *extra],
+            capture_output=True, text=True, timeout=180, check=False,
+        )
+        assert "camera door" in done.stdout, done.stdout + done.stderr
+        for secret in (PASSWORD, "p@ss", "ss/word"):
+            assert secret not in done.stdout + done.stderr, done.stdout
