@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from yaml.composer import ComposerError
 from yaml.constructor import ConstructorError
 
 from edge_agent.config_model import SLUG, AgentConfig
@@ -45,6 +46,7 @@ KIND_NOUNS = {
     "model_type": "a section of 'key: value' lines",
     "model_attributes_type": "a section of 'key: value' lines",
     "dict_type": "a section of 'key: value' lines",
+    "finite_number": "a finite number (not .inf or .nan)",
 }
 PATTERN_HINTS = {
     SLUG: (
@@ -92,7 +94,9 @@ def syntax_problem(shown: str, text: str, error: yaml.MarkedYAMLError) -> str:
         explained = "only one YAML document is allowed: remove the second '---'"
     else:
         explained = f"{problem}{f' ({error.context}{opened})' if error.context else ''}"
-    kind = "YAML error" if isinstance(error, ConstructorError) else "YAML syntax error"
+    # A value or a limit, not the syntax: `!!int x`, too deep, too many values.
+    kind = "YAML error" if isinstance(error, ConstructorError | ComposerError) else (
+        "YAML syntax error")
     return f"{shown}:{line + 1}:{column + 1}: {kind}: {explained}"
 
 
