@@ -17,7 +17,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from edge_agent.config_rules import SLUG, MqttRules, Strict, TlsRules, default_device_id
+from edge_agent.config_rules import HOST, SLUG, MqttRules, Strict, TlsRules, default_device_id
 
 __all__ = ["SLUG", "AgentConfig", "CameraConfig", "Strict"]
 
@@ -283,7 +283,8 @@ class HealthConfig(Strict):
         if address == "":
             return address
         host, _, port = address.rpartition(":")
-        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        bad_host = not host or not HOST.match(host.removeprefix("[").removesuffix("]"))
+        if bad_host or not port.isdigit() or not 1 <= int(port) <= 65535:
             raise ValueError(
                 f"should be HOST:PORT with a port 1 to 65535 (got {address!r}); allowed: "
                 "e.g. 127.0.0.1:9108, 0.0.0.0:9108, [::1]:9108, or '' to turn it off"

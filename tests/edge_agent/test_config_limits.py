@@ -94,6 +94,8 @@ EXAMPLES = [
     ("infinite-threshold", BASE.replace("yolox.onnx\n", "yolox.onnx\n  max_detections: .inf\n"),
      4, ["model.max_detections"]),
     ("nan-spool-size", _mqtt("  spool:\n    max_mb: .nan\n"), 8, ["mqtt.spool.max_mb"]),
+    ("space-in-metrics-host", BASE + "health:\n  metrics_address: 'a b:9108'\n", 11,
+     ["health.metrics_address: should be HOST:PORT"]),
     ("nul-in-path", BASE.replace("models/yolox.onnx", '"models/y\\0.onnx"'), 3,
      ["model.path: contains a control character ('\\x00')"]),
 ]
