@@ -57,6 +57,8 @@ PATTERN_HINTS = {
     r"^rtsps?://": ("must start with rtsp:// or rtsps://", "rtsp://host:554/path"),
     r"^[^#+]+$": ("must not contain MQTT wildcards", "any text without '#' or '+'"),
 }
+TRUE_WORDS = frozenset({"yes", "true", "on", "y"})
+"""YAML 1.1 words read as true; the others it reads as booleans are false."""
 RANGE_ERRORS = frozenset({"greater_than", "greater_than_equal", "less_than", "less_than_equal"})
 
 
@@ -279,9 +281,12 @@ def _describe_group(details: list[tuple[dict[str, Any], _Place]], node: yaml.Nod
         text += f" (got {_shown_value(detail['input'], node, place.loc)})"
     else:
         text = "; ".join(dict.fromkeys(_describe(d, p, node) for d, p in details))
-    if isinstance(refused, NotABoolean) and isinstance(node, yaml.ScalarNode):
-        text += (f"; YAML 1.1 reads {node.value} as {detail['input']!r}: write "
-                 f"'{node.value}' in quotes if you mean the text")
+    yaml_bool = isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:bool"
+    if yaml_bool and (isinstance(refused, NotABoolean) or detail["type"] == "union_tag_invalid"):
+        assert isinstance(node, yaml.ScalarNode)
+        meaning = "true" if node.value.lower() in TRUE_WORDS else "false"
+        text += (f"; YAML 1.1 reads {node.value} as {meaning}: write '{node.value}' in quotes "
+                 "if you mean the text")
     return text
 
 
@@ -297,7 +302,8 @@ def _describe(detail: dict[str, Any], place: _Place, node: yaml.Node | None) -> 
     elif kind == "union_tag_not_found":
         text = f"missing 'type:' key; allowed: {', '.join(_type_tags(place.annotation))}"
     elif kind == "union_tag_invalid":
-        tag = _shown_value(ctx.get("tag"), None, place.loc)
+        plain = isinstance(node, yaml.ScalarNode) and node.style is None
+        tag = node.value if plain else _shown_value(ctx.get("tag"), None, place.loc)
         text = f"unknown type (got {tag}); allowed: {', '.join(_type_tags(place.annotation))}"
     elif kind == "literal_error":
         literal = get_origin(place.annotation) is Literal

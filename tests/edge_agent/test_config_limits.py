@@ -9,11 +9,30 @@ import sys
 import time
 import tracemalloc
 from pathlib import Path
+from typing import get_args
 
 import pytest
+import yaml
+from pydantic import BaseModel
 
 from edge_agent.config import load_config
-from edge_agent.config_model import UsbCamera
+from edge_agent.config_model import (
+    AgentConfig,
+    AutoBackend,
+    CsiCamera,
+    DriftConfig,
+    FileCamera,
+    GstreamerCamera,
+    HealthConfig,
+    ModelConfig,
+    MqttConfig,
+    OpenVinoBackend,
+    RtspCamera,
+    SpoolConfig,
+    TensorRtBackend,
+    TlsConfig,
+    UsbCamera,
+)
 from edge_agent.config_yaml import MAX_NODES
 from edge_agent.errors import ConfigError
 
@@ -90,6 +109,8 @@ EXAMPLES = [
     ("yes-as-prefix", _mqtt("  topic_prefix: yes\n"), 7, ["mqtt.topic_prefix: should be text"]),
     ("off-as-threshold", BASE.replace("yolox.onnx\n", "yolox.onnx\n  score_threshold: off\n"), 4,
      ["model.score_threshold: should be a number (got off)"]),
+    ("off-as-camera-type", BASE.replace("type: usb", "type: off"), 9,
+     ["cameras[0].type: unknown type (got off)", "write 'off' in quotes"]),
     ("y-as-qos", _mqtt("  qos: y\n"), 7, ["mqtt.qos: not an allowed value (got 'y')"]),
     ("infinite-threshold", BASE.replace("yolox.onnx\n", "yolox.onnx\n  max_detections: .inf\n"),
      4, ["model.max_detections"]),
@@ -213,3 +234,71 @@ def test_check_config_exits_2_with_the_line_and_no_traceback(tmp_path: Path, nam
     assert "Traceback" not in done.stderr
     assert done.stderr.splitlines()[0].startswith(f"{path}:")
     assert done.stderr.splitlines()[-1] == f"{path}: 1 problem"
+
+
+SECTIONS: list[tuple[tuple[str | int, ...], type[BaseModel], dict[str, object]]] = [
+    ((), AgentConfig, {}),
+    (("model",), ModelConfig, {}),
+    (("backend",), OpenVinoBackend, {"type": "openvino"}),
+    (("backend",), TensorRtBackend, {"type": "tensorrt"}),
+    (("backend",), AutoBackend, {"type": "auto"}),
+    (("mqtt",), MqttConfig, {}),
+    (("mqtt", "spool"), SpoolConfig, {}),
+    (("mqtt", "tls"), TlsConfig, {}),
+    (("health",), HealthConfig, {}),
+    (("health", "drift"), DriftConfig, {}),
+    (("cameras", 0), FileCamera, {"id": "a", "type": "file", "path": "a.mp4"}),
+    (("cameras", 0), RtspCamera, {"id": "a", "type": "rtsp", "url": "rtsp://h/s"}),
+    (("cameras", 0), UsbCamera, {"id": "a", "type": "usb"}),
+    (("cameras", 0), CsiCamera, {"id": "a", "type": "csi"}),
+    (("cameras", 0), GstreamerCamera, {"id": "a", "type": "gstreamer", "pipeline": "x"}),
+]
+
+
+def _not_boolean_fields() -> list[tuple[tuple[str | int, ...], dict[str, object], str]]:
+    """Every field of every section that holds text, numbers, names or paths."""
+    found = []
+    for where, section, required in SECTIONS:
+        for name, info in section.model_fields.items():
+            annotation = info.annotation
+            sections = [arg for arg in (annotation, *get_args(annotation))
+                        if isinstance(arg, type) and issubclass(arg, BaseModel)]
+            if name == "type" or "bool" in str(annotation) or sections or name == "cameras":
+                continue
+            found.append((where, required, name))
+    return found
+
+
+@pytest.mark.parametrize(("where", "required", "name"), _not_boolean_fields(),
+                         ids=lambda value: value if isinstance(value, str) else None)
+@pytest.mark.parametrize("word", ["no", "on"])
+def test_no_text_or_number_field_takes_a_yaml_boolean(
+    tmp_path: Path, where: tuple[str | int, ...], required: dict[str, object], name: str,
+    word: str,
+) -> None:
+    """The kind behind `classes: [person, no]`, `port: on`, `device: no`: every field of
+    every section that is not true/false refuses the YAML 1.1 booleans, at its line."""
+    data: dict[str, object] = {"device_id": "b", "model": {"path": "m.onnx"},
+                               "cameras": [{"id": "c", "type": "usb"}]}
+    section: dict[str, object] = dict(required)
+    section[name] = ["person", "BOOL"] if name == "classes" else "BOOL"
+    if not where:
+        data.update(section)
+    elif where[0] == "cameras":
+        data["cameras"] = [section]
+    else:
+        parent = data
+        for part in where[:-1]:
+            parent = parent.setdefault(str(part), {})  # type: ignore[assignment]
+        parent[str(where[-1])] = {**parent.get(str(where[-1]), {}), **section}  # type: ignore[union-attr,dict-item]
+    path = tmp_path / "agent.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False).replace("BOOL", word))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    index = "[1]" if name == "classes" else ""
+    key = ".".join(str(p) for p in where if not isinstance(p, int)) if where else ""
+    key = key.replace("cameras", "cameras[0]")
+    expected = f"{key}.{name}{index}:" if key else f"{name}{index}:"
+    matching = [p for p in caught.value.problems if f" {expected} " in p]
+    assert matching, caught.value.problems
+    assert f"write '{word}' in quotes if you mean the text" in matching[0]
