@@ -302,8 +302,8 @@ def _describe(detail: dict[str, Any], place: _Place, node: yaml.Node | None) -> 
     elif kind == "union_tag_not_found":
         text = f"missing 'type:' key; allowed: {', '.join(_type_tags(place.annotation))}"
     elif kind == "union_tag_invalid":
-        plain = isinstance(node, yaml.ScalarNode) and node.style is None
-        tag = node.value if plain else _shown_value(ctx.get("tag"), None, place.loc)
+        as_bool = isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:bool"
+        tag = node.value if as_bool else _shown_value(ctx.get("tag"), None, place.loc)
         text = f"unknown type (got {tag}); allowed: {', '.join(_type_tags(place.annotation))}"
     elif kind == "literal_error":
         literal = get_origin(place.annotation) is Literal
