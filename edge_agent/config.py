@@ -53,13 +53,13 @@ def load_config(path: str | Path) -> AgentConfig:
     try:
         config, problems = _load(Path(path), shown)
     except ConfigError as error:
-        raise _clean(error.problems) from None
+        raise _clean(error.problems, shown) from None
     except Exception as error:  # a loader failure nobody foresaw: still one line, exit 2
         log.debug("unexpected error loading %s", shown, exc_info=True)
         why = f"{type(error).__name__}: {error}"
-        raise _clean([f"{shown}: cannot load the config: {why}"]) from None
+        raise _clean([f"{shown}: cannot load the config: {why}"], shown) from None
     if problems:
-        raise _clean([text for _, text in sorted(problems, key=lambda item: item[0])])
+        raise _clean([text for _, text in sorted(problems, key=lambda item: item[0])], shown)
     log.debug("loaded config %s", shown)
     assert config is not None
     return config
@@ -79,16 +79,15 @@ def _load(path: Path, shown: str) -> tuple[AgentConfig | None, list[Problem]]:
     return config, problems
 
 
-def _clean(lines: list[str]) -> ConfigError:
+def _clean(lines: list[str], shown: str) -> ConfigError:
     """One line per problem, printable, not too long, no secrets; at most MAX_PROBLEMS."""
     cleaned = []
     for raw in lines[:MAX_PROBLEMS]:
         line = CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", redact(raw))
         cleaned.append(line if len(line) <= MAX_LINE else line[: MAX_LINE - 3] + "...")
     if len(lines) > MAX_PROBLEMS:
-        first = cleaned[0].split(":", 1)[0]
-        cleaned.append(f"{first}: ... and {len(lines) - MAX_PROBLEMS} more problems")
-    return ConfigError("\n".join(cleaned), cleaned)
+        cleaned.append(f"{shown}: ... and {len(lines) - MAX_PROBLEMS} more problems")
+    return ConfigError("\n".join(cleaned), cleaned, count=len(lines))
 
 
 def _register_secrets(config: AgentConfig) -> None:
@@ -105,7 +104,7 @@ def check_config(path: str | Path) -> CheckResult:
     try:
         config = load_config(path)
     except ConfigError as error:
-        count = len(error.problems)
+        count = error.count
         plural = "problem" if count == 1 else "problems"
         return CheckResult(False, f"{error}\n{path}: {count} {plural}")
     return CheckResult(True, describe(config, str(path)))

@@ -302,3 +302,17 @@ def test_no_text_or_number_field_takes_a_yaml_boolean(
     matching = [p for p in caught.value.problems if f" {expected} " in p]
     assert matching, caught.value.problems
     assert f"write '{word}' in quotes if you mean the text" in matching[0]
+
+
+def test_a_flood_of_problems_shows_the_first_50_and_counts_all(tmp_path: Path) -> None:
+    path = tmp_path / "agent.yaml"
+    path.write_text(BASE + "".join(f"unknown_{number}: 1\n" for number in range(60)))
+    done = subprocess.run(
+        [sys.executable, "-m", "edge_agent.cli", "check-config", str(path)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    lines = done.stderr.splitlines()
+    assert done.returncode == 2
+    assert len(lines) == 52, lines
+    assert lines[50] == f"{path}: ... and 10 more problems"
+    assert lines[51] == f"{path}: 60 problems"
