@@ -40,6 +40,7 @@ from edge_agent.gstreamer import (
     rtsp_elements,
     rtsp_pipeline,
 )
+from edge_agent.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -340,7 +341,7 @@ class Camera:
         """
         self._failures += 1
         self.state = "FAILED" if self._failures >= FAILED_AFTER else "BACKOFF"
-        self.last_error = message
+        self.last_error = redact(message)  # published retained: never a password
         self.reconnects += 1
         wait = self._delay * random.uniform(0.8, 1.2)
         self._delay = min(self._delay * 2, MAX_BACKOFF_S)

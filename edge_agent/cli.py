@@ -18,6 +18,7 @@ from edge_agent import __version__
 from edge_agent.cli_options import DEFAULT_CONFIG, add_config_option, missing_default_config
 from edge_agent.errors import AgentError, ConfigError
 from edge_agent.logs import setup_logging
+from edge_agent.redact import redact
 from engines.errors import EngineError
 
 log = logging.getLogger("edge_agent")
@@ -101,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"edge-agent: invalid configuration\n{exc}", file=sys.stderr)
         return 2
     except (AgentError, EngineError) as exc:
-        print(f"edge-agent: {exc}", file=sys.stderr)
+        print(f"edge-agent: {redact(str(exc))}", file=sys.stderr)
         return 1
 
 

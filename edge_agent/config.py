@@ -18,14 +18,21 @@ from typing import Any, NamedTuple
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from edge_agent.config_errors import Loc, Problem, explain, key_path, syntax_problem
-from edge_agent.config_model import AgentConfig, FileCamera
+from edge_agent.config_errors import Loc, Problem, explain, key_path, locate, syntax_problem
+from edge_agent.config_model import AgentConfig, FileCamera, RtspCamera
+from edge_agent.config_yaml import MAX_FILE_BYTES, StrictLoader, TooBigError, measure
 from edge_agent.errors import ConfigError
+from edge_agent.redact import redact, register_secret
+from engines.errors import EngineError
+from engines.model_info import read_labels
 
 log = logging.getLogger(__name__)
 
 ENV_REFERENCE = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)\}")
 """`${NAME}` is replaced by the environment variable NAME; `$${NAME}` is a literal `${NAME}`."""
+MAX_PROBLEMS = 50
+MAX_LINE = 500
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class CheckResult(NamedTuple):
@@ -36,18 +43,60 @@ class CheckResult(NamedTuple):
 
 
 def load_config(path: str | Path) -> AgentConfig:
-    """Read, validate and resolve one config file; raise ConfigError listing every problem."""
+    """Read, validate and resolve one config file; raise ConfigError listing every problem.
+
+    The one loader behind `run`, `check-config` and SIGHUP reload: whatever the file
+    holds, it returns a config or raises ConfigError with located one-line problems,
+    within bounded time and memory (see edge_agent.config_yaml).
+    """
     shown = str(path)
-    root, data, problems = _read_yaml(Path(path), shown)
+    try:
+        config, problems = _load(Path(path), shown)
+    except ConfigError as error:
+        raise _clean(error.problems, shown) from None
+    except Exception as error:  # a loader failure nobody foresaw: still one line, exit 2
+        log.debug("unexpected error loading %s", shown, exc_info=True)
+        why = f"{type(error).__name__}: {error}"
+        raise _clean([f"{shown}: cannot load the config: {why}"], shown) from None
+    if problems:
+        raise _clean([text for _, text in sorted(problems, key=lambda item: item[0])], shown)
+    log.debug("loaded config %s", shown)
+    assert config is not None
+    return config
+
+
+def _load(path: Path, shown: str) -> tuple[AgentConfig | None, list[Problem]]:
+    root, data, problems = _read_yaml(path, shown)
     try:
         config = AgentConfig.model_validate(data)
     except ValidationError as error:
-        problems += explain(error, root, shown)
+        return None, problems + explain(error, root, shown)
     if problems:
-        lines = [text for _, text in sorted(problems, key=lambda item: item[0])]
-        raise ConfigError("\n".join(lines), lines)
-    log.debug("loaded config %s", shown)
-    return _resolve_paths(config, Path(path).absolute().parent)
+        return None, problems
+    config = _resolve_paths(config, path.absolute().parent)
+    problems += check_files(config, root, shown)
+    _register_secrets(config)
+    return config, problems
+
+
+def _clean(lines: list[str], shown: str) -> ConfigError:
+    """One line per problem, printable, not too long, no secrets; at most MAX_PROBLEMS."""
+    cleaned = []
+    for raw in lines[:MAX_PROBLEMS]:
+        line = CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", redact(raw))
+        cleaned.append(line if len(line) <= MAX_LINE else line[: MAX_LINE - 3] + "...")
+    if len(lines) > MAX_PROBLEMS:
+        cleaned.append(f"{shown}: ... and {len(lines) - MAX_PROBLEMS} more problems")
+    return ConfigError("\n".join(cleaned), cleaned, count=len(lines))
+
+
+def _register_secrets(config: AgentConfig) -> None:
+    """Passwords the config holds are masked wherever they later appear in a log line."""
+    register_secret(config.mqtt.password)
+    for cam in config.cameras:
+        if isinstance(cam, RtspCamera):
+            userinfo = cam.url.partition("://")[2].rpartition("@")[0]
+            register_secret(userinfo.partition(":")[2])
 
 
 def check_config(path: str | Path) -> CheckResult:
@@ -55,7 +104,7 @@ def check_config(path: str | Path) -> CheckResult:
     try:
         config = load_config(path)
     except ConfigError as error:
-        count = len(error.problems)
+        count = error.count
         plural = "problem" if count == 1 else "problems"
         return CheckResult(False, f"{error}\n{path}: {count} {plural}")
     return CheckResult(True, describe(config, str(path)))
@@ -81,8 +130,47 @@ def describe(config: AgentConfig, shown: str) -> str:
     files += [(f"camera {cam.id}'s video file", cam.path) for cam in config.cameras
               if isinstance(cam, FileCamera)]
     lines += [f"  warning: {what} {where} does not exist (yet)"
-              for what, where in files if where is not None and not where.exists()]
+              for what, where in files if where is not None and not _exists(where)]
     return "\n".join(lines)
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # ENAMETOOLONG, EACCES on a parent: not usable either way
+        return False
+
+
+def check_files(config: AgentConfig, root: yaml.Node, shown: str) -> list[Problem]:
+    """Files `run` would need at once: TLS files must exist; a labels file must read."""
+    needed: list[tuple[Loc, Path | None, str]] = []
+    if config.mqtt.tls is not None:
+        tls = config.mqtt.tls
+        needed += [
+            (("mqtt", "tls", "ca_file"), tls.ca_file, "TLS CA file"),
+            (("mqtt", "tls", "cert_file"), tls.cert_file, "TLS client certificate"),
+            (("mqtt", "tls", "key_file"), tls.key_file, "TLS client key"),
+        ]
+    problems: list[Problem] = []
+    for loc, file, what in needed:
+        if file is not None and not _is_file(file):
+            line = locate(root, loc)[0]
+            problems.append((line, f"{shown}:{line}: {key_path(loc)}: {what} {file} not found"))
+    labels = config.model.labels
+    if labels is not None and _exists(labels):
+        try:
+            read_labels(labels)
+        except EngineError as error:
+            line = locate(root, ("model", "labels"))[0]
+            problems.append((line, f"{shown}:{line}: model.labels: {error}"))
+    return problems
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:
+        return False
 
 
 # --- reading YAML -------------------------------------------------------------------------
@@ -90,10 +178,14 @@ def describe(config: AgentConfig, shown: str) -> str:
 
 def _read_yaml(path: Path, shown: str) -> tuple[yaml.Node, Any, list[Problem]]:
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as handle:  # never more than the limit, even from /dev/zero
+            raw = handle.read(MAX_FILE_BYTES + 1)
     except OSError as error:
         reason = error.strerror or str(error)
         raise ConfigError(f"{shown}: cannot read the config file: {reason}") from error
+    if len(raw) > MAX_FILE_BYTES:
+        raise ConfigError(f"{shown}: the file is larger than {MAX_FILE_BYTES // 1024} KiB; "
+                          "a config is a few KiB (is this the right file?)")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
@@ -102,7 +194,7 @@ def _read_yaml(path: Path, shown: str) -> tuple[yaml.Node, Any, list[Problem]]:
         raise ConfigError(message) from error
 
     try:
-        loader = yaml.SafeLoader(text)
+        loader = StrictLoader(text)
     except yaml.reader.ReaderError as error:  # a control character anywhere in the file
         line = text.count("\n", 0, error.position) + 1
         message = f"{shown}:{line}: the file contains a control character ({error.character:#04x})"
@@ -119,11 +211,16 @@ def _read_yaml(path: Path, shown: str) -> tuple[yaml.Node, Any, list[Problem]]:
                 f"{shown}:{root.start_mark.line + 1}: the top level must be 'key: value' lines "
                 f"such as model: and cameras: (got {_node_kind(root)})"
             )
+        measure(root)
         scan = _Scan(shown)
         scan.visit(root, ())
         data = loader.construct_document(root)
     except yaml.MarkedYAMLError as error:
         raise ConfigError(syntax_problem(shown, text, error)) from error
+    except TooBigError as error:
+        raise ConfigError(f"{shown}:{error.line}: {error.problem}") from error
+    except yaml.YAMLError as error:  # unmarked: still name the file
+        raise ConfigError(f"{shown}: YAML error: {error}") from error
     finally:
         loader.dispose()
     return root, data, scan.problems

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import difflib
 import logging
-import re
 from dataclasses import dataclass
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from yaml.composer import ComposerError
+from yaml.constructor import ConstructorError
 
 from edge_agent.config_model import SLUG, AgentConfig
+from edge_agent.config_rules import NotABoolean, Refused
+from edge_agent.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +30,6 @@ Problem = tuple[int, str]
 """(line, message): kept with the line so that all problems print in file order."""
 
 SECRET_KEYS = frozenset({"password"})
-URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@/\s]*@")
 
 # What a technician should read instead of pydantic's type names.
 KIND_NOUNS = {
@@ -44,6 +46,7 @@ KIND_NOUNS = {
     "model_type": "a section of 'key: value' lines",
     "model_attributes_type": "a section of 'key: value' lines",
     "dict_type": "a section of 'key: value' lines",
+    "finite_number": "a finite number (not .inf or .nan)",
 }
 PATTERN_HINTS = {
     SLUG: (
@@ -51,9 +54,11 @@ PATTERN_HINTS = {
         "letters, digits, '_', '.' and '-', starting with a letter or digit, at most 64 "
         "characters (ids become part of MQTT topics: no spaces, '/', '+' or '#')",
     ),
-    r"^rtsps?://": ("must start with rtsp:// or rtsps://", "rtsp://user:pass@host:554/path"),
+    r"^rtsps?://": ("must start with rtsp:// or rtsps://", "rtsp://host:554/path"),
     r"^[^#+]+$": ("must not contain MQTT wildcards", "any text without '#' or '+'"),
 }
+TRUE_WORDS = frozenset({"yes", "true", "on", "y"})
+"""YAML 1.1 words read as true; the others it reads as booleans are false."""
 RANGE_ERRORS = frozenset({"greater_than", "greater_than_equal", "less_than", "less_than_equal"})
 
 
@@ -91,7 +96,10 @@ def syntax_problem(shown: str, text: str, error: yaml.MarkedYAMLError) -> str:
         explained = "only one YAML document is allowed: remove the second '---'"
     else:
         explained = f"{problem}{f' ({error.context}{opened})' if error.context else ''}"
-    return f"{shown}:{line + 1}:{column + 1}: YAML syntax error: {explained}"
+    # A value or a limit, not the syntax: `!!int x`, too deep, too many values.
+    kind = "YAML error" if isinstance(error, ConstructorError | ComposerError) else (
+        "YAML syntax error")
+    return f"{shown}:{line + 1}:{column + 1}: {kind}: {explained}"
 
 
 def _lacks_colon(text: str, line: int) -> bool:
@@ -112,7 +120,7 @@ def key_path(loc: Loc) -> str:
     return text or "(top level)"
 
 
-def _locate(root: yaml.Node, loc: Loc) -> tuple[int, yaml.Node | None]:
+def locate(root: yaml.Node, loc: Loc) -> tuple[int, yaml.Node | None]:
     """The line of the deepest node that exists on loc, and that node if all of loc exists."""
     node: yaml.Node = root
     line = root.start_mark.line
@@ -224,7 +232,7 @@ def explain(error: ValidationError, root: yaml.Node, shown: str) -> list[Problem
     for loc, details in grouped.items():
         if details[0][0]["type"] == "missing" and loc in suggested:
             continue  # a typo of this key is already reported with a "did you mean"
-        line, node = _locate(root, loc)
+        line, node = locate(root, loc)
         text = _describe_group(details, node)
         problems.append((line, f"{shown}:{line}: {key_path(loc)}: {text}"))
     return problems
@@ -239,6 +247,8 @@ def _adjust_loc(detail: Any, loc: Loc) -> Loc:
         return (*loc, ctx["index"], "id")
     if kind == "no_enabled_camera":
         return ("cameras",)
+    if "field" in ctx:  # a section-level rule about one of its keys
+        return (*loc, ctx["field"])
     return loc
 
 
@@ -263,11 +273,21 @@ def _describe_group(details: list[tuple[dict[str, Any], _Place]], node: yaml.Nod
     detail, place = details[0]
     nouns = [KIND_NOUNS[d["type"]] for d, p in details
              if p.union_branch and d["type"] in KIND_NOUNS]
+    refused = detail["input"]
+    if isinstance(refused, Refused) and not isinstance(refused, NotABoolean):
+        return refused.problem
     if len(nouns) > 1:
         text = f"should be {' or '.join(dict.fromkeys(nouns))}"
-        return f"{text} (got {_shown_value(detail['input'], node, place.loc)})"
-    texts = dict.fromkeys(_describe(d, p, node) for d, p in details)
-    return "; ".join(texts)
+        text += f" (got {_shown_value(detail['input'], node, place.loc)})"
+    else:
+        text = "; ".join(dict.fromkeys(_describe(d, p, node) for d, p in details))
+    yaml_bool = isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:bool"
+    if yaml_bool and (isinstance(refused, NotABoolean) or detail["type"] == "union_tag_invalid"):
+        assert isinstance(node, yaml.ScalarNode)
+        meaning = "true" if node.value.lower() in TRUE_WORDS else "false"
+        text += (f"; YAML 1.1 reads {node.value} as {meaning}: write '{node.value}' in quotes "
+                 "if you mean the text")
+    return text
 
 
 def _describe(detail: dict[str, Any], place: _Place, node: yaml.Node | None) -> str:
@@ -282,7 +302,8 @@ def _describe(detail: dict[str, Any], place: _Place, node: yaml.Node | None) -> 
     elif kind == "union_tag_not_found":
         text = f"missing 'type:' key; allowed: {', '.join(_type_tags(place.annotation))}"
     elif kind == "union_tag_invalid":
-        tag = _shown_value(ctx.get("tag"), None, place.loc)
+        as_bool = isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:bool"
+        tag = node.value if as_bool else _shown_value(ctx.get("tag"), None, place.loc)
         text = f"unknown type (got {tag}); allowed: {', '.join(_type_tags(place.annotation))}"
     elif kind == "literal_error":
         literal = get_origin(place.annotation) is Literal
@@ -343,7 +364,7 @@ def _shown_value(value: Any, node: yaml.Node | None, loc: Loc) -> str:
     elif isinstance(value, list):
         shown = "a list"
     elif isinstance(value, str):
-        value = URL_PASSWORD.sub(r"\1***@", value)
+        value = redact(value)
         shown = repr(value if len(value) <= 60 else value[:57] + "...")
     else:
         shown = str(value)

@@ -6,13 +6,10 @@ Loading lives in `edge_agent.config`; YAML line mapping and error wording in
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationInfo,
     field_validator,
@@ -20,14 +17,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-SLUG = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-"""Ids end up in MQTT topics: no '/', '+', '#' or spaces."""
+from edge_agent.config_rules import HOST, SLUG, MqttRules, Strict, TlsRules, default_device_id
 
-
-class Strict(BaseModel):
-    """Unknown keys are errors: a typo must never be silently ignored."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+__all__ = ["SLUG", "AgentConfig", "CameraConfig", "Strict"]
 
 
 class ModelConfig(Strict):
@@ -115,7 +107,7 @@ BackendConfig = Annotated[
 ]
 
 
-class TlsConfig(Strict):
+class TlsConfig(TlsRules):
     ca_file: Path | None = Field(None, description="CA bundle; default: the system's.")
     cert_file: Path | None = Field(None, description="Client certificate (mutual TLS).")
     key_file: Path | None = Field(None, description="Client key (mutual TLS).")
@@ -135,7 +127,7 @@ class SpoolConfig(Strict):
     )
 
 
-class MqttConfig(Strict):
+class MqttConfig(MqttRules):
     host: str = Field("127.0.0.1", description="Broker host name or address.")
     port: int = Field(1883, ge=1, le=65535, description="Broker port; 8883 is usual for TLS.")
     client_id: str | None = Field(None, description="Default: edge-agent-<device_id>.")
@@ -174,7 +166,10 @@ class FileCamera(CameraBase):
 
 class RtspCamera(CameraBase):
     type: Literal["rtsp"] = Field(description="A network camera's RTSP stream.")
-    url: str = Field(pattern=r"^rtsps?://", description="rtsp://user:pass@host:554/path")
+    url: str = Field(
+        pattern=r"^rtsps?://",
+        description="rtsp://host:554/path; a login goes before the host: user:password@",
+    )
     transport: Literal["tcp", "udp"] = Field(
         "tcp", description="tcp survives lossy links; udp has less delay."
     )
@@ -288,7 +283,8 @@ class HealthConfig(Strict):
         if address == "":
             return address
         host, _, port = address.rpartition(":")
-        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        bad_host = not host or not HOST.match(host.removeprefix("[").removesuffix("]"))
+        if bad_host or not port.isdigit() or not 1 <= int(port) <= 65535:
             raise ValueError(
                 f"should be HOST:PORT with a port 1 to 65535 (got {address!r}); allowed: "
                 "e.g. 127.0.0.1:9108, 0.0.0.0:9108, [::1]:9108, or '' to turn it off"
@@ -298,7 +294,7 @@ class HealthConfig(Strict):
 
 class AgentConfig(Strict):
     device_id: str = Field(
-        default_factory=socket.gethostname, pattern=SLUG, description="Box id in MQTT topics."
+        pattern=SLUG, description="Box id in MQTT topics; default: the host name."
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Least important messages that are logged."
@@ -315,6 +311,8 @@ class AgentConfig(Strict):
         default_factory=HealthConfig, description="Health messages, metrics, drift watch."
     )
     cameras: list[CameraConfig] = Field(min_length=1, description="Video sources, at least one.")
+
+    _host_name_as_id = model_validator(mode="before")(default_device_id)
 
     @field_validator("cameras")
     @classmethod

@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ from edge_agent.doctor_host import (
     check_service,
 )
 from edge_agent.errors import ConfigError
+from edge_agent.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -116,13 +117,16 @@ def check_model(config: AgentConfig) -> Check:
 
     from edge_agent.selection import decode_options
     from edge_agent.snapshot import detect, open_engine
-    from engines.errors import EngineError
+    from engines.errors import EngineError, LabelsFileError
 
     try:
         selection = open_engine(config)
     except (EngineError, OSError) as exc:
         damaged = _model_load_error(exc)
-        if damaged is not None or "cannot load model" in str(exc):
+        if isinstance(exc, LabelsFileError):  # the model is fine; its class names are not
+            fix = (f"put the class names in {exc.path}, one per line in class-id order, as "
+                   "UTF-8 text, or remove model.labels to use the model's own names")
+        elif damaged is not None or "cannot load model" in str(exc):
             path = damaged.path if damaged is not None else config.model.path
             labels = config.model.labels
             if labels is not None and (str(path) == str(labels) or "labels file" in str(exc)):
@@ -310,7 +314,8 @@ def _doctor(args: argparse.Namespace) -> int:
     quiet_opencv()
     logging.getLogger().setLevel(logging.ERROR)  # the checklist is the output, not INFO lines
     checks = []
-    for check in diagnose(args.config, args.unit):
+    for found in diagnose(args.config, args.unit):
+        check = replace(found, detail=redact(found.detail), fix=redact(found.fix))  # no secrets
         checks.append(check)
         if not args.json:
             print(format_check(check), flush=True)

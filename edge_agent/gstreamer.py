@@ -18,6 +18,8 @@ from typing import Literal
 
 import cv2
 
+from edge_agent import redact
+
 log = logging.getLogger(__name__)
 
 APPSINK = "appsink drop=true max-buffers=1 sync=false"
@@ -71,15 +73,8 @@ def quote(value: str) -> str:
 
 
 def redact_url(url: str) -> str:
-    """The URL without its user and password, for logs and errors.
-
-    Everything up to the last '@' goes, so a password that itself holds '@' cannot leak;
-    a path with '@' in it loses its host in the log, which is the safe side.
-    """
-    scheme, sep, rest = url.partition("://")
-    if "@" in rest:
-        rest = "***@" + rest.rsplit("@", 1)[1]
-    return scheme + sep + rest
+    """The URL without its user, password or secret parameters, for logs and errors."""
+    return redact.redact_url(url)
 
 
 def csi_pipeline(sensor_id: int, width: int, height: int, fps: int, flip_method: int = 0) -> str:

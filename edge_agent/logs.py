@@ -18,6 +18,8 @@ import threading
 import time
 from collections.abc import Callable, Hashable
 
+from edge_agent.redact import RedactFilter
+
 JOURNAL_PRIORITY = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
 """syslog priority of each level, as journald reads it from a `<N>` prefix."""
 
@@ -134,4 +136,5 @@ def setup_logging(level: str, repeat_window_s: float = REPEAT_WINDOW_S) -> None:
             logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
         )
     handler.addFilter(RepeatFilter(repeat_window_s))
+    handler.addFilter(RedactFilter())  # last: masks the final text, from any logger
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)

@@ -27,7 +27,7 @@ from edge_agent.probe import HardwareReport
 from engines import registry
 from engines.base import Engine
 from engines.decoders import DecodeOptions
-from engines.errors import EngineError
+from engines.errors import EngineError, LabelsFileError
 from engines.model_info import read_labels
 
 log = logging.getLogger(__name__)
@@ -116,11 +116,46 @@ def select_engine(config: AgentConfig, report: HardwareReport) -> Selection:
             else:
                 log.warning("%s failed, trying the next backend: %s", label, why, exc_info=exc)
             continue
+        if model["class_names"] is not None:
+            _check_label_count(config.model, engine)
         if fallbacks:
             log.warning("running degraded on %s/%s: %s", engine.backend, engine.device,
                         " | ".join(fallbacks))
         return Selection(engine, candidate.reason, tuple(fallbacks))
     raise EngineError("no inference backend could load the model: " + "; ".join(fallbacks))
+
+
+def model_class_count(family: str, output_shapes: tuple[tuple[int, ...], ...]) -> int | None:
+    """Classes the model scores, where its output shape tells (see engines.decoders).
+
+    YOLOX and YOLOv5 rows are 5 + classes wide, Ultralytics has 4 + classes channels;
+    end-to-end models output a class id and SSD counts a background class, so those
+    do not reveal a count to check a labels file against.
+    """
+    if not output_shapes or len(output_shapes[0]) != 3:
+        return None
+    shape = output_shapes[0]
+    if family in ("yolox", "yolov5"):
+        return int(shape[2]) - 5
+    if family == "ultralytics":
+        return int(shape[1]) - 4
+    return None
+
+
+def _check_label_count(model: ModelConfig, engine: Engine) -> None:
+    """Refuse a labels file that does not name every class: detections would carry
+    numbers instead of names, or worse, the wrong names. Closes the engine on refusal."""
+    info = engine.info
+    classes = model_class_count(info.family, info.output_shapes)
+    if classes is None or classes == len(info.class_names):
+        return
+    engine.close()
+    raise LabelsFileError(
+        str(model.labels),
+        f"has {len(info.class_names)} names but the model has {classes} classes "
+        f"({info.family} output {list(info.output_shapes[0])}); list one name per class, "
+        "in class-id order",
+    )
 
 
 def _options(backend: BackendConfig, candidate: Candidate, state_dir: Path) -> dict[str, Any]:

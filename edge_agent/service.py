@@ -22,6 +22,7 @@ from edge_agent.pipeline import CameraPipeline
 from edge_agent.probe import probe
 from edge_agent.probe_cli import summary_line
 from edge_agent.publish import Publisher
+from edge_agent.redact import redact
 from edge_agent.reload_plan import ReloadPlan, plan_reload
 from edge_agent.selection import Selection, decode_options, select_engine
 from edge_agent.signals import SignalReceiver
@@ -250,6 +251,7 @@ class Agent:
 
     def _reloaded(self, *, ok: bool, error: str | None, applied: list[str]) -> None:
         """Record the outcome: log, retained info, and the file `edge-agent reload` reads."""
+        error = redact(error) if error else error  # goes to a file and the retained info
         self.last_reload = {"at": iso_utc(time.time()), "ok": ok, "error": error,
                             "applied": applied}
         control.write_reload_result(self.config.state_dir, self.last_reload)

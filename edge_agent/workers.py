@@ -22,6 +22,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from edge_agent.redact import redact
+
 log = logging.getLogger(__name__)
 
 FAULT_VARIABLE = "EDGE_AGENT_FAULT"
@@ -112,7 +114,7 @@ class Worker:
     def _crashed(self, exc: BaseException) -> bool:
         """Record a crash; True when the body should run again."""
         self.crashes += 1
-        self.last_error = f"{type(exc).__name__}: {exc}"
+        self.last_error = redact(f"{type(exc).__name__}: {exc}")  # may be published
         again = self.restart and not self._stopping.is_set()
         log.error(
             "worker %s crashed (%s), %s", self.name, self.last_error,

@@ -18,3 +18,15 @@ class ModelLoadError(EngineError):
         super().__init__(f"cannot load model {path}: {cause}")
         self.path = path
         self.cause = cause
+
+
+class LabelsFileError(EngineError):
+    """The labels file is missing, unreadable, not UTF-8 text, or does not fit the model.
+
+    Not a ModelLoadError: the model itself is fine, and the message names the labels file.
+    """
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"labels file {path} {problem}")
+        self.path = path
+        self.problem = problem

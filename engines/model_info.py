@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from engines.errors import ModelLoadError
+from engines.errors import LabelsFileError, ModelLoadError
 
 log = logging.getLogger(__name__)
 
@@ -96,13 +96,35 @@ def class_names_from_metadata(metadata: Mapping[str, str]) -> tuple[str, ...]:
     return ()
 
 
+MAX_LABELS_BYTES = 1 << 20
+LABELS_FORM = "(one class name per line, UTF-8 text)"
+
+
 def read_labels(path: Path) -> tuple[str, ...]:
-    """A labels file: one class name a line, blank lines ignored."""
+    """A labels file: one class name a line, blank lines ignored, read as the config is.
+
+    UTF-8 with or without a byte-order mark; anything else (Latin-1, UTF-16) is refused
+    with the line and byte, never guessed: a wrong guess would publish wrong names.
+    """
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_LABELS_BYTES + 1)
+    except FileNotFoundError:
+        raise LabelsFileError(str(path), f"not found {LABELS_FORM}") from None
     except OSError as exc:
-        raise ModelLoadError(str(path), f"cannot read labels file: {exc.strerror}") from exc
-    return tuple(line.strip() for line in lines if line.strip())
+        raise LabelsFileError(str(path), f"cannot be read: {exc.strerror or exc}") from None
+    if len(raw) > MAX_LABELS_BYTES:
+        raise LabelsFileError(str(path), f"is larger than 1 MiB; expected {LABELS_FORM}")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise LabelsFileError(
+            str(path),
+            f"line {line}: not UTF-8 text (byte {raw[exc.start]:#04x}); save it as UTF-8 "
+            f"{LABELS_FORM}",
+        ) from None
+    return tuple(line.strip() for line in text.splitlines() if line.strip())
 
 
 def image_size_from_metadata(metadata: Mapping[str, str]) -> tuple[int, int] | None:

@@ -1,0 +1,215 @@
+"""Secrets never leave the box: one redaction for URLs and error texts, tried over many
+URL forms and secret placements, in the log filter, and end to end in a real agent."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from edge_agent.logs import setup_logging
+from edge_agent.redact import RedactFilter, redact, redact_url, register_secret
+from tests.conftest import Broker, free_port
+from tests.edge_agent.test_agent import start_agent, stop_agent
+
+# (url, what must be gone, what must stay)
+URLS = [
+    ("rtsp://admin:hunter2@10.0.0.5:554/s", ["hunter2", "admin"], ["10.0.0.5:554/s"]),
+    ("rtsp://admin:p@ss/word@10.0.0.5/s", ["p@ss", "ss/word"], ["@10.0.0.5/s"]),
+    ("rtsp://admin:a:b:c@10.0.0.5/s", ["a:b:c"], ["10.0.0.5/s"]),
+    ("rtsp://admin:p@ss@word@10.0.0.5:8554/live", ["p@ss", "word@"], ["10.0.0.5:8554/live"]),
+    ("rtsp://user@10.0.0.5/s", ["user@"], ["10.0.0.5/s"]),
+    ("rtsp://:onlypass@10.0.0.5/s", ["onlypass"], ["10.0.0.5/s"]),
+    ("rtsp://admin:pw@[fe80::1%eth0]:554/s", ["admin:pw"], ["[fe80::1%eth0]:554/s"]),
+    ("rtsp://10.0.0.5/s?user=a&password=s3cret", ["s3cret"], ["user=a", "password=***"]),
+    ("rtsp://10.0.0.5/s?PASSWORD=S3cret&x=1", ["S3cret"], ["x=1"]),
+    ("rtsp://10.0.0.5/s?passwd=s3cret", ["s3cret"], []),
+    ("rtsp://10.0.0.5/s?pwd=s3cret#frag", ["s3cret"], ["#frag"]),
+    ("rtsp://10.0.0.5/s?pass=s3cret", ["s3cret"], []),
+    ("rtsp://10.0.0.5/s?token=abc123&channel=1", ["abc123"], ["channel=1"]),
+    ("rtsp://10.0.0.5/s?access_token=abc123", ["abc123"], []),
+    ("rtsp://10.0.0.5/s?apikey=abc123", ["abc123"], []),
+    ("rtsp://10.0.0.5/s?api_key=abc123", ["abc123"], []),
+    ("rtsp://10.0.0.5/s?client_secret=abc123", ["abc123"], []),
+    ("rtsp://10.0.0.5/s?auth=abc123", ["abc123"], []),
+    ("https://h/x?X-Amz-Signature=abc123&X-Amz-Date=1", ["abc123"], ["X-Amz-Date=1"]),
+    ("rtsp://10.0.0.5/s;password=s3cret;user=a", ["s3cret"], [";user=a"]),
+    ("rtsp://10.0.0.5/s?password=p@ss/w:rd&x=1", ["p@ss", "w:rd"], []),
+    ("rtsp://a:b@10.0.0.5/s?password=s3cret", ["a:b", "s3cret"], ["10.0.0.5/s"]),
+    ("rtsps://admin:hunter2@cam.local/s", ["hunter2"], ["cam.local/s"]),
+    ("http://admin:hunter2@cam.local:8080/video.mjpg", ["hunter2"], ["cam.local:8080"]),
+    ("rtsp://10.0.0.5:554/cam/realmonitor?channel=1&subtype=0", [],
+     ["rtsp://10.0.0.5:554/cam/realmonitor?channel=1&subtype=0"]),
+]
+
+
+@pytest.mark.parametrize(("url", "gone", "kept"), URLS, ids=[u[0] for u in URLS])
+def test_redact_url_masks_every_placement(url: str, gone: list[str], kept: list[str]) -> None:
+    shown = redact_url(url)
+    for secret in gone:
+        assert secret not in shown, shown
+    for part in kept:
+        assert part in shown, shown
+    assert redact(url) == shown
+    assert redact_url(shown) == shown  # idempotent: a second pass changes nothing
+
+
+# Texts as FFmpeg, OpenCV, GStreamer and our own errors word them.
+WRAPPERS = [
+    "{url}",
+    "camera door: cannot open RTSP stream {url}",
+    "[rtsp @ 0x55d5c3a4c0] method DESCRIBE failed: 401 Unauthorized ({url})",
+    "OpenCV(4.9.0) cap_ffmpeg_impl.hpp:1072: error: could not open '{url}'",
+    'gst-resource-error-quark: Could not open resource for reading. "{url}"',
+    "rtspsrc location=\"{url}\" protocols=tcp ! rtph264depay",
+    "two cameras: {url} and {url}",
+    "url={url}",
+    "<{url}>",
+]
+
+
+@pytest.mark.parametrize("wrapper", WRAPPERS)
+@pytest.mark.parametrize(("url", "gone", "kept"), URLS[:12], ids=[u[0] for u in URLS[:12]])
+def test_redact_finds_urls_inside_longer_texts(
+    wrapper: str, url: str, gone: list[str], kept: list[str]
+) -> None:
+    shown = redact(wrapper.format(url=url))
+    for secret in gone:
+        assert secret not in shown, shown
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        ("login failed: password=hunter2, retrying", "hunter2"),
+        ("Authorization token=abc.def.ghi rejected", "abc.def.ghi"),
+        ("mqtt: passwd=hunter2", "hunter2"),
+    ],
+)
+def test_redact_masks_secret_parameters_in_plain_text(text: str, secret: str) -> None:
+    assert secret not in redact(text)
+
+
+def test_a_registered_secret_is_masked_anywhere() -> None:
+    register_secret("Zq9-registered-secret")
+    assert "Zq9-registered-secret" not in redact("broker said: bad login Zq9-registered-secret")
+    register_secret("ab")  # too short to replace as text: would mask ordinary words
+    assert redact("about") == "about"
+
+
+def test_the_log_filter_masks_every_logger_and_tracebacks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stream = io.StringIO()
+    monkeypatch.setattr("sys.stderr", stream)
+    setup_logging("info")
+    try:
+        url = "rtsp://admin:p@ss/word@10.0.0.5/s?user=a&password=s3cret"
+        logging.getLogger("edge_agent.capture").warning("camera door: cannot open %s", url)
+        logging.getLogger("some.thirdparty.lib").error("connecting to " + url)
+        try:
+            raise RuntimeError(f"could not open {url}")
+        except RuntimeError:
+            logging.getLogger("edge_agent.service").exception("crashed")
+    finally:
+        logging.getLogger().handlers.clear()
+    written = stream.getvalue()
+    assert "rtsp://***@10.0.0.5/s?user=a&password=***" in written
+    assert "RuntimeError: could not open rtsp://***@" in written
+    for secret in ("s3cret", "p@ss", "ss/word"):
+        assert secret not in written
+
+
+def test_the_filter_is_safe_with_a_bad_format_string() -> None:
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "%d %d", ("a",), None)
+    assert RedactFilter().filter(record) is True  # the handler reports the bad record
+
+
+PASSWORD = "s3cret-Qx7"  # noqa: S105 (a test value that must not leak)
+USERINFO = "admin:p@ss/word"
+
+
+def _camera_url(port: int) -> str:
+    return f"rtsp://{USERINFO}@127.0.0.1:{port}/stream?user=a&password={PASSWORD}"
+
+
+def _config(tmp_path: Path, samples: Path, broker: Broker, prefix: str, url: str) -> Path:
+    config = tmp_path / "agent.yaml"
+    config.write_text(
+        f"device_id: box1\nstate_dir: {tmp_path / 'state'}\n"
+        f"model:\n  path: {samples / 'models' / 'yolox_nano.onnx'}\n"
+        f"  labels: {samples / 'models' / 'coco_labels.txt'}\n"
+        "backend:\n  type: openvino\n  device: CPU\n"
+        f"mqtt:\n  host: 127.0.0.1\n  port: {broker.port}\n  topic_prefix: {prefix}\n"
+        f"cameras:\n  - id: door\n    type: rtsp\n    url: '{url}'\n"
+        "    decoder: ffmpeg\n    stall_timeout_s: 1\n"
+    )
+    return config
+
+
+def test_agent_never_publishes_or_logs_a_camera_password(
+    tmp_path: Path, samples: Path, broker: Broker, subscribe, unique_prefix: str
+) -> None:
+    """A real agent, an RTSP camera with secrets in userinfo and query, a closed port,
+    and a reload rejected with the URL in its error: log, state, info and the reload
+    file all lack the secrets."""
+    url = _camera_url(free_port())
+    config = _config(tmp_path, samples, broker, unique_prefix, url)
+    collector = subscribe(f"{unique_prefix}/#")
+    log = tmp_path / "agent.log"
+    agent = start_agent(config, log)
+    try:
+        states = collector.wait_for("/door/state", count=1, timeout=60)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(
+            json.loads(m.payload).get("last_error") for m in collector.on_topic("/door/state")
+        ):
+            time.sleep(0.2)
+        states = collector.on_topic("/door/state")
+        errors = [json.loads(m.payload)["last_error"] for m in states]
+        assert any(errors), errors
+        assert any("127.0.0.1" in (error or "") for error in errors), errors
+
+        bad = config.read_text().replace("url: 'rtsp://", "url: 'http://")
+        config.write_text(bad)
+        agent.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            infos = [json.loads(m.payload) for m in collector.on_topic("/info") if m.payload]
+            if infos and (infos[-1].get("config") or {}).get("last_reload"):
+                break
+            time.sleep(0.2)
+    finally:
+        stop_agent(agent, log)
+    infos = [json.loads(m.payload) for m in collector.on_topic("/info") if m.payload]
+    last_reload = infos[-1]["config"]["last_reload"]
+    assert last_reload["ok"] is False
+    assert "http://***@127.0.0.1" in last_reload["error"], last_reload
+    reload_file = (tmp_path / "state" / "last-reload.json").read_text()
+    published = b"".join(m.payload for m in collector.messages).decode("utf-8", "replace")
+    logged = log.read_text()
+    assert "rtsp://***@127.0.0.1" in logged
+    for where, text in (("log", logged), ("MQTT", published), ("reload file", reload_file)):
+        for secret in (PASSWORD, "p@ss", "ss/word"):
+            assert secret not in text, f"{secret!r} in the {where}:\n{text[-3000:]}"
+
+
+def test_doctor_output_has_no_camera_password(
+    tmp_path: Path, samples: Path, broker: Broker, unique_prefix: str
+) -> None:
+    config = _config(tmp_path, samples, broker, unique_prefix, _camera_url(free_port()))
+    for extra in ([], ["--json"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "edge_agent.cli", "doctor", "--config", str(config), *extra],
+            capture_output=True, text=True, timeout=180, check=False,
+        )
+        assert "camera door" in done.stdout, done.stdout + done.stderr
+        for secret in (PASSWORD, "p@ss", "ss/word"):
+            assert secret not in done.stdout + done.stderr, done.stdout
