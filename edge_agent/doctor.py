@@ -128,15 +128,9 @@ def check_model(config: AgentConfig) -> Check:
                    "UTF-8 text, or remove model.labels to use the model's own names")
         elif damaged is not None or "cannot load model" in str(exc):
             path = damaged.path if damaged is not None else config.model.path
-            labels = config.model.labels
-            if labels is not None and (str(path) == str(labels) or "labels file" in str(exc)):
-                fix = (f"model.labels names {labels}, the class names (one a line, as many as "
-                       "the model has classes): copy that file to the box, fix the path, or "
-                       "remove model.labels to use the names stored in the model")
-            else:
-                fix = (f"{path} is missing or damaged: copy it to the box again (compare its "
-                       "sha256 with the original) or point model.path at a valid ONNX or "
-                       "OpenVINO IR (.xml + .bin) file")
+            fix = (f"{path} is missing or damaged: copy it to the box again (compare its "
+                   "sha256 with the original) or point model.path at a valid ONNX or "
+                   "OpenVINO IR (.xml + .bin) file")
         elif isinstance(exc, OSError):
             fix = (f"state_dir {config.state_dir} must be writable by the agent's user; run "
                    "the doctor as that user (sudo -u edge-agent edge-agent doctor ...)")
