@@ -22,6 +22,7 @@ from collections.abc import Callable
 import paho.mqtt.client as mqtt
 
 from edge_agent.message_size import fit_payload
+from edge_agent.mqtt_client import forget_message, oversize_messages
 from edge_agent.poison import PoisonWatch
 from edge_agent.spool import Spool, SpoolError
 from edge_agent.workers import Worker
@@ -198,7 +199,7 @@ class Outbox:
                 with self._wake:
                     self._wake.notify_all()  # drain() may be waiting for an empty spool
             for mid in forget:
-                _forget_in_client(self._client, mid)
+                forget_message(self._client, mid)
             if rewind:
                 self._cursor = 0
             if time.monotonic() >= next_expiry:
@@ -347,10 +348,7 @@ class Outbox:
     def _trim_in_flight(self, limit: int) -> None:
         """Fit the messages already with paho to a newly learnt limit: after a reconnect
         paho re-sends them from its queue, and each would be poison again."""
-        with self._client._out_message_mutex:
-            queued = [(mid, message) for mid, message in self._client._out_messages.items()
-                      if len(message.payload) > limit]
-        for mid, message in queued:
+        for mid, message in oversize_messages(self._client, limit):
             with self._lock:
                 row = self._pending.get(mid)
             if row is None or row == CONTROL:
@@ -449,13 +447,3 @@ class Outbox:
             self._drops_unlogged = 0
             self._drop_logged_at = now
         log.warning("MQTT dropped %d detection message(s) (%d in total): %s", count, total, reason)
-
-
-def _forget_in_client(client: mqtt.Client, mid: int) -> None:
-    """Drop a message from paho's own queue, so a reconnect does not send it again.
-
-    paho has no public way to cancel a publish; its reconnect re-sends everything in
-    `_out_messages` and recounts the in-flight window from it.
-    """
-    with client._out_message_mutex:  # no public API, see above
-        client._out_messages.pop(mid, None)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import random
 import socket
-import ssl
 import sys
 import threading
 import time
@@ -25,12 +24,22 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
-from edge_agent.config_model import MqttConfig, TlsConfig
-from edge_agent.errors import ConfigError
+from edge_agent.config_model import MqttConfig
 from edge_agent.message_size import packet_overhead
+from edge_agent.mqtt_client import (
+    PROTOCOLS,
+    UNSUPPORTED_PROTOCOL,
+    adopt_network_thread,
+    disconnect_reason,
+    make_client,
+    tls_context,
+    use_mqtt311,
+)
 from edge_agent.outbox import MAX_INFLIGHT, Outbox
 from edge_agent.spool import Spool
 from edge_agent.workers import Worker
+
+__all__ = ["Publisher", "tls_context"]  # tls_context: watch and doctor import it from here
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +50,6 @@ messages, so "online" still fits after an outage."""
 RECONNECT_MIN_DELAY_S = 1
 RECONNECT_MAX_DELAY_S = 10
 """A broker on the site LAN is cheap to retry; 30 s made a 20 s outage cost 31 s (soak)."""
-UNSUPPORTED_PROTOCOL = 132
-"""CONNACK reason of a broker that does not speak MQTT 5 (paho maps 3.1.1's code 1 to it)."""
-PROTOCOLS = {"mqtt5": mqtt.MQTTv5, "mqtt3.1.1": mqtt.MQTTv311, "auto": mqtt.MQTTv5}
 
 
 class Publisher:
@@ -83,20 +89,7 @@ class Publisher:
         self._network = Worker("mqtt-network", self._network_loop)
 
     def _make_client(self, config: MqttConfig) -> mqtt.Client:
-        client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
-            client_id=self.client_id,
-            clean_session=None if self._protocol == mqtt.MQTTv5 else True,
-            protocol=self._protocol,
-        )
-        if config.username is not None:
-            client.username_pw_set(config.username, config.password)
-        elif config.password is not None:
-            raise ConfigError("mqtt.password is set but mqtt.username is not; set both")
-        if config.tls is not None:
-            client.tls_set_context(tls_context(config.tls))
-            if config.tls.insecure:
-                client.tls_insecure_set(True)
+        client = make_client(config, self.client_id, self._protocol)
         client.will_set(self.status_topic, "offline", qos=1, retain=True)
         client.max_inflight_messages_set(MAX_INFLIGHT)
         client.max_queued_messages_set(MAX_INFLIGHT + CONTROL_HEADROOM)
@@ -200,17 +193,12 @@ class Publisher:
     def _network_loop(self) -> None:
         """paho's loop, as loop_start runs it, but in our Worker thread. After a crash
         the socket is cut first: a packet may have been half read."""
-        client = self._client
         if self._network.crashes:
             self._abort_connection()
-        if client._sockpairR is None:  # what loop_start sets up
-            client._sockpairR, client._sockpairW = mqtt._socketpair_compat()
-        # publish() from other threads then wakes this loop instead of writing itself.
-        client._thread = threading.current_thread()
-        client._thread_terminate = False
+        adopt_network_thread(self._client)
         if self._closing:
             return
-        client.loop_forever(retry_first_connection=True)
+        self._client.loop_forever(retry_first_connection=True)
 
     def publish_detections(self, camera_id: str, payload: bytes) -> bool:
         """Store one frame's detections for sending; False (a counted drop) if refused."""
@@ -285,8 +273,7 @@ class Publisher:
             # A 3.1.1-only broker: paho reconnects by itself, as 3.1.1 from now on (it
             # downgrades 3.1.1 to 3.1 the same way).
             self._protocol = mqtt.MQTTv311
-            client._protocol = mqtt.MQTTv311  # no public setter
-            client._clean_session = True
+            use_mqtt311(client)
             log.warning("MQTT %s:%d does not speak MQTT 5; using 3.1.1 (the broker cannot "
                         "state its size limit: see docs/mqtt.md)", self._config.host,
                         self._config.port)
@@ -345,7 +332,7 @@ class Publisher:
             self._connected = False
             closing = self._closing
         self.outbox.connected(False)
-        reason = _disconnect_reason(flags, reason_code, properties)
+        reason = disconnect_reason(flags, reason_code, properties)
         if closing:
             log.info("MQTT disconnected (%s)", reason)
         elif was_connected:
@@ -424,43 +411,8 @@ def _open_spool(config: MqttConfig, state_dir: Path | None) -> Spool:
     return spool
 
 
-def _disconnect_reason(flags: object, reason_code: mqtt.ReasonCode, properties: object) -> str:
-    """The broker's words where it sent any (MQTT 5 DISCONNECT), else paho's."""
-    text = f"{reason_code} (code {reason_code.value})"
-    string = getattr(properties, "ReasonString", None)
-    if string:
-        text += f": {string}"
-    if getattr(flags, "is_disconnect_packet_from_server", False):
-        text = f"the broker said {text}"
-    return text
-
-
 def _full_reason(config: MqttConfig) -> str:
     return (
         f"spool full ({config.max_queued} messages or {config.spool.max_mb:g} MB): "
         "oldest dropped"
     )
-
-
-def tls_context(tls: TlsConfig) -> ssl.SSLContext:
-    """A verifying TLS 1.2+ context; `insecure` skips only the hostname check."""
-    try:
-        context = ssl.create_default_context(
-            cafile=str(tls.ca_file) if tls.ca_file is not None else None
-        )
-    except (OSError, ssl.SSLError) as err:
-        raise ConfigError(f"mqtt.tls.ca_file: cannot load {tls.ca_file}: {err}") from err
-    if tls.key_file is not None and tls.cert_file is None:
-        raise ConfigError("mqtt.tls.key_file is set but mqtt.tls.cert_file is not; set both")
-    if tls.cert_file is not None:
-        try:
-            context.load_cert_chain(
-                str(tls.cert_file), str(tls.key_file) if tls.key_file is not None else None
-            )
-        except (OSError, ssl.SSLError) as err:
-            raise ConfigError(
-                f"mqtt.tls.cert_file/key_file: cannot load {tls.cert_file}: {err}"
-            ) from err
-    if tls.insecure:
-        context.check_hostname = False
-    return context
