@@ -388,7 +388,7 @@ class Outbox:
         self._spool.delete(acked)
         unsent = len(self._spool)
         if unsent:
-            where = f"stay in the spool {self._spool.path}" if self._spool.path else "are lost"
+            where = f"stay in the spool {self._spool.path}" if self._spool.on_disk else "are lost"
             log.warning("MQTT: %d detection messages not acknowledged %s", unsent, where)
         self._spool.close()
 

@@ -11,6 +11,7 @@ stamped by a synchronised clock, and is unknown (the row never expires) otherwis
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -84,12 +85,19 @@ def _read_boot_id() -> str:
         return ""  # no boot id: ages across restarts come from the wall clock only
 
 
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+
+
 def _adjtimex_state() -> int | None:
     """adjtimex(2) with no changes: the clock state, or None where it cannot be asked."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        buffer = ctypes.create_string_buffer(512)  # struct timex, modes = 0: read only
-        state = int(libc.adjtimex(buffer))
-    except (OSError, AttributeError):
+    libc = _libc()
+    if libc is None or not hasattr(libc, "adjtimex"):
         return None
+    buffer = ctypes.create_string_buffer(512)  # struct timex, modes = 0: read only
+    state = int(libc.adjtimex(buffer))
     return None if state < 0 else state
