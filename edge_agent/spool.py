@@ -310,6 +310,7 @@ class Spool:
             self._load_state_locked()
         log.warning("spool %s is usable again; %d waiting messages moved into it",
                     self.path, self._count)
+        self._forget_acked_file()
         return True
 
     def checkpoint(self) -> None:

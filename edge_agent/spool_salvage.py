@@ -123,10 +123,11 @@ def open_database(path: Path | None) -> tuple[sqlite3.Connection, Salvage | None
 
 
 def set_aside(path: Path) -> Path:
-    """Rename the file and its WAL (which holds its latest rows) out of the way."""
+    """Rename the file, its WAL (which holds its latest rows) and its list of delivered
+    ids (which name rows of this file, not of the new one) out of the way."""
     aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
     path.rename(aside)
-    for suffix in ("-wal", "-shm"):
+    for suffix in ("-wal", "-shm", ".acked"):
         side = path.with_name(path.name + suffix)
         if side.exists():
             side.rename(aside.with_name(aside.name + suffix))

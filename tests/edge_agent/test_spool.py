@@ -355,3 +355,16 @@ def test_old_spool_files_are_upgraded_and_keep_their_rows(tmp_path: Path) -> Non
     assert spool.salvage is None
     assert spool.drop_expired() == 1  # the 1970 row is kept, the two-hour-old one goes
     assert payloads(spool) == [b"1", b"3"]
+
+
+def test_delivered_ids_of_a_damaged_file_do_not_delete_salvaged_rows(tmp_path: Path) -> None:
+    """Salvaged rows get new ids: the old file's list of delivered ids goes with it."""
+    path = tmp_path / "spool.sqlite3"
+    filled_spool(path, 100)
+    (tmp_path / "spool.sqlite3.acked").write_text("1\n2\n3\n")
+    with path.open("r+b") as file:
+        file.write(b"\0" * 100)
+    spool = spool_at(path)
+    assert spool.salvage is not None
+    assert not (tmp_path / "spool.sqlite3.acked").exists()
+    assert (spool.salvage.aside.parent / f"{spool.salvage.aside.name}.acked").exists()
