@@ -297,10 +297,15 @@ class Outbox:
         if is_connected:
             self.log_drops(force=True)  # what was dropped while the broker was away
 
-    def acknowledged_mid(self, mid: int, refused: str | None = None) -> None:
+    def acknowledged_mid(
+        self, mid: int, refused: str | None = None, too_large: bool = False
+    ) -> None:
         """The broker acknowledged `mid`; `refused` is its reason when it took the message
-        but will not deliver it (MQTT 5 PUBACK failure): that message is set aside."""
-        if refused is not None and self._dead_letter(mid, f"refused by the broker: {refused}"):
+        but will not deliver it (MQTT 5 PUBACK failure): that message is set aside, and
+        only a `too_large` refusal teaches a size limit (not an ACL's "not authorized")."""
+        if refused is not None and self._dead_letter(
+            mid, f"refused by the broker: {refused}", learn_size=too_large
+        ):
             return
         with self._wake:
             row = self._pending.pop(mid, None)
@@ -318,7 +323,7 @@ class Outbox:
             self._dead_letter(mid, f"the connection dropped {self.poison.strikes_needed} "
                               "times in a row while it was being sent")
 
-    def _dead_letter(self, mid: int, reason: str) -> bool:
+    def _dead_letter(self, mid: int, reason: str, learn_size: bool = True) -> bool:
         """Take message `mid` out of the window, paho's queue and the spool; keep it in the
         spool's dead-letter table. False when `mid` is not a spooled detection."""
         with self._wake:
@@ -334,7 +339,7 @@ class Outbox:
             self._wake.notify_all()
             self._forget.append(mid)  # by the sender: paho may be iterating its queue now
         self._spool.set_aside(row, reason)
-        learned = self.poison.learn(size)
+        learned = self.poison.learn(size) if learn_size else None
         log.error("MQTT set aside a %d-byte detection message (dead letter %d in this run, "
                   "%d in the spool file): %s", size, self.dead_lettered,
                   self._spool.dead_lettered_total, reason)
@@ -355,7 +360,8 @@ class Outbox:
                 continue
             fitted = fit_payload(message.payload, limit)
             if fitted is None:
-                self._dead_letter(mid, f"does not fit the learnt {limit}-byte limit")
+                self._dead_letter(mid, f"does not fit the learnt {limit}-byte limit",
+                                  learn_size=False)
                 continue
             message.payload = fitted
             with self._lock:

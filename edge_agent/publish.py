@@ -43,6 +43,8 @@ __all__ = ["Publisher", "tls_context"]  # tls_context: watch and doctor import i
 
 log = logging.getLogger(__name__)
 
+PACKET_TOO_LARGE = 149
+"""MQTT 5 reason code of a message over the broker's size limit."""
 CONTROL_HEADROOM = 16
 """Room kept in paho's queue above the detection window for status, info and state
 messages, so "online" still fits after an outage."""
@@ -353,7 +355,7 @@ class Publisher:
         if reason_code.is_failure:
             text = getattr(properties, "ReasonString", None)
             refused = f"{reason_code} (code {reason_code.value}{f': {text}' if text else ''})"
-        self.outbox.acknowledged_mid(mid, refused)
+        self.outbox.acknowledged_mid(mid, refused, reason_code.value == PACKET_TOO_LARGE)
 
     # -- internals -------------------------------------------------------------------
 

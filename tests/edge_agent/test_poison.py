@@ -114,6 +114,35 @@ def test_on_mqtt_311_a_poison_message_is_set_aside_not_retried_forever(
     assert publisher.stats()["dead_lettered"] == publisher.outbox.dead_lettered
 
 
+def test_messages_an_acl_refuses_are_set_aside_without_trimming_the_rest(
+    broker: Broker, subscribe, unique_prefix, publishers, tmp_path, caplog,  # noqa: F811
+) -> None:
+    """Another member of the kind: MQTT 5 says "not authorized" in the PUBACK. The queue
+    keeps moving, each refusal is set aside and counted, and no size limit is inferred."""
+    acl = tmp_path / "acl"
+    acl.write_text(f"topic readwrite {unique_prefix}/{DEVICE}/status\n"
+                   f"topic readwrite {unique_prefix}/{DEVICE}/info\n"
+                   f"topic readwrite {unique_prefix}/{DEVICE}/open/detections\n"
+                   f"topic read {unique_prefix}/#\n")
+    restart_with(broker, f"acl_file {acl}\n")
+    collector = subscribe(f"{unique_prefix}/#")
+    publisher = publishers(config_for(broker, unique_prefix))
+    publisher.start()
+    wait_until(lambda: publisher.connected, 10)
+    for n in range(10):
+        assert publisher.publish_detections("closed", detection_message(40, seed=n))
+        assert publisher.publish_detections("open", detection_message(3, seed=n))
+    collector.wait_for("/open/detections", count=10)
+    wait_until(lambda: publisher.outbox.dead_lettered == 10, 15)
+    assert publisher.queued == 0
+    reasons = {reason for reason, _, _ in publisher.outbox.spool.dead_letters()}
+    assert len(reasons) == 1
+    assert "Not authorized" in reasons.pop()
+    assert publisher.outbox.poison.learned_limit is None
+    assert publisher.outbox.trimmed == 0
+    assert publisher.disconnects == 0
+
+
 def test_health_sized_control_messages_over_the_stated_limit_are_counted_not_sent(
     broker: Broker, subscribe, unique_prefix, publishers,  # noqa: F811
 ) -> None:
