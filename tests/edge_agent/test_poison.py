@@ -279,11 +279,11 @@ def test_a_callback_that_raises_restarts_the_network_loop(running, monkeypatch) 
     real = publisher.outbox.acknowledged_mid
     raised = threading.Event()
 
-    def broken(mid: int, refused: str | None = None) -> None:
+    def broken(mid: int, *args: object) -> None:
         if not raised.is_set():
             raised.set()
             raise ValueError("a bug in a callback")
-        real(mid, refused)
+        real(mid, *args)
 
     monkeypatch.setattr(publisher.outbox, "acknowledged_mid", broken)
     crash_and_deliver(publisher, collector, lambda: network.crashes == 1)
