@@ -146,6 +146,14 @@ class MqttConfig(MqttRules):
     spool: SpoolConfig = Field(
         default_factory=SpoolConfig, description="Where detections wait while the broker is away."
     )
+    max_message_bytes: int = Field(
+        65_536, ge=1024, le=268_435_455,
+        description="Largest detection payload sent; a bigger one keeps its best detections "
+        "that fit (truncated: true). The broker's own limit (MQTT 5) lowers it by itself.",
+    )
+    protocol: Literal["auto", "mqtt5", "mqtt3.1.1"] = Field(
+        "auto", description="auto: MQTT 5, falling back to 3.1.1 for a broker that refuses 5.",
+    )
 
 
 class CameraBase(Strict):

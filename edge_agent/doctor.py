@@ -14,7 +14,6 @@ import logging
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -27,6 +26,7 @@ from edge_agent.config_model import (
     RtspCamera,
     UsbCamera,
 )
+from edge_agent.doctor_broker import check_broker
 from edge_agent.doctor_host import (
     FAIL,
     INFO,
@@ -216,53 +216,6 @@ def check_camera(camera: CameraConfig, index: int) -> Check:
 # -- broker -----------------------------------------------------------------------------
 
 
-def check_broker(config: AgentConfig, timeout: float = 10.0) -> Check:
-    """Connect as configured, then publish on a unique topic and receive it back."""
-    from edge_agent.watch import BrokerError, connect
-
-    mqtt_config = config.mqtt
-    nonce = uuid.uuid4().hex[:12]
-    topic = f"{mqtt_config.topic_prefix.rstrip('/')}/{config.device_id}/doctor/{nonce}"
-    where = f"{mqtt_config.host}:{mqtt_config.port}" + (" (TLS)" if mqtt_config.tls else "")
-    received = threading.Event()
-    subscribed: list[list[object]] = []
-
-    def on_message(_client: object, _userdata: object, message: object) -> None:
-        if getattr(message, "topic", None) == topic:
-            received.set()
-
-    try:
-        # Never the agent's own client id: the broker would disconnect the running agent.
-        client = connect(mqtt_config, f"edge-agent-doctor-{nonce}", timeout, on_message)
-    except BrokerError as exc:
-        return Check("broker", FAIL, f"{where}: {exc.detail}", exc.fix)
-    except ConfigError as exc:  # TLS files that cannot be loaded
-        return Check("broker", FAIL, str(exc), "fix the mqtt.tls file paths")
-    acl_fix = (f"the broker's ACL must let {mqtt_config.username or 'anonymous clients'} "
-               f"publish and subscribe under {topic.rsplit('/', 2)[0]}/#")
-    try:
-        ready = threading.Event()
-        client.on_subscribe = lambda _c, _u, _m, codes, _p: (subscribed.append(codes),
-                                                             ready.set())
-        started = time.monotonic()
-        client.subscribe(topic, qos=1)
-        if not ready.wait(timeout) or any(
-            getattr(code, "is_failure", False) for code in subscribed[0]
-        ):
-            return Check("broker", FAIL, f"{where}: connected, but the subscription to {topic} "
-                         "was refused", acl_fix)
-        client.publish(topic, nonce, qos=1)
-        if not received.wait(timeout):
-            return Check("broker", FAIL, f"{where}: connected, but a test message on {topic} "
-                         f"did not come back within {timeout:.0f} s", acl_fix)
-        elapsed_ms = (time.monotonic() - started) * 1000
-    finally:
-        client.loop_stop()
-        client.disconnect()
-    user = f" as {mqtt_config.username}" if mqtt_config.username else ""
-    return Check("broker", OK, f"{where}: connected{user}; a test message came back in "
-                 f"{elapsed_ms:.0f} ms")
-
 
 # -- the command ------------------------------------------------------------------------
 
@@ -283,7 +236,7 @@ def diagnose(config_path: Path, unit: str = "edge-agent") -> Iterator[Check]:
                     f"camera {camera.id}", lambda cam=camera, i=index: check_camera(cam, i),
                     2 * camera.stall_timeout_s + 10.0, _camera_fix(camera, index),
                 ))
-        tasks.append(CheckTask("broker", lambda: check_broker(config), 30.0,
+        tasks.append(CheckTask("broker", lambda: check_broker(config), 45.0,
                                "check mqtt.host/mqtt.port and the network"))
         tasks.append(CheckTask("disk", lambda: check_disk(config.state_dir), 10.0,
                                "the state_dir filesystem hangs: check the disk or mount"))

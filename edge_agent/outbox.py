@@ -5,6 +5,10 @@ directory, or in memory), and the sender hands the spool to paho in order, at mo
 MAX_INFLIGHT unacknowledged at a time; a row is deleted when its ack arrives. So a
 broker outage, a reconnect or a killed process loses nothing the bounds allow to keep,
 and paho's own queue never grows past the window.
+
+A message over the size limit is trimmed as it is sent (`edge_agent.message_size`); one
+the broker refuses, or that kills the connection again and again, is set aside in the
+spool's dead-letter table (`edge_agent.poison`), so one bad message never blocks the rest.
 """
 
 from __future__ import annotations
@@ -18,7 +22,11 @@ from collections.abc import Callable
 import paho.mqtt.client as mqtt
 
 from edge_agent.logs import SELF_LIMITED
+from edge_agent.message_size import fit_payload
+from edge_agent.mqtt_client import forget_message, oversize_messages
+from edge_agent.poison import PoisonWatch
 from edge_agent.spool import Spool, SpoolError
+from edge_agent.workers import Worker
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +40,9 @@ CONTROL = -1
 DIRECT = 0
 """Pending value of a detection sent past a failed spool (no row to delete)."""
 EXPIRY_CHECK_S = 60.0
+"""How often old rows are expired and the WAL checkpointed."""
+REOPEN_EVERY_S = 30.0
+"""How often a spool file that refused to open (disk full) is tried again."""
 DROP_LOG_INTERVAL_S = 10.0
 
 
@@ -44,12 +55,21 @@ class Outbox:
     """
 
     def __init__(
-        self, client: mqtt.Client, spool: Spool, qos: int, full_reason: Callable[[], str]
+        self,
+        client: mqtt.Client,
+        spool: Spool,
+        qos: int,
+        full_reason: Callable[[], str],
+        limit_for: Callable[[str], int] | None = None,
     ) -> None:
         self._client = client
         self._spool = spool
         self._qos = qos
         self._full_reason = full_reason
+        self._limit_for = limit_for or (lambda _topic: 1 << 28)
+        self.poison = PoisonWatch()
+        self._sizes: dict[int, int] = {}  # mid -> payload size, detections in flight
+        self._forget: list[int] = []  # set-aside mids to take out of paho's queue
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._pending: dict[int, int] = {}  # mid -> spool row id, DIRECT or CONTROL
@@ -62,11 +82,15 @@ class Outbox:
         self._connected = False
         self._closing = False
         self._stopped = False
-        self._thread = threading.Thread(target=self._run, name="mqtt-sender", daemon=True)
+        self.worker = Worker("mqtt-sender", self._run)
         self.published = 0
         self.acknowledged = 0
         self.dropped = 0
-        self.spool_error: str | None = None
+        self.trimmed = 0
+        """Detection messages sent with fewer detections to fit the size limit."""
+        self.dead_lettered = 0
+        """Poison messages set aside in this run (the spool counts them across runs)."""
+        self._put_error: str | None = None
         self._drops_unlogged = 0
         self._drop_logged_at = float("-inf")
         self._drop_reason = ""
@@ -80,8 +104,17 @@ class Outbox:
         """Detections ever dropped from this spool file, across restarts."""
         return self._spool.dropped_total
 
+    @property
+    def spool(self) -> Spool:
+        return self._spool
+
+    @property
+    def spool_error(self) -> str | None:
+        """Why detections are not kept on disk now; None once the spool works again."""
+        return self._spool.error or self._put_error
+
     def start(self) -> None:
-        self._thread.start()
+        self.worker.start()
 
     # -- camera threads ----------------------------------------------------------------
 
@@ -99,6 +132,7 @@ class Outbox:
         except SpoolError as exc:
             return self._put_direct(topic, payload, exc)
         with self._wake:
+            self._put_error = None
             self.published += 1
             if pushed_out:
                 self._count_drop_locked(self._full_reason(), pushed_out)
@@ -111,13 +145,16 @@ class Outbox:
         """The spool cannot store (disk full): send straight away if the broker is there."""
         with self._lock:
             room = self._connected and self._inflight < MAX_INFLIGHT
-            self.spool_error = str(error)
+            self._put_error = str(error)
             if not room:
                 self._count_drop_locked(f"{error}; broker not reachable")
         if not room:
             self.log_drops()
             return False
-        info = self._client.publish(topic, payload, qos=self._qos)
+        fitted = self._fit(topic, payload)
+        if fitted is None:
+            return False
+        info = self._client.publish(topic, fitted, qos=self._qos)
         accepted = info.rc == mqtt.MQTT_ERR_SUCCESS
         with self._lock:
             if accepted:
@@ -145,6 +182,7 @@ class Outbox:
     def _serve(self) -> None:
         """Hand spooled rows to paho in order, within the window; delete acknowledged rows."""
         next_expiry = time.monotonic() + EXPIRY_CHECK_S
+        next_reopen = time.monotonic() + REOPEN_EVERY_S
         while True:
             with self._wake:
                 self._wake.wait_for(self._has_work_locked, timeout=1.0)
@@ -152,6 +190,7 @@ class Outbox:
                     return
                 acked, self._acked_rows = self._acked_rows, []
                 rewind, self._rewind = self._rewind, False
+                forget, self._forget = self._forget, []
                 room = MAX_INFLIGHT - self._inflight if self._can_send_locked() else 0
             if acked and not self._spool.delete(acked):
                 with self._lock:  # kept: tried again on the next round
@@ -160,11 +199,17 @@ class Outbox:
             elif acked:
                 with self._wake:
                     self._wake.notify_all()  # drain() may be waiting for an empty spool
+            for mid in forget:
+                forget_message(self._client, mid)
             if rewind:
                 self._cursor = 0
             if time.monotonic() >= next_expiry:
                 next_expiry = time.monotonic() + EXPIRY_CHECK_S
                 self._drop_expired()
+                self._spool.checkpoint()
+            if self._spool.error and time.monotonic() >= next_reopen:
+                next_reopen = time.monotonic() + REOPEN_EVERY_S
+                self._try_reopen()
             if room > 0 and self._cursor < self._spool.last_id and not self._send(room):
                 time.sleep(0.1)  # paho refused (the connection just went): retry shortly
 
@@ -177,6 +222,7 @@ class Outbox:
         return (
             self._stopped
             or bool(self._acked_rows)
+            or bool(self._forget)
             or self._rewind
             or (self._can_send_locked() and self._cursor < self._spool.last_id)
         )
@@ -188,7 +234,12 @@ class Outbox:
         if not messages:  # the rest was dropped (bounds, age) before it was sent
             self._cursor = max(self._cursor, newest)
         for message in messages:
-            info = self._client.publish(message.topic, message.payload, qos=self._qos)
+            payload = self._fit(message.topic, message.payload)
+            if payload is None:
+                self._spool.delete([message.id])  # counted by _fit; nothing to send
+                self._cursor = message.id
+                continue
+            info = self._client.publish(message.topic, payload, qos=self._qos)
             # QoS>0 while disconnected reports NO_CONN but is queued and sent on reconnect.
             if not (
                 info.rc == mqtt.MQTT_ERR_SUCCESS
@@ -197,9 +248,34 @@ class Outbox:
                 return False
             with self._lock:
                 self._inflight += 1
+                self._sizes[info.mid] = len(payload)
                 self.register_locked(info.mid, message.id)
             self._cursor = message.id
         return True
+
+    def _fit(self, topic: str, payload: bytes) -> bytes | None:
+        """The payload within the size limit (trimmed), or None: dropped and counted."""
+        limit = self._limit_for(topic)
+        if self.poison.learned_limit is not None:
+            limit = min(limit, self.poison.learned_limit)
+        fitted = fit_payload(payload, limit)
+        if fitted is None:
+            with self._lock:
+                self._count_drop_locked(
+                    f"a {len(payload)}-byte message does not fit the {limit}-byte limit")
+            self.log_drops(force=True)
+        elif fitted is not payload:
+            with self._lock:
+                self.trimmed += 1
+        return fitted
+
+    def _try_reopen(self) -> None:
+        """Move the in-memory spool to its file once the disk takes it (nothing in flight,
+        since the rows get new ids)."""
+        with self._lock:
+            idle = self._inflight == 0 and not self._acked_rows
+        if idle and self._spool.reopen():
+            self._cursor = 0
 
     def _drop_expired(self) -> None:
         expired = self._spool.drop_expired()
@@ -222,13 +298,76 @@ class Outbox:
         if is_connected:
             self.log_drops(force=True)  # what was dropped while the broker was away
 
-    def acknowledged_mid(self, mid: int) -> None:
+    def acknowledged_mid(
+        self, mid: int, refused: str | None = None, too_large: bool = False
+    ) -> None:
+        """The broker acknowledged `mid`; `refused` is its reason when it took the message
+        but will not deliver it (MQTT 5 PUBACK failure): that message is set aside, and
+        only a `too_large` refusal teaches a size limit (not an ACL's "not authorized")."""
+        if refused is not None and self._dead_letter(
+            mid, f"refused by the broker: {refused}", learn_size=too_large
+        ):
+            return
         with self._wake:
             row = self._pending.pop(mid, None)
             if row is None:
                 self._acked_early.add(mid)
             else:
-                self._settle_locked(row)
+                self._settle_locked(row, self._sizes.pop(mid, 0))
+
+    def connection_lost(self) -> None:
+        """The connection dropped: the head message, if it keeps doing this, is poison."""
+        with self._lock:
+            in_flight = [(row, mid) for mid, row in self._pending.items() if row > 0]
+        head, mid = min(in_flight) if in_flight else (None, 0)
+        if self.poison.disconnected(head):
+            self._dead_letter(mid, f"the connection dropped {self.poison.strikes_needed} "
+                              "times in a row while it was being sent")
+
+    def _dead_letter(self, mid: int, reason: str, learn_size: bool = True) -> bool:
+        """Take message `mid` out of the window, paho's queue and the spool; keep it in the
+        spool's dead-letter table. False when `mid` is not a spooled detection."""
+        with self._wake:
+            row = self._pending.get(mid)
+            if row is None or row <= 0:
+                return False
+            del self._pending[mid]
+            size = self._sizes.pop(mid, 0)
+            self._inflight -= 1
+            if self._inflight <= 0:
+                self._resending = False
+            self.dead_lettered += 1
+            self._wake.notify_all()
+            self._forget.append(mid)  # by the sender: paho may be iterating its queue now
+        self._spool.set_aside(row, reason)
+        learned = self.poison.learn(size) if learn_size else None
+        log.error("MQTT set aside a %d-byte detection message (dead letter %d in this run, "
+                  "%d in the spool file): %s", size, self.dead_lettered,
+                  self._spool.dead_lettered_total, reason)
+        if learned is not None:
+            log.warning("MQTT size limit lowered to %d bytes: the broker seems to refuse "
+                        "bigger messages without saying so; set mqtt.max_message_bytes to "
+                        "its limit", learned)
+            self._trim_in_flight(learned)
+        return True
+
+    def _trim_in_flight(self, limit: int) -> None:
+        """Fit the messages already with paho to a newly learnt limit: after a reconnect
+        paho re-sends them from its queue, and each would be poison again."""
+        for mid, message in oversize_messages(self._client, limit):
+            with self._lock:
+                row = self._pending.get(mid)
+            if row is None or row == CONTROL:
+                continue
+            fitted = fit_payload(message.payload, limit)
+            if fitted is None:
+                self._dead_letter(mid, f"does not fit the learnt {limit}-byte limit",
+                                  learn_size=False)
+                continue
+            message.payload = fitted
+            with self._lock:
+                self.trimmed += 1
+                self._sizes[mid] = len(fitted)
 
     def register_control(self, mid: int) -> None:
         with self._lock:
@@ -250,12 +389,13 @@ class Outbox:
             self._closing = self._stopped = True
             self._wake.notify_all()
             acked, self._acked_rows = self._acked_rows, []
-        if self._thread.is_alive():
-            self._thread.join(5.0)
+        self.worker.stop()
+        if self.worker.is_alive():
+            self.worker.join(5.0)
         self._spool.delete(acked)
         unsent = len(self._spool)
         if unsent:
-            where = f"stay in the spool {self._spool.path}" if self._spool.path else "are lost"
+            where = f"stay in the spool {self._spool.path}" if self._spool.on_disk else "are lost"
             log.warning("MQTT: %d detection messages not acknowledged %s", unsent, where)
         self._spool.close()
 
@@ -273,9 +413,10 @@ class Outbox:
         else:
             self._pending[mid] = row
 
-    def _settle_locked(self, row: int) -> None:
+    def _settle_locked(self, row: int, size: int = 0) -> None:
         if row == CONTROL:
             return
+        self.poison.delivered(row, size)
         self.acknowledged += 1
         self._inflight -= 1
         if self._inflight <= 0:
@@ -290,6 +431,7 @@ class Outbox:
         direct = sum(1 for mid in lost if self._pending[mid] == DIRECT)
         for mid in lost:
             del self._pending[mid]
+            self._sizes.pop(mid, None)
         self._inflight -= len(lost)
         self._rewind = self._rewind or len(lost) > direct
         if direct:

@@ -5,9 +5,11 @@ Topics (docs/mqtt.md):
   <prefix>/<device_id>/info               JSON, retained, QoS 1, re-sent after each connect
   <prefix>/<device_id>/<camera>/detections JSON, QoS from config, not retained
 
-MQTT 3.1.1, not 5: everything used here (retain, will, QoS 1) is in 3.1.1, and it is what
-every broker a site may already run speaks (Aedes in Node-RED, older Mosquitto, cloud
-IoT hubs); 5's extras (expiry, aliases, properties) are not needed by this stream.
+MQTT 5 first, 3.1.1 when the broker refuses 5: a 5 broker states its Maximum Packet
+Size in CONNACK and says why it drops a connection or refuses a message, which 3.1.1
+cannot; both run a clean session (session expiry 0), so delivery is the same.
+paho's network loop runs in a `Worker` ("mqtt-network"), so an exception in it (or in a
+callback) is logged and the loop restarted, never a silently dead connection.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from __future__ import annotations
 import logging
 import random
 import socket
-import ssl
 import sys
 import threading
 import time
@@ -23,13 +24,27 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
-from edge_agent.config_model import MqttConfig, TlsConfig
-from edge_agent.errors import ConfigError
+from edge_agent.config_model import MqttConfig
+from edge_agent.message_size import packet_overhead
+from edge_agent.mqtt_client import (
+    PROTOCOLS,
+    UNSUPPORTED_PROTOCOL,
+    adopt_network_thread,
+    disconnect_reason,
+    make_client,
+    tls_context,
+    use_mqtt311,
+)
 from edge_agent.outbox import MAX_INFLIGHT, Outbox
-from edge_agent.spool import Spool, SpoolError
+from edge_agent.spool import Spool
+from edge_agent.workers import Worker
+
+__all__ = ["Publisher", "tls_context"]  # tls_context: watch and doctor import it from here
 
 log = logging.getLogger(__name__)
 
+PACKET_TOO_LARGE = 149
+"""MQTT 5 reason code of a message over the broker's size limit."""
 CONTROL_HEADROOM = 16
 """Room kept in paho's queue above the detection window for status, info and state
 messages, so "online" still fits after an outage."""
@@ -62,26 +77,21 @@ class Publisher:
         self._started = False
         self.last_error: str | None = None
         """Why the last connection attempt failed or the connection dropped; None once up."""
+        self.last_disconnect: str | None = None
+        """The reason of the last dropped connection (kept after reconnecting)."""
+        self.disconnects = 0
+        self.broker_max_packet: int | None = None
+        """The broker's Maximum Packet Size from its MQTT 5 CONNACK; None: not stated."""
+        self.control_dropped = 0
+        """Status/info/state messages too big for the broker's stated limit."""
+        self._protocol = PROTOCOLS[config.protocol]
         self._client = self._make_client(config)
-        spool, spool_error = _open_spool(config, state_dir)
-        self.outbox = Outbox(self._client, spool, config.qos, lambda: _full_reason(config))
-        self.outbox.spool_error = spool_error
+        self.outbox = Outbox(self._client, _open_spool(config, state_dir), config.qos,
+                             lambda: _full_reason(config), self.message_limit)
+        self._network = Worker("mqtt-network", self._network_loop)
 
     def _make_client(self, config: MqttConfig) -> mqtt.Client:
-        client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
-            client_id=self.client_id,
-            clean_session=True,
-            protocol=mqtt.MQTTv311,
-        )
-        if config.username is not None:
-            client.username_pw_set(config.username, config.password)
-        elif config.password is not None:
-            raise ConfigError("mqtt.password is set but mqtt.username is not; set both")
-        if config.tls is not None:
-            client.tls_set_context(tls_context(config.tls))
-            if config.tls.insecure:
-                client.tls_insecure_set(True)
+        client = make_client(config, self.client_id, self._protocol)
         client.will_set(self.status_topic, "offline", qos=1, retain=True)
         client.max_inflight_messages_set(MAX_INFLIGHT)
         client.max_queued_messages_set(MAX_INFLIGHT + CONTROL_HEADROOM)
@@ -120,6 +130,43 @@ class Publisher:
         """Detections stored and not yet acknowledged by the broker (spool depth)."""
         return self.outbox.queued
 
+    @property
+    def protocol(self) -> str:
+        """The MQTT version in use (or tried next): "5" or "3.1.1"."""
+        return "5" if self._protocol == mqtt.MQTTv5 else "3.1.1"
+
+    def message_limit(self, topic: str) -> int:
+        """Largest payload for `topic`: the config's, lowered to what the broker states."""
+        limit = self._config.max_message_bytes
+        if self.broker_max_packet is not None:
+            limit = min(limit, self.broker_max_packet - packet_overhead(topic))
+        return limit
+
+    def workers(self) -> list[Worker]:
+        """The publisher's threads, for health: the sender and paho's network loop."""
+        return [self.outbox.worker, self._network]
+
+    def stats(self) -> dict[str, object]:
+        """Counters for health and metrics (see docs/mqtt.md, "Messages the broker refuses")."""
+        spool = self.outbox.spool
+        salvage = spool.salvage
+        return {
+            "protocol": self.protocol,
+            "max_message_bytes": self.message_limit(f"{self._base}/x/detections"),
+            "broker_max_packet": self.broker_max_packet,
+            "disconnects": self.disconnects,
+            "last_disconnect": self.last_disconnect,
+            "trimmed": self.outbox.trimmed,
+            "dead_lettered": self.outbox.dead_lettered,
+            "dead_lettered_total": spool.dead_lettered_total,
+            "control_dropped": self.control_dropped,
+            "spool_on_disk": spool.on_disk,
+            "spool_error": self.outbox.spool_error,
+            "spool_salvaged": salvage.salvaged if salvage else 0,
+            "spool_unreadable": salvage.unreadable if salvage else 0,
+            "spool_salvage": salvage.describe() if salvage else None,
+        }
+
     def start(self) -> None:
         """Connect in the background; a broker that is down now is retried, not fatal."""
         if self._started:
@@ -136,8 +183,24 @@ class Publisher:
             " (TLS)" if self._config.tls else "",
         )
         self.outbox.start()
-        self._client.connect_async(self._config.host, self._config.port, self._config.keepalive)
-        self._client.loop_start()
+        self._connect_async()
+        self._network.start()
+
+    def _connect_async(self) -> None:
+        clean = {"clean_start": True} if self._protocol == mqtt.MQTTv5 else {}
+        self._client.connect_async(
+            self._config.host, self._config.port, self._config.keepalive, **clean
+        )
+
+    def _network_loop(self) -> None:
+        """paho's loop, as loop_start runs it, but in our Worker thread. After a crash
+        the socket is cut first: a packet may have been half read."""
+        if self._network.crashes:
+            self._abort_connection()
+        adopt_network_thread(self._client)
+        if self._closing:
+            return
+        self._client.loop_forever(retry_first_connection=True)
 
     def publish_detections(self, camera_id: str, payload: bytes) -> bool:
         """Store one frame's detections for sending; False (a counted drop) if refused."""
@@ -180,7 +243,8 @@ class Publisher:
                 log.warning("MQTT offline status not acknowledged; letting the will say it")
                 self._abort_connection()
             self._client.disconnect()
-            self._client.loop_stop()
+            self._network.stop()
+            self._network.join(timeout)
         self.outbox.stop()
         log.info(
             "MQTT closed: %d detection messages published, %d acknowledged, %d dropped",
@@ -200,12 +264,22 @@ class Publisher:
 
     def _on_connect(
         self,
-        _client: mqtt.Client,
+        client: mqtt.Client,
         _userdata: object,
         _flags: mqtt.ConnectFlags,
         reason_code: mqtt.ReasonCode,
-        _properties: object,
+        properties: object,
     ) -> None:
+        if (reason_code.value == UNSUPPORTED_PROTOCOL and self._protocol == mqtt.MQTTv5
+                and self._config.protocol == "auto"):
+            # A 3.1.1-only broker: paho reconnects by itself, as 3.1.1 from now on (it
+            # downgrades 3.1.1 to 3.1 the same way).
+            self._protocol = mqtt.MQTTv311
+            use_mqtt311(client)
+            log.warning("MQTT %s:%d does not speak MQTT 5; using 3.1.1 (the broker cannot "
+                        "state its size limit: see docs/mqtt.md)", self._config.host,
+                        self._config.port)
+            return
         if reason_code.is_failure:
             self.last_error = f"broker refused the connection: {reason_code}"
             log.warning(
@@ -216,11 +290,20 @@ class Publisher:
                 reason_code.value,
             )
             return
+        maximum = getattr(properties, "MaximumPacketSize", None)
+        self.broker_max_packet = int(maximum) if maximum else None
         with self._lock:
-            self._connected = True
+            was_connected, self._connected = self._connected, True
             info = self._info
+        if was_connected:
+            # paho's loop swallows an unexpected error, reconnects and skips on_disconnect.
+            self.disconnects += 1
+            self.last_disconnect = "connection lost: the network loop failed (see above)"
+            log.warning("MQTT connection was reset by an error in the network loop")
+            self.outbox.connected(False)
         self.last_error = None
-        log.info("MQTT connected to %s:%d", self._config.host, self._config.port)
+        log.info("MQTT connected to %s:%d (MQTT %s%s)", self._config.host, self._config.port,
+                 self.protocol, f", broker's maximum packet {maximum} bytes" if maximum else "")
         self.outbox.connected(True)
         self._publish_control(self.status_topic, b"online")
         if info is not None:
@@ -242,30 +325,37 @@ class Publisher:
         self,
         _client: mqtt.Client,
         _userdata: object,
-        _flags: mqtt.DisconnectFlags,
+        flags: mqtt.DisconnectFlags,
         reason_code: mqtt.ReasonCode,
-        _properties: object,
+        properties: object,
     ) -> None:
         with self._lock:
             was_connected = self._connected
             self._connected = False
             closing = self._closing
         self.outbox.connected(False)
+        reason = disconnect_reason(flags, reason_code, properties)
         if closing:
-            log.info("MQTT disconnected (%s)", reason_code)
+            log.info("MQTT disconnected (%s)", reason)
         elif was_connected:
-            self.last_error = f"connection lost: {reason_code}"
-            log.warning("MQTT connection lost: %s (reconnecting)", reason_code)
+            self.disconnects += 1
+            self.last_error = self.last_disconnect = f"connection lost: {reason}"
+            log.warning("MQTT connection lost: %s (reconnecting)", reason)
+            self.outbox.connection_lost()
 
     def _on_publish(
         self,
         _client: mqtt.Client,
         _userdata: object,
         mid: int,
-        _reason_code: mqtt.ReasonCode,
-        _properties: object,
+        reason_code: mqtt.ReasonCode,
+        properties: object,
     ) -> None:
-        self.outbox.acknowledged_mid(mid)
+        refused = None
+        if reason_code.is_failure:
+            text = getattr(properties, "ReasonString", None)
+            refused = f"{reason_code} (code {reason_code.value}{f': {text}' if text else ''})"
+        self.outbox.acknowledged_mid(mid, refused, reason_code.value == PACKET_TOO_LARGE)
 
     # -- internals -------------------------------------------------------------------
 
@@ -288,7 +378,16 @@ class Publisher:
                 log.debug("MQTT socket shutdown: %s", err)
 
     def _publish_control(self, topic: str, payload: bytes) -> mqtt.MQTTMessageInfo:
-        """Status, info and state: retained QoS 1, outside the detection window."""
+        """Status, info and state: retained QoS 1, outside the detection window. One over
+        the broker's stated limit would cost the connection: it is counted instead."""
+        limit = self.message_limit(topic) if self.broker_max_packet else None
+        if limit is not None and len(payload) > limit:
+            self.control_dropped += 1
+            log.warning("MQTT %s not sent: %d bytes, over the broker's limit of %d",
+                        topic, len(payload), limit)
+            info = mqtt.MQTTMessageInfo(0)
+            info.rc = mqtt.MQTT_ERR_PAYLOAD_SIZE
+            return info
         info = self._client.publish(topic, payload, qos=1, retain=True)
         if info.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
             self.outbox.register_control(info.mid)
@@ -297,8 +396,8 @@ class Publisher:
         return info
 
 
-def _open_spool(config: MqttConfig, state_dir: Path | None) -> tuple[Spool, str | None]:
-    """The on-disk spool, or one in memory and why (disabled, no state dir, unusable)."""
+def _open_spool(config: MqttConfig, state_dir: Path | None) -> Spool:
+    """The on-disk spool (in memory while its file is unusable), or one in memory."""
     settings = config.spool
     path = settings.path or (state_dir / "spool.sqlite3" if state_dir else None)
     bounds = {
@@ -307,14 +406,11 @@ def _open_spool(config: MqttConfig, state_dir: Path | None) -> tuple[Spool, str 
         "max_age_s": settings.max_age_h * 3600.0,
     }
     if not settings.enabled:
-        return Spool(None, **bounds), None  # chosen in the config: not an error
+        return Spool(None, **bounds)  # chosen in the config: not an error
+    spool = Spool(path, **bounds)
     if path is None:
-        return Spool(None, **bounds), "no state directory for the spool"
-    try:
-        return Spool(path, **bounds), None
-    except (SpoolError, OSError) as exc:
-        log.error("MQTT spool unusable, detections wait in memory only: %s", exc)
-        return Spool(None, **bounds), f"cannot use {path}: {exc}"
+        spool.error = "no state directory for the spool"
+    return spool
 
 
 def _full_reason(config: MqttConfig) -> str:
@@ -322,27 +418,3 @@ def _full_reason(config: MqttConfig) -> str:
         f"spool full ({config.max_queued} messages or {config.spool.max_mb:g} MB): "
         "oldest dropped"
     )
-
-
-def tls_context(tls: TlsConfig) -> ssl.SSLContext:
-    """A verifying TLS 1.2+ context; `insecure` skips only the hostname check."""
-    try:
-        context = ssl.create_default_context(
-            cafile=str(tls.ca_file) if tls.ca_file is not None else None
-        )
-    except (OSError, ssl.SSLError) as err:
-        raise ConfigError(f"mqtt.tls.ca_file: cannot load {tls.ca_file}: {err}") from err
-    if tls.key_file is not None and tls.cert_file is None:
-        raise ConfigError("mqtt.tls.key_file is set but mqtt.tls.cert_file is not; set both")
-    if tls.cert_file is not None:
-        try:
-            context.load_cert_chain(
-                str(tls.cert_file), str(tls.key_file) if tls.key_file is not None else None
-            )
-        except (OSError, ssl.SSLError) as err:
-            raise ConfigError(
-                f"mqtt.tls.cert_file/key_file: cannot load {tls.cert_file}: {err}"
-            ) from err
-    if tls.insecure:
-        context.check_hostname = False
-    return context

@@ -116,3 +116,36 @@ def test_spool_survives_sigkill_during_an_outage(
     sequences = sorted({p["sequence"] for p in collector.json_on("/street/detections")})
     assert sequences == list(range(sequences[-1] + 1)), "a gap: spooled messages were lost"
     assert sequences[-1] >= seen + 20  # the outage's frames arrived after the restart
+
+
+def test_a_broker_with_a_small_packet_limit_gets_nearly_every_frame(
+    tmp_path: Path, samples: Path, broker: Broker, unique_prefix: str
+) -> None:
+    """The issue's example end to end: `max_packet_size 2000`; before, 18 of 363 frames
+    arrived in 20 s, the status flapped 26 times, no health arrived and the log said nothing."""
+    broker.stop()
+    broker.conf.write_text(f"listener {broker.port} 127.0.0.1\nallow_anonymous true\n"
+                           "persistence false\nmax_packet_size 2000\n")
+    broker.start()
+    street = f"  - id: street\n    type: file\n    path: {samples / 'media' / 'vtest.mp4'}\n"
+    config = write_config(tmp_path, samples, broker, unique_prefix, street)
+    log = tmp_path / "agent.log"
+    collector = persistent_subscriber(broker, f"{unique_prefix}/#")
+    agent = start_agent(config, log)
+    try:
+        collector.wait_for("/street/detections", count=150, timeout=60)
+        collector.wait_for("/health", count=1, timeout=60)
+    finally:
+        stop_agent(agent, log)
+        collector.client.loop_stop()
+        collector.client.disconnect()
+    text = log.read_text()
+    assert agent.returncode == 0, text
+    frames = collector.json_on("/street/detections")
+    sequences = sorted({p["sequence"] for p in frames})
+    assert sequences == list(range(sequences[-1] + 1))  # no frame lost
+    assert any(p.get("truncated") for p in frames)  # the busy street needs trimming
+    assert all(len(m.payload) <= 2000 for m in collector.on_topic("/street/detections"))
+    assert "connection lost" not in text
+    online = [m for m in collector.on_topic("/status") if m.payload == b"online"]
+    assert len(online) == 1  # no flapping

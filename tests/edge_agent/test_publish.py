@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -462,3 +464,72 @@ def test_full_disk_sends_directly_while_connected(
     assert "full" in (publisher.outbox.spool_error or "")
     wait_until(lambda: publisher.acknowledged == 5)
     assert publisher.dropped == 0
+
+
+def test_a_full_disk_at_start_recovers_and_clears_the_spool_error(
+    broker, subscribe, unique_prefix, publishers, tmp_path, monkeypatch
+) -> None:
+    """Disk full when the agent starts: not a crash, not "corrupt"; health's spool error
+    clears once there is room, and what waited in memory moves to the file."""
+    import edge_agent.outbox
+
+    full = tmp_path / "state"
+    full.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(full)],
+                      capture_output=True, check=False).returncode != 0:
+        pytest.skip("needs root to mount a small tmpfs (a real full disk)")
+    try:
+        filler = full / "filler"
+        with contextlib.suppress(OSError):  # the disk is full now
+            filler.write_bytes(b"\0" * (1 << 20))
+        monkeypatch.setattr(edge_agent.outbox, "REOPEN_EVERY_S", 0.5)
+        publisher = publishers(config_for(broker, unique_prefix), state_dir=full)
+        assert "full" in (publisher.outbox.spool_error or "")
+        assert not list(full.glob("*.corrupt-*"))
+        collector = subscribe(f"{unique_prefix}/#")
+        publisher.start()
+        wait_until(lambda: publisher.connected)
+        for n in range(10):
+            assert publisher.publish_detections("cam", b"%d" % n)
+        collector.wait_for("/cam/detections", count=10)
+        assert publisher.outbox.spool_error is not None  # still full: said, not hidden
+        filler.unlink()
+        wait_until(lambda: publisher.outbox.spool_error is None, 10)
+        assert publisher.outbox.spool.on_disk
+        assert publisher.stats()["spool_on_disk"] is True
+        for n in range(10, 20):
+            assert publisher.publish_detections("cam", b"%d" % n)
+        arrived = collector.wait_for("/cam/detections", count=20)
+        assert [m.payload for m in arrived] == [b"%d" % n for n in range(20)]
+        publisher.close()
+    finally:
+        subprocess.run(["umount", "-l", str(full)], check=False)
+
+
+def test_acknowledged_rows_that_cannot_be_deleted_are_not_sent_twice(
+    broker, subscribe, unique_prefix, publishers, tmp_path
+) -> None:
+    publisher = publishers(config_for(broker, unique_prefix), state_dir=tmp_path)
+    collector = subscribe(f"{unique_prefix}/#")
+    publisher.start()
+    wait_until(lambda: publisher.connected)
+    spool = publisher.outbox.spool
+    spool._db.execute("CREATE TRIGGER refuse BEFORE DELETE ON messages "
+                      "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END")
+    for n in range(10):
+        publisher.publish_detections("cam", b"%d" % n)
+    collector.wait_for("/cam/detections", count=10)
+    wait_until(lambda: publisher.acknowledged == 10)
+    wait_until(lambda: publisher.queued == 0)  # delivered is not "waiting"
+    publisher.close()
+    assert (tmp_path / "spool.sqlite3.acked").exists()
+    db = sqlite3.connect(tmp_path / "spool.sqlite3")
+    db.execute("DROP TRIGGER refuse")
+    db.commit()
+    db.close()
+    again = publishers(config_for(broker, unique_prefix), state_dir=tmp_path)
+    assert again.queued == 0
+    again.start()
+    wait_until(lambda: again.connected)
+    time.sleep(1.0)
+    assert len(collector.on_topic("/cam/detections")) == 10  # none a second time

@@ -1,0 +1,255 @@
+"""Opening the spool file: tell damage from a disk that is full now, and salvage rows.
+
+Three outcomes, never "move aside and forget":
+- the file opens and holds our schema: use it;
+- the disk or file system refuses now (full, read-only, I/O error, permissions):
+  `SpoolUnavailable`; the caller runs from memory and tries again later, the file is
+  left as it is (it is not damaged);
+- the file is damaged or holds someone else's schema: it is renamed
+  `<name>.corrupt-<time>` (kept for inspection), a new spool is started, and every row
+  that can still be read is copied into it, in order; rows that cannot be read are
+  counted. SQLite reads most of a damaged file row by row: a damaged page costs the rows
+  on it, not the file.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge_agent.errors import AgentError
+
+log = logging.getLogger(__name__)
+
+MEMORY = ":memory:"
+OUR_TABLES = {"messages", "counters", "dead_letter", "sqlite_sequence"}
+MESSAGE_COLUMNS = ("id", "created", "topic", "payload")
+STAMP_COLUMNS = {"boot_id": "TEXT NOT NULL DEFAULT ''", "boot_s": "REAL NOT NULL DEFAULT 0",
+                 "synced": "INTEGER NOT NULL DEFAULT 1"}
+"""Added to spools written before the stamps existed; their rows keep the old rule (the
+wall time counts when it is after 2020)."""
+DAMAGE_CODES = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
+MAX_PROBES = 2_000_000
+"""Ids probed one by one past damaged pages: bounds a salvage to seconds."""
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created REAL NOT NULL,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    boot_id TEXT NOT NULL DEFAULT '',
+    boot_s REAL NOT NULL DEFAULT 0,
+    synced INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS dead_letter (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    set_aside REAL NOT NULL,
+    reason TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL
+);
+"""
+WAL_LIMIT_BYTES = 4 * 1024 * 1024
+"""The WAL is truncated to this after each checkpoint (journal_size_limit)."""
+
+
+class SpoolError(AgentError):
+    """The spool cannot store a message (disk full, I/O error, read-only file)."""
+
+
+class SpoolUnavailable(SpoolError):  # noqa: N818 (a state, not a bug)
+    """The file cannot be used now (disk full, read-only, I/O, permission): not damage."""
+
+
+class ForeignSchemaError(sqlite3.DatabaseError):
+    """A SQLite file that is not a spool: never written into."""
+
+
+class DamagedFileError(sqlite3.DatabaseError):
+    """SQLite's own check found damage that plain reads may not report (lost cells)."""
+
+
+@dataclass(frozen=True)
+class Salvage:
+    """What became of a damaged or foreign spool file."""
+
+    aside: Path
+    reason: str
+    salvaged: int
+    unreadable: int
+    """Row ids that failed to read (an upper bound: an id in a damaged range may have
+    been delivered and deleted already); -1 when the file could not be read at all."""
+
+    def describe(self) -> str:
+        lost = ("no row could be read" if self.unreadable < 0
+                else f"{self.unreadable} row(s) could not be read")
+        return (f"spool was unusable ({self.reason}); kept as {self.aside}; "
+                f"{self.salvaged} row(s) salvaged, {lost}")
+
+
+def is_damage(exc: sqlite3.Error) -> bool:
+    """Corrupt pages, not a database, or not our schema (as opposed to a refusing disk)."""
+    if isinstance(exc, (ForeignSchemaError, DamagedFileError)):
+        return True
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in DAMAGE_CODES
+    text = str(exc)
+    return "malformed" in text or "not a database" in text
+
+
+def open_database(path: Path | None) -> tuple[sqlite3.Connection, Salvage | None]:
+    """Open (creating) the spool file; salvage a damaged one; SpoolUnavailable otherwise."""
+    if path is None:
+        return connect(MEMORY), None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return connect(str(path)), None
+    except OSError as exc:
+        raise SpoolUnavailable(f"cannot open spool {path}: {exc}") from exc
+    except sqlite3.Error as exc:
+        if not is_damage(exc):
+            raise SpoolUnavailable(f"cannot open spool {path}: {exc}") from exc
+        reason = str(exc)
+    aside = set_aside(path)
+    try:
+        db = connect(str(path))
+    except (OSError, sqlite3.Error) as exc:
+        raise SpoolUnavailable(f"cannot create spool {path}: {exc}") from exc
+    report = salvage(aside, db, reason)
+    log.error("%s", report.describe())
+    return db, report
+
+
+def set_aside(path: Path) -> Path:
+    """Rename the file, its WAL (which holds its latest rows) and its list of delivered
+    ids (which name rows of this file, not of the new one) out of the way."""
+    aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+    path.rename(aside)
+    for suffix in ("-wal", "-shm", ".acked"):
+        side = path.with_name(path.name + suffix)
+        if side.exists():
+            side.rename(aside.with_name(aside.name + suffix))
+    return aside
+
+
+def salvage(source: Path, target: sqlite3.Connection, reason: str) -> Salvage:
+    """Copy every readable message of `source` into `target`, in order, row by row."""
+    try:
+        src = sqlite3.connect(str(source), isolation_level=None)
+    except sqlite3.Error:
+        return Salvage(source, reason, 0, -1)
+    try:
+        try:
+            columns = {row[1] for row in src.execute("PRAGMA table_info(messages)")}
+        except sqlite3.Error:
+            return Salvage(source, reason, 0, -1)
+        if not set(MESSAGE_COLUMNS) <= columns:
+            return Salvage(source, reason, 0, 0)  # not a spool: nothing of ours in it
+        wanted = [*MESSAGE_COLUMNS, *(c for c in STAMP_COLUMNS if c in columns)]
+        return _copy_rows(src, target, wanted, source, reason)
+    finally:
+        src.close()
+
+
+def _copy_rows(
+    src: sqlite3.Connection, target: sqlite3.Connection, columns: list[str],
+    source: Path, reason: str,
+) -> Salvage:
+    select = f"SELECT {', '.join(columns)} FROM messages"  # noqa: S608 (fixed names)
+    insert = (f"INSERT INTO messages ({', '.join(columns[1:])}) "  # noqa: S608
+              f"VALUES ({', '.join('?' for _ in columns[1:])})")
+    highest = _highest_id(src)
+    last = salvaged = unreadable = probes = 0
+    target.execute("BEGIN")
+    try:
+        while True:
+            try:
+                for row in src.execute(f"{select} WHERE id > ? ORDER BY id", (last,)):
+                    last = int(row[0])
+                    if _valid(row):
+                        target.execute(insert, row[1:])
+                        salvaged += 1
+                    else:
+                        unreadable += 1
+                break
+            except sqlite3.DatabaseError:
+                pass  # a damaged page after `last`: find the next readable id
+            if highest is None or last >= highest or probes >= MAX_PROBES:
+                unreadable += 1 if highest is None else max(0, highest - last)
+                break
+            while last < highest and probes < MAX_PROBES:
+                last += 1
+                probes += 1
+                try:
+                    row = src.execute(f"{select} WHERE id = ?", (last,)).fetchone()
+                except sqlite3.DatabaseError:
+                    unreadable += 1
+                    continue
+                if row is not None and _valid(row):
+                    target.execute(insert, row[1:])
+                    salvaged += 1
+                    break
+        target.execute("COMMIT")
+    except BaseException:
+        target.execute("ROLLBACK")
+        raise
+    return Salvage(source, reason, salvaged, unreadable)
+
+
+def _highest_id(src: sqlite3.Connection) -> int | None:
+    """The last id ever given (AUTOINCREMENT keeps it apart from the table's pages)."""
+    for query in ("SELECT seq FROM sqlite_sequence WHERE name = 'messages'",
+                  "SELECT MAX(id) FROM messages"):
+        try:
+            row = src.execute(query).fetchone()
+        except sqlite3.DatabaseError:
+            continue
+        if row is not None and row[0] is not None:
+            return int(row[0])
+    return None
+
+
+def _valid(row: tuple[object, ...]) -> bool:
+    return (isinstance(row[1], (int, float)) and isinstance(row[2], str)
+            and isinstance(row[3], bytes))
+
+
+def connect(target: str) -> sqlite3.Connection:
+    """Autocommit connection in WAL mode with a bounded WAL; refuses a foreign schema."""
+    db = sqlite3.connect(target, check_same_thread=False, isolation_level=None, timeout=2.0)
+    try:
+        tables = {row[0] for row in db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if tables - OUR_TABLES or (tables and "messages" not in tables):
+            raise ForeignSchemaError(f"not a spool: tables {', '.join(sorted(tables))}")
+        if "messages" in tables:
+            columns = {row[1] for row in db.execute("PRAGMA table_info(messages)")}
+            if not set(MESSAGE_COLUMNS) <= columns:
+                raise ForeignSchemaError(f"not a spool: messages has columns {sorted(columns)}")
+            for name, kind in STAMP_COLUMNS.items():
+                if name not in columns:
+                    db.execute(f"ALTER TABLE messages ADD COLUMN {name} {kind}")
+        if target != MEMORY:
+            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                log.warning("spool %s: WAL unavailable, using journal mode %s", target, mode)
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
+        db.executescript(SCHEMA)
+        db.execute("SELECT COUNT(*) FROM messages").fetchone()
+        if target != MEMORY:
+            # Damage can also hide rows without an error; the check reads every page once
+            # (about a second per 100 MB on an SD card), at start only.
+            problems = [row[0] for row in db.execute("PRAGMA quick_check(3)")]
+            if problems != ["ok"]:
+                raise DamagedFileError("; ".join(problems))
+    except BaseException:
+        db.close()
+        raise
+    return db
