@@ -18,9 +18,12 @@ import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 from edge_agent import __version__
+from edge_agent.clock import TRUST
 from edge_agent.drift import DriftWatch
 from edge_agent.payload import iso_utc
+from edge_agent.supervision import GuardedWorker, WorkerWatch
 from edge_agent.system_stats import UNRELIABLE_SENSORS, SystemSnapshot, SystemStats
+from edge_agent.workers import Worker
 
 if TYPE_CHECKING:
     from edge_agent.config_model import AgentConfig, HealthConfig
@@ -52,6 +55,7 @@ class AgentView(Protocol):
     engine: Engine | None
     backend_reason: str
     started_at: float
+    started_mono: float
     publisher: Publisher | None
 
 
@@ -93,18 +97,30 @@ class HealthMonitor:
         self._latest: dict[str, Any] | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="health", daemon=True)
+        self._worker = GuardedWorker("health", self._run)
+        self._watch = WorkerWatch()
+        self.metrics_server: object | None = None
+        """The /metrics server when one runs (start_health); its workers count too."""
 
     # -- public API ------------------------------------------------------------------
 
     def start(self) -> None:
-        self._thread.start()
+        self._worker.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Publish a last snapshot with the final counts, then end the thread."""
         self._stop.set()
-        self._thread.join(timeout)
+        self._worker.stop()
+        self._worker.join(timeout)
         self._publish(self.refresh())
+
+    def workers(self) -> list[Worker]:
+        """Agent-wide threads: this monitor's and the metrics server's."""
+        return [self._worker, *_workers_of(self.metrics_server)]
+
+    def essential_workers(self) -> list[Worker]:
+        """Threads without which the agent is blind or mute: health, metrics, MQTT."""
+        return [*self.workers(), *_workers_of(self.agent.publisher)]
 
     def latest(self) -> dict[str, Any] | None:
         """The newest snapshot (at most POLL_S old); None before the first poll."""
@@ -207,8 +223,9 @@ class HealthMonitor:
             "timestamp": iso_utc(time.time()),
             "agent_version": __version__,
             "device_id": agent.config.device_id,
+            "clock_synced": TRUST.synced(),
             "started_at": iso_utc(agent.started_at),
-            "uptime_s": round(time.time() - agent.started_at, 1),
+            "uptime_s": round(now - agent.started_mono, 1),
             "status": "ok",
             "reasons": [],
             "backend": {
@@ -225,8 +242,9 @@ class HealthMonitor:
             "cameras": cameras,
             "mqtt": mqtt,
             "system": _system(system, self.agent.config.state_dir),
+            "workers": WorkerWatch.describe(self._all_workers(pipelines)),
         }
-        status, reasons = self._status(body, system)
+        status, reasons = self._status(body, system, pipelines, now)
         body["status"], body["reasons"] = status, reasons
         return body
 
@@ -238,7 +256,7 @@ class HealthMonitor:
         last = camera.last_frame_at
         return {
             "id": camera.id,
-            "state": camera.state,
+            "state": pipeline.state,
             "input_fps": round(self._meter(camera.id, "input").rate(), 2),
             "processed_fps": round(self._meter(camera.id, "processed").rate(), 2),
             "frames_captured": camera.captured,
@@ -250,6 +268,9 @@ class HealthMonitor:
             "reconnects": camera.reconnects,
             "last_error": camera.last_error,
             "processing_error": pipeline.last_error,
+            "frames_failed": pipeline.frames_failed,
+            "nonfinite_values": pipeline.nonfinite_values,
+            "output_problem": pipeline.output_problem,
             "inference_ms": _quantiles(inference, ("p50", "p95", "p99")),
             "end_to_end_ms": _quantiles(end_to_end, ("p50", "p95")),
             "queue": {"frames": len(camera.frames), "in_flight": pipeline.in_flight},
@@ -265,10 +286,22 @@ class HealthMonitor:
             },
         }
 
-    def _status(self, body: dict[str, Any], system: SystemSnapshot) -> tuple[str, list[str]]:
+    def _all_workers(self, pipelines: dict[str, CameraPipeline]) -> list[Worker]:
+        cameras = [worker for pipeline in pipelines.values() for worker in pipeline.workers()]
+        return [*self.essential_workers(), *cameras]
+
+    def _status(
+        self,
+        body: dict[str, Any],
+        system: SystemSnapshot,
+        pipelines: dict[str, CameraPipeline],
+        now: float,
+    ) -> tuple[str, list[str]]:
         """failed: nothing useful can happen; degraded: something needs a look; else ok."""
-        failed: list[str] = []
-        degraded: list[str] = []
+        failed, degraded = self._watch.reasons(self.essential_workers(), now, essential=True)
+        camera_workers = [w for pipeline in pipelines.values() for w in pipeline.workers()]
+        _, camera_degraded = self._watch.reasons(camera_workers, now, essential=False)
+        degraded.extend(camera_degraded)
         cameras = body["cameras"]
         if self.agent.engine is None:
             failed.append("inference engine is not loaded")
@@ -280,6 +313,8 @@ class HealthMonitor:
             if camera["state"] in FAILING_STATES:
                 error = camera["last_error"] or "no detail"
                 degraded.append(f"camera {camera['id']} {camera['state']}: {error}")
+            if camera["output_problem"]:
+                degraded.append(f"camera {camera['id']} model output: {camera['output_problem']}")
             drift = camera["drift"]
             for reason in drift["reasons"] if drift else ():
                 degraded.append(f"camera {camera['id']} drift: {reason}")
@@ -338,8 +373,15 @@ def start_health(agent: AgentView, stack: contextlib.ExitStack) -> HealthMonitor
     if address:
         server = MetricsServer(monitor, address)
         server.start()
+        monitor.metrics_server = server
         stack.callback(server.stop)
     return monitor
+
+
+def _workers_of(component: object | None) -> list[Worker]:
+    """A component's `workers()`, or none where it has no such method (yet)."""
+    workers = getattr(component, "workers", None)
+    return list(workers()) if callable(workers) else []
 
 
 def _system(system: SystemSnapshot, state_dir: object) -> dict[str, Any]:

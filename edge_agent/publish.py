@@ -27,6 +27,7 @@ from edge_agent.config_model import MqttConfig, TlsConfig
 from edge_agent.errors import ConfigError
 from edge_agent.outbox import MAX_INFLIGHT, Outbox
 from edge_agent.spool import Spool, SpoolError
+from edge_agent.workers import Worker
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,9 @@ class Publisher:
     def queued(self) -> int:
         """Detections stored and not yet acknowledged by the broker (spool depth)."""
         return self.outbox.queued
+
+    def workers(self) -> list[Worker]:  # stub; the publish branch returns its real workers
+        return []
 
     def start(self) -> None:
         """Connect in the background; a broker that is down now is retried, not fatal."""

@@ -154,6 +154,7 @@ class AgentParts:
     pipelines: dict[str, CameraPipeline] = field(default_factory=dict)
     backend_reason: str = "backend: openvino set in config"
     started_at: float = field(default_factory=time.time)
+    started_mono: float = field(default_factory=time.monotonic)
 
 
 def busy(health: dict) -> bool:
