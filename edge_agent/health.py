@@ -23,7 +23,7 @@ from edge_agent.drift import DriftWatch
 from edge_agent.payload import iso_utc
 from edge_agent.supervision import GuardedWorker, WorkerWatch
 from edge_agent.system_stats import UNRELIABLE_SENSORS, SystemSnapshot, SystemStats
-from edge_agent.workers import Worker
+from edge_agent.workers import InjectedFaultError, Worker
 
 if TYPE_CHECKING:
     from edge_agent.config_model import AgentConfig, HealthConfig
@@ -163,6 +163,8 @@ class HealthMonitor:
         while not self._stop.wait(POLL_S):
             try:
                 snapshot = self.refresh()
+            except InjectedFaultError:
+                raise  # a fault test: crash the worker, as a bug outside this guard would
             except Exception:  # a health bug must never take the agent down
                 log.exception("health snapshot failed")
                 continue

@@ -21,7 +21,7 @@ from edge_agent.capture import Camera, Frame
 from edge_agent.drift import DriftWatch
 from edge_agent.payload import detections_payload
 from edge_agent.supervision import GuardedWorker, is_broken
-from edge_agent.workers import Worker, WorkerState
+from edge_agent.workers import InjectedFaultError, Worker, WorkerState
 from engines.base import Detections, Engine, InferResult
 from engines.decoders import DecodeOptions, NonFiniteOutputError, count_nonfinite, postprocess
 from engines.preprocess import Letterbox, prepare
@@ -219,6 +219,8 @@ class CameraPipeline:
         frames, is broken (an engine that cannot run): the worker crashes, is restarted,
         and is given up if that keeps happening.
         """
+        if isinstance(exc, InjectedFaultError):
+            raise exc  # it stands for a bug that kills the thread: never contained per frame
         self.frames_failed += 1
         self._failed_in_a_row += 1
         self.last_error = f"{what}: {type(exc).__name__}: {exc}"

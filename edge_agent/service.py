@@ -173,6 +173,8 @@ class Agent:
                 self.notifier.ready()
             problem = self._cannot_continue()
             if problem:
+                if self.camera_states is not None:  # the last word: which camera FAILED
+                    self.camera_states.update(self.pipelines)
                 log.critical(
                     "cannot continue: %s; exiting with status 1 so that systemd restarts "
                     "the agent", problem,
