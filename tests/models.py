@@ -17,14 +17,19 @@ def _sample(samples: Path) -> ov.Model:
     return ov.Core().read_model(str(samples / "models" / "yolox_nano.onnx"))
 
 
-def poisoned_model(samples: Path, out: Path, value: float, rows: int | None = None) -> Path:
+def poisoned_model(
+    samples: Path, out: Path, value: float, rows: int | None = None, column: int | None = None
+) -> Path:
     """The sample whose output rows [0, rows) (every row when None) are multiplied by
-    `value` (inf, -inf or nan): an fp16 overflow in miniature."""
+    `value` (inf, -inf or nan), in one `column` only (4: objectness) or all of them: an
+    fp16 overflow in miniature."""
     model = _sample(samples)
     result = model.get_results()[0].input_value(0)
-    anchors = result.get_partial_shape()[1].get_length()
-    factor = np.ones((1, anchors, 1), np.float32)
-    factor[:, : anchors if rows is None else rows] = value
+    anchors, columns = (result.get_partial_shape()[i].get_length() for i in (1, 2))
+    factor = np.ones((1, anchors, columns), np.float32)
+    factor[:, : anchors if rows is None else rows, slice(None) if column is None else column] = (
+        value
+    )
     poisoned = ops.multiply(result, ops.constant(factor))
     built = ov.Model([poisoned.output(0)], model.get_parameters(), "poisoned")
     path = out.with_suffix(".xml")

@@ -41,11 +41,19 @@ def config_with_model(
     return config
 
 
+@pytest.mark.parametrize(
+    "column",
+    [
+        pytest.param(4, id="inf-scores"),  # the issue's example: payload building raised
+        pytest.param(None, id="inf-boxes-and-scores"),  # NMS lost every box, silently
+    ],
+)
 def test_inf_in_some_outputs_every_frame_published_valid(
-    tmp_path: Path, samples: Path, broker: Broker, subscribe, unique_prefix: str, clip: Path
+    tmp_path: Path, samples: Path, broker: Broker, subscribe, unique_prefix: str, clip: Path,
+    column: int | None,
 ) -> None:
-    """The issue's example: +inf boxes and scores are dropped, never sent, never fatal."""
-    model = poisoned_model(samples, tmp_path / "inf_rows", math.inf, rows=2000)
+    """+inf boxes and scores are dropped, never sent, never fatal; the rest is found."""
+    model = poisoned_model(samples, tmp_path / "inf_rows", math.inf, rows=2000, column=column)
     collector = subscribe(f"{unique_prefix}/#")
     camera = f"  - id: street\n    type: file\n    path: {clip}\n    realtime: false\n"
     agent = start_agent(config_with_model(tmp_path, samples, broker, unique_prefix, camera, model))
