@@ -11,6 +11,7 @@ import jsonschema
 import pytest
 
 from edge_agent.capture import Camera
+from edge_agent.clock import kernel_synced
 from edge_agent.config_model import AgentConfig, HealthConfig, MqttConfig, RtspCamera
 from edge_agent.health import HealthMonitor
 from edge_agent.pipeline import CameraPipeline
@@ -84,6 +85,14 @@ def test_health_is_retained_valid_and_counts_every_frame(
     assert camera["queue"] == {"frames": 0, "in_flight": 0}
     assert health["system"]["rss_bytes"] > 50_000_000  # OpenVINO and a model are loaded
     assert health["system"]["disk"]["total_bytes"] > 0
+    assert health["clock_synced"] is (kernel_synced() is not False)  # this host's answer
+    workers = {w["name"]: w for w in health["workers"]}
+    assert {"health", "pipeline-street", "capture-street"} <= set(workers)
+    assert all(w["crashes"] == 0 and w["last_error"] is None for w in workers.values())
+    assert workers["capture-street"]["state"] == "finished"  # the file played to its end
+    assert camera["frames_failed"] == 0
+    assert camera["nonfinite_values"] == 0
+    assert camera["output_problem"] is None
 
 
 def test_broken_camera_makes_agent_degraded_naming_it(
