@@ -34,6 +34,8 @@ LATENCY_WINDOW = 1024
 """Frames whose latencies feed the health percentiles (about 40 s at 25 fps)."""
 
 
+FRAME_ERROR_LOG_S = 10.0
+"""At most one per-frame error line per camera this often; the count says what was held."""
 FAILED_IN_A_ROW = 50
 """Frames failing one after another before the pipeline counts as broken (a crash)."""
 
@@ -127,6 +129,8 @@ class CameraPipeline:
         self.nonfinite_values = 0
         """NaN/inf values seen in model outputs; the boxes they touch are dropped."""
         self._failed_in_a_row = 0
+        self._failure_logged_at = float("-inf")
+        self._failures_logged = 0
         self.output_problem: str | None = None
         """Set while the model's whole output is NaN/inf (degrades health); None when fine."""
         self._stop = threading.Event()
@@ -224,7 +228,14 @@ class CameraPipeline:
         self.frames_failed += 1
         self._failed_in_a_row += 1
         self.last_error = f"{what}: {type(exc).__name__}: {exc}"
-        log.error("camera %s frame %d: %s", self.camera.id, frame.sequence, self.last_error)
+        now = time.monotonic()
+        if now - self._failure_logged_at >= FRAME_ERROR_LOG_S:  # error texts vary per frame
+            held = self.frames_failed - self._failures_logged - 1
+            log.error(
+                "camera %s frame %d: %s%s", self.camera.id, frame.sequence, self.last_error,
+                f" ({held} more failed frames not logged)" if held else "",
+            )
+            self._failure_logged_at, self._failures_logged = now, self.frames_failed
         if self._failed_in_a_row >= FAILED_IN_A_ROW:
             self._failed_in_a_row = 0
             raise PipelineBrokenError(

@@ -8,6 +8,7 @@ measured on the monotonic clock, so a wall-clock step cannot make it negative or
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -182,3 +183,18 @@ def test_latency_is_monotonic_across_a_wall_clock_step(
     assert [p["clock_synced"] for p in sink.payloads] == [False] * 4
     assert all(p["timestamp"].startswith(time.strftime("%Y", time.gmtime(time.time() - YEAR_S)))
                for p in sink.payloads)
+
+
+def test_per_frame_errors_are_logged_rate_limited(
+    samples: Path, engine: OpenVinoEngine, image: np.ndarray, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each error text differs (it names its request), so the log's repeat filter cannot
+    collapse them: the pipeline logs one line per FRAME_ERROR_LOG_S and counts the rest."""
+    sink = ListSink()
+    pipeline = make_pipeline(samples, Faulty(engine, set(range(0, 20, 2)), "inference"), sink)
+    with caplog.at_level(logging.ERROR, logger="edge_agent.pipeline"):
+        feed(pipeline, frames(image, 20))
+    assert pipeline.frames_failed == 10
+    assert len(sink.payloads) == 10
+    lines = [r.getMessage() for r in caplog.records if r.name == "edge_agent.pipeline"]
+    assert lines == ["camera cam frame 0: inference failed: RuntimeError: inference 0 failed"]
