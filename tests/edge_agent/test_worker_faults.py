@@ -109,3 +109,38 @@ def test_a_killed_worker_is_reported_and_recovers_or_exits_non_zero(
         assert any("worker crashed" in (s["last_error"] or "") for s in states), states
         if fault.exits:
             assert states[-1]["state"] == "FAILED", states[-1]
+
+
+def test_one_camera_given_up_fails_alone_while_the_others_go_on(
+    tmp_path: Path, samples: Path, broker: Broker, subscribe, unique_prefix: str, clip: Path,
+) -> None:
+    """A crash-looping camera is FAILED and named in health; the agent and the other camera
+    keep running, since a restart would cost the healthy camera its frames."""
+    collector = subscribe(f"{unique_prefix}/#")
+    cameras = (
+        f"  - id: street\n    type: file\n    path: {clip}\n    loop: true\n"
+        f"  - id: yard\n    type: file\n    path: {clip}\n    loop: true\n"
+    )
+    health_settings = "  interval_s: 1\n  metrics_address: ''\n"
+    config = health_config(tmp_path, samples, broker, unique_prefix, cameras, health_settings)
+    log = tmp_path / "agent.log"
+    spec = ",".join(f"pipeline-street@{seconds}" for seconds in CRASH_LOOP)
+    agent = start_agent(config, log, env={"EDGE_AGENT_FAULT": spec})
+    try:
+        health = wait_for_health(
+            collector,
+            lambda h: any(c["id"] == "street" and c["state"] == "FAILED" for c in h["cameras"]),
+            90,
+        )
+        seen = len(collector.on_topic("/yard/detections"))
+        collector.wait_for("/yard/detections", count=seen + 25, timeout=60)
+        assert agent.poll() is None, log.read_text()[-3000:]
+    finally:
+        stop_agent(agent, log)
+    assert agent.returncode == 0, log.read_text()[-3000:]
+    assert health["status"] == "degraded"
+    assert any(r.startswith("worker pipeline-street is dead") for r in health["reasons"])
+    assert any(r.startswith("camera street FAILED") for r in health["reasons"])
+    yard = next(c for c in health["cameras"] if c["id"] == "yard")
+    assert yard["state"] == "RUNNING"
+    assert collector.json_on("/street/state")[-1]["state"] == "FAILED"
