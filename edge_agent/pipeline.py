@@ -146,6 +146,8 @@ class CameraPipeline:
     def stop(self, timeout: float = 10.0) -> None:
         """Stop after the frames already captured and in flight are published."""
         self.camera.stop()
+        if self._worker.state is WorkerState.BACKOFF:  # crashed: no restart just to stop
+            self._worker.stop()
         self._worker.join(timeout)
         if self._worker.is_alive():
             self._stop.set()
@@ -217,7 +219,8 @@ class CameraPipeline:
         return _InFlight(frame, letterbox, self.engine.submit(tensor), preprocess_ms)
 
     def _frame_failed(self, frame: Frame, what: str, exc: Exception) -> None:
-        """One bad frame is counted and logged (repeats are collapsed); the loop goes on.
+        """One bad frame is counted and logged (one line per FRAME_ERROR_LOG_S); the loop
+        goes on.
 
         FAILED_IN_A_ROW failures with no good frame between mean the pipeline, not the
         frames, is broken (an engine that cannot run): the worker crashes, is restarted,
