@@ -23,6 +23,11 @@ class RetainedSink(Protocol):
 class HasCamera(Protocol):
     camera: Camera
 
+    @property
+    def state(self) -> str:
+        """The camera's state including its workers' (FAILED when one is dead)."""
+        ...
+
 
 class CameraStates:
     """Publishes a camera's state when it changes, and everything again after a reconnect."""
@@ -41,7 +46,7 @@ class CameraStates:
         now = time.time()
         for camera_id, pipeline in pipelines.items():
             camera = pipeline.camera
-            state = camera.state
+            state = pipeline.state
             if self._since.get(camera_id, ("", 0.0))[0] != state:
                 self._since[camera_id] = (state, now)
             key = (state, camera.reconnects, camera.last_error)

@@ -13,11 +13,12 @@ import os
 import random
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
+from edge_agent.clock import TRUST
 from edge_agent.config_model import (
     CameraConfig,
     CsiCamera,
@@ -41,6 +42,8 @@ from edge_agent.gstreamer import (
     rtsp_pipeline,
 )
 from edge_agent.redact import redact
+from edge_agent.supervision import GuardedWorker
+from edge_agent.workers import Worker
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +57,17 @@ _ffmpeg_options_lock = threading.Lock()
 
 @dataclass(frozen=True)
 class Frame:
+    """One decoded image; `captured_at` stamps the payload, `captured_mono` times it."""
+
     camera_id: str
     sequence: int
     image: np.ndarray  # HxWx3 uint8 BGR
-    captured_at: float  # unix time
+    captured_at: float  # unix time, for the payload's timestamp only
     decode_ms: float
+    captured_mono: float = field(default_factory=time.monotonic)
+    """time.monotonic() at capture: latencies survive a wall-clock step."""
+    clock_synced: bool = True
+    """Whether the wall clock was synchronised when `captured_at` was read."""
 
 
 class FrameQueue:
@@ -228,29 +237,48 @@ class Camera:
         self._delay = 1.0
         self.last_frame_at: float | None = None
         """time.monotonic() of the last frame read; None before the first."""
+        self.ended = False
+        """True once a file (not looping) played to its end: the only way a camera finishes."""
+        self.frame_size: tuple[int, int] | None = None
+        """(width, height) of the last frame read; a change mid-stream is logged."""
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"capture-{config.id}", daemon=True)
+        self._worker = GuardedWorker(f"capture-{config.id}", self._run, on_crash=self._crashed)
 
     @property
     def id(self) -> str:
         return self.config.id
 
     def start(self) -> None:
-        self._thread.start()
+        self._worker.start()
+
+    def workers(self) -> list[Worker]:
+        return [self._worker]
 
     def request_stop(self) -> None:
         """Ask the capture thread to end without waiting (stop many cameras at once)."""
         self._stop.set()
+        self._worker.stop()
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        self._thread.join(timeout)
+        self.request_stop()
+        self._worker.join(timeout)
         self.frames.close()
 
     @property
     def finished(self) -> bool:
         """A file that played to its end (and does not loop) has nothing more to give."""
-        return self.frames.closed
+        return self.ended
+
+    def _crashed(self, worker: Worker, _exc: BaseException) -> None:
+        """A bug in the capture loop: say so in the camera's state; the worker restarts it."""
+        given_up = getattr(worker, "given_up", False)
+        self.state = "FAILED" if given_up else "BACKOFF"
+        self.last_error = (
+            f"camera {self.id}: capture worker crashed"
+            f"{', given up' if given_up else ', restarting'}: {worker.last_error}"
+        )
+        if given_up:
+            self.frames.close()  # the pipeline drains and ends; the agent decides what next
 
     def _run(self) -> None:
         sequence = self.next_sequence
@@ -277,6 +305,7 @@ class Camera:
             finally:
                 capture.release()
             if ended:
+                self.ended = True
                 break
             if not self._stop.is_set():
                 self._fail(problem)
@@ -310,7 +339,12 @@ class Camera:
                 self._delay, self._failures = 1.0, 0
             self.captured += 1
             self.last_frame_at = time.monotonic()
-            self.frames.put(Frame(self.id, sequence, image, time.time(), decode_ms), self._stop)
+            self._check_size(image)
+            frame = Frame(
+                self.id, sequence, image, time.time(), decode_ms,
+                captured_mono=self.last_frame_at, clock_synced=TRUST.synced(),
+            )
+            self.frames.put(frame, self._stop)
             sequence += 1
             self.next_sequence = sequence
             if interval:
@@ -321,6 +355,18 @@ class Camera:
                 else:
                     next_due = time.monotonic()
         return sequence, False
+
+    def _check_size(self, image: np.ndarray) -> None:
+        """Log a resolution change once per change; payloads carry each frame's own size."""
+        height, width = image.shape[:2]
+        size = (int(width), int(height))
+        if size != self.frame_size:
+            if self.frame_size is not None:
+                log.warning(
+                    "camera %s: resolution changed from %dx%d to %dx%d; detections now "
+                    "report %dx%d frames", self.id, *self.frame_size, *size, *size,
+                )
+            self.frame_size = size
 
     def _why_stopped(self) -> str:
         """A read that failed after the stall timeout is a stall; sooner, the stream ended."""

@@ -18,9 +18,12 @@ import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 from edge_agent import __version__
+from edge_agent.clock import TRUST
 from edge_agent.drift import DriftWatch
 from edge_agent.payload import iso_utc
+from edge_agent.supervision import GuardedWorker, WorkerWatch
 from edge_agent.system_stats import UNRELIABLE_SENSORS, SystemSnapshot, SystemStats
+from edge_agent.workers import InjectedFaultError, Worker
 
 if TYPE_CHECKING:
     from edge_agent.config_model import AgentConfig, HealthConfig
@@ -52,6 +55,7 @@ class AgentView(Protocol):
     engine: Engine | None
     backend_reason: str
     started_at: float
+    started_mono: float
     publisher: Publisher | None
 
 
@@ -90,21 +94,34 @@ class HealthMonitor:
         self._problems: dict[str, str] = {}
         self._meters: dict[tuple[str, str], RateMeter] = {}
         self._mqtt_drops = RateMeter(DROP_WINDOW_S)
+        self._dead_letters = RateMeter(DROP_WINDOW_S)
         self._latest: dict[str, Any] | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="health", daemon=True)
+        self._worker = GuardedWorker("health", self._run)
+        self._watch = WorkerWatch()
+        self.metrics_server: object | None = None
+        """The /metrics server when one runs (start_health); its workers count too."""
 
     # -- public API ------------------------------------------------------------------
 
     def start(self) -> None:
-        self._thread.start()
+        self._worker.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Publish a last snapshot with the final counts, then end the thread."""
         self._stop.set()
-        self._thread.join(timeout)
+        self._worker.stop()
+        self._worker.join(timeout)
         self._publish(self.refresh())
+
+    def workers(self) -> list[Worker]:
+        """Agent-wide threads: this monitor's and the metrics server's."""
+        return [self._worker, *_workers_of(self.metrics_server)]
+
+    def essential_workers(self) -> list[Worker]:
+        """Threads without which the agent is blind or mute: health, metrics, MQTT."""
+        return [*self.workers(), *_workers_of(self.agent.publisher)]
 
     def latest(self) -> dict[str, Any] | None:
         """The newest snapshot (at most POLL_S old); None before the first poll."""
@@ -134,6 +151,7 @@ class HealthMonitor:
         publisher = self.agent.publisher
         if publisher is not None:
             self._mqtt_drops.add(now, publisher.dropped)
+            self._dead_letters.add(now, publisher.outbox.dead_lettered)
         snapshot = self._snapshot(pipelines, self.system.read(), now)
         with self._lock:
             self._latest = snapshot
@@ -147,6 +165,8 @@ class HealthMonitor:
         while not self._stop.wait(POLL_S):
             try:
                 snapshot = self.refresh()
+            except InjectedFaultError:
+                raise  # a fault test: crash the worker, as a bug outside this guard would
             except Exception:  # a health bug must never take the agent down
                 log.exception("health snapshot failed")
                 continue
@@ -201,14 +221,17 @@ class HealthMonitor:
             "last_error": publisher.last_error if publisher else None,
             "spool_error": publisher.outbox.spool_error if publisher else None,
             "spool_dropped_total": publisher.outbox.dropped_total if publisher else 0,
+            **_publisher_stats(publisher),
+            "dead_lettered_recently": self._dead_letters.increase(),
         }
         body: dict[str, Any] = {
             "schema_version": SCHEMA_VERSION,
             "timestamp": iso_utc(time.time()),
             "agent_version": __version__,
             "device_id": agent.config.device_id,
+            "clock_synced": TRUST.synced(),
             "started_at": iso_utc(agent.started_at),
-            "uptime_s": round(time.time() - agent.started_at, 1),
+            "uptime_s": round(now - agent.started_mono, 1),
             "status": "ok",
             "reasons": [],
             "backend": {
@@ -225,8 +248,9 @@ class HealthMonitor:
             "cameras": cameras,
             "mqtt": mqtt,
             "system": _system(system, self.agent.config.state_dir),
+            "workers": WorkerWatch.describe(self._all_workers(pipelines)),
         }
-        status, reasons = self._status(body, system)
+        status, reasons = self._status(body, system, pipelines, now)
         body["status"], body["reasons"] = status, reasons
         return body
 
@@ -238,7 +262,7 @@ class HealthMonitor:
         last = camera.last_frame_at
         return {
             "id": camera.id,
-            "state": camera.state,
+            "state": pipeline.state,
             "input_fps": round(self._meter(camera.id, "input").rate(), 2),
             "processed_fps": round(self._meter(camera.id, "processed").rate(), 2),
             "frames_captured": camera.captured,
@@ -250,6 +274,9 @@ class HealthMonitor:
             "reconnects": camera.reconnects,
             "last_error": camera.last_error,
             "processing_error": pipeline.last_error,
+            "frames_failed": pipeline.frames_failed,
+            "nonfinite_values": pipeline.nonfinite_values,
+            "output_problem": pipeline.output_problem,
             "inference_ms": _quantiles(inference, ("p50", "p95", "p99")),
             "end_to_end_ms": _quantiles(end_to_end, ("p50", "p95")),
             "queue": {"frames": len(camera.frames), "in_flight": pipeline.in_flight},
@@ -265,10 +292,22 @@ class HealthMonitor:
             },
         }
 
-    def _status(self, body: dict[str, Any], system: SystemSnapshot) -> tuple[str, list[str]]:
+    def _all_workers(self, pipelines: dict[str, CameraPipeline]) -> list[Worker]:
+        cameras = [worker for pipeline in pipelines.values() for worker in pipeline.workers()]
+        return [*self.essential_workers(), *cameras]
+
+    def _status(
+        self,
+        body: dict[str, Any],
+        system: SystemSnapshot,
+        pipelines: dict[str, CameraPipeline],
+        now: float,
+    ) -> tuple[str, list[str]]:
         """failed: nothing useful can happen; degraded: something needs a look; else ok."""
-        failed: list[str] = []
-        degraded: list[str] = []
+        failed, degraded = self._watch.reasons(self.essential_workers(), now, essential=True)
+        camera_workers = [w for pipeline in pipelines.values() for w in pipeline.workers()]
+        _, camera_degraded = self._watch.reasons(camera_workers, now, essential=False)
+        degraded.extend(camera_degraded)
         cameras = body["cameras"]
         if self.agent.engine is None:
             failed.append("inference engine is not loaded")
@@ -280,27 +319,42 @@ class HealthMonitor:
             if camera["state"] in FAILING_STATES:
                 error = camera["last_error"] or "no detail"
                 degraded.append(f"camera {camera['id']} {camera['state']}: {error}")
+            if camera["output_problem"]:
+                degraded.append(f"camera {camera['id']} model output: {camera['output_problem']}")
             drift = camera["drift"]
             for reason in drift["reasons"] if drift else ():
                 degraded.append(f"camera {camera['id']} drift: {reason}")
         degraded.extend(f"backend fallback: {item}" for item in body["backend"]["fallbacks"])
-        mqtt = body["mqtt"]
-        if not mqtt["connected"]:
-            degraded.append(f"mqtt disconnected: {mqtt['last_error'] or 'not connected yet'}")
-        if mqtt["spool_error"]:
-            degraded.append(f"mqtt spool not usable, an outage would lose detections: "
-                            f"{mqtt['spool_error']}")
-        if mqtt["dropped_recently"]:
-            degraded.append(
-                f"mqtt dropped {mqtt['dropped_recently']} detection message(s) in the last "
-                f"{DROP_WINDOW_S:.0f} s"
-            )
+        degraded.extend(mqtt_reasons(body["mqtt"]))
         degraded.extend(system_reasons(system, self.config, self.agent.config.state_dir))
         with self._lock:
             degraded.extend(self._problems.values())
         if failed:
             return "failed", failed + degraded
         return ("degraded", degraded) if degraded else ("ok", [])
+
+
+def mqtt_reasons(mqtt: dict[str, Any]) -> list[str]:
+    """Degraded reasons of the broker link: disconnected, spool unusable or damaged, drops."""
+    reasons: list[str] = []
+    if not mqtt["connected"]:
+        reasons.append(f"mqtt disconnected: {mqtt['last_error'] or 'not connected yet'}")
+    if mqtt["spool_error"]:
+        reasons.append(f"mqtt spool not usable, an outage would lose detections: "
+                        f"{mqtt['spool_error']}")
+    if mqtt["dead_lettered_recently"]:
+        reasons.append(
+            f"mqtt set aside {mqtt['dead_lettered_recently']} message(s) the broker refused "
+            f"in the last {DROP_WINDOW_S:.0f} s: {mqtt['last_disconnect'] or 'see the log'}"
+        )
+    if mqtt["spool_unreadable"]:
+        reasons.append(f"mqtt spool was damaged: {mqtt['spool_salvage']}")
+    if mqtt["dropped_recently"]:
+        reasons.append(
+            f"mqtt dropped {mqtt['dropped_recently']} detection message(s) in the last "
+            f"{DROP_WINDOW_S:.0f} s"
+        )
+    return reasons
 
 
 def system_reasons(system: SystemSnapshot, config: HealthConfig, state_dir: object) -> list[str]:
@@ -338,8 +392,15 @@ def start_health(agent: AgentView, stack: contextlib.ExitStack) -> HealthMonitor
     if address:
         server = MetricsServer(monitor, address)
         server.start()
+        monitor.metrics_server = server
         stack.callback(server.stop)
     return monitor
+
+
+def _workers_of(component: object | None) -> list[Worker]:
+    """A component's `workers()`, or none where it has no such method (yet)."""
+    workers = getattr(component, "workers", None)
+    return list(workers()) if callable(workers) else []
 
 
 def _system(system: SystemSnapshot, state_dir: object) -> dict[str, Any]:
@@ -366,6 +427,19 @@ def _quantiles(values: list[float] | None, names: tuple[str, ...]) -> dict[str, 
     if values is None:
         return dict.fromkeys(names)
     return {name: round(value, 2) for name, value in zip(names, values, strict=True)}
+
+
+PUBLISHER_STATS = ("protocol", "max_message_bytes", "disconnects", "last_disconnect",
+                   "trimmed", "dead_lettered_total", "spool_salvaged", "spool_unreadable",
+                   "spool_salvage")
+"""Publisher.stats() fields health carries (docs/mqtt.md, "Messages the broker refuses")."""
+
+
+def _publisher_stats(publisher: Any) -> dict[str, Any]:
+    stats = publisher.stats() if publisher is not None else {}
+    empty = {"protocol": None, "max_message_bytes": None, "last_disconnect": None,
+             "spool_salvage": None}
+    return {key: stats.get(key, empty.get(key, 0)) for key in PUBLISHER_STATS}
 
 
 def _int_or_none(value: object) -> int | None:

@@ -40,11 +40,13 @@ def detections_payload(
     device: str,
     inference_ms: float,
     detections: Detections,
+    clock_synced: bool = True,
 ) -> bytes:
     """One frame's detections as compact JSON (the hot path: arrays, not per-value math).
 
     Boxes are clipped to the frame, so `box` lies in 0..width/height and
-    `box_normalized` in 0..1.
+    `box_normalized` in 0..1. `clock_synced` is false when `timestamp` was read from a
+    wall clock not yet set by NTP (edge_agent.clock): it may be years off.
     """
     # float64 first: rounding float32 values leaves 12.300000190734863 in the JSON.
     boxes = np.asarray(detections.boxes, dtype=np.float64).reshape(-1, 4)
@@ -72,6 +74,7 @@ def detections_payload(
     body = {
         "schema_version": SCHEMA_VERSION,
         "timestamp": iso_utc(captured_at),
+        "clock_synced": clock_synced,
         "camera": camera_id,
         "sequence": sequence,
         "frame": {"width": frame_width, "height": frame_height},

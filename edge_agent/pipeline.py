@@ -20,8 +20,10 @@ import numpy as np
 from edge_agent.capture import Camera, Frame
 from edge_agent.drift import DriftWatch
 from edge_agent.payload import detections_payload
-from engines.base import Engine, InferResult
-from engines.decoders import DecodeOptions, postprocess
+from edge_agent.supervision import GuardedWorker, is_broken
+from edge_agent.workers import InjectedFaultError, Worker, WorkerState
+from engines.base import Detections, Engine, InferResult
+from engines.decoders import DecodeOptions, NonFiniteOutputError, count_nonfinite, postprocess
 from engines.preprocess import Letterbox, prepare
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,16 @@ STAGES = ("decode", "preprocess", "infer", "postprocess", "publish")
 
 LATENCY_WINDOW = 1024
 """Frames whose latencies feed the health percentiles (about 40 s at 25 fps)."""
+
+
+FRAME_ERROR_LOG_S = 10.0
+"""At most one per-frame error line per camera this often; the count says what was held."""
+FAILED_IN_A_ROW = 50
+"""Frames failing one after another before the pipeline counts as broken (a crash)."""
+
+
+class PipelineBrokenError(RuntimeError):
+    """Every recent frame failed: restarting the worker is the next thing to try."""
 
 
 class DetectionSink(Protocol):
@@ -112,22 +124,36 @@ class CameraPipeline:
         """Frames submitted to the engine and not yet published."""
         self.drift: DriftWatch | None = None
         """Set by the health monitor when drift watch is on."""
+        self.frames_failed = 0
+        """Frames lost to a per-frame fault (inference, decoding, payload); the loop goes on."""
+        self.nonfinite_values = 0
+        """NaN/inf values seen in model outputs; the boxes they touch are dropped."""
+        self._failed_in_a_row = 0
+        self._failure_logged_at = float("-inf")
+        self._failures_logged = 0
+        self.output_problem: str | None = None
+        """Set while the model's whole output is NaN/inf (degrades health); None when fine."""
         self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, name=f"pipeline-{camera.id}", daemon=True
-        )
+        self._worker = GuardedWorker(f"pipeline-{camera.id}", self._run, on_crash=self._crashed)
 
     def start(self) -> None:
-        self._thread.start()
+        self._worker.start()
+
+    def workers(self) -> list[Worker]:
+        """This camera's threads: inference loop and capture."""
+        return [self._worker, *self.camera.workers()]
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop after the frames already captured and in flight are published."""
         self.camera.stop()
-        self._thread.join(timeout)
-        if self._thread.is_alive():
+        if self._worker.state is WorkerState.BACKOFF:  # crashed: no restart just to stop
+            self._worker.stop()
+        self._worker.join(timeout)
+        if self._worker.is_alive():
             self._stop.set()
             log.warning("camera %s: pipeline did not drain within %.0f s", self.camera.id, timeout)
-            self._thread.join(2.0)
+        self._worker.stop()
+        self._worker.join(2.0)
         log.info(
             "camera %s: %d frames published, %d not delivered, %d dropped at capture",
             self.camera.id, self.published, self.not_delivered, self.camera.frames.dropped,
@@ -135,7 +161,32 @@ class CameraPipeline:
 
     @property
     def finished(self) -> bool:
-        return not self._thread.is_alive()
+        """The camera's file played to its end and every frame was handled."""
+        return self.camera.ended and self._worker.state is WorkerState.FINISHED
+
+    @property
+    def broken(self) -> bool:
+        """A worker of this camera crash-looped and was given up: it will not recover."""
+        return any(is_broken(worker) for worker in self.workers())
+
+    @property
+    def state(self) -> str:
+        """The camera's published state: FAILED or BACKOFF when a worker is, else capture's."""
+        workers = self.workers()
+        if any(is_broken(worker) for worker in workers):
+            return "FAILED"
+        if any(worker.state is WorkerState.BACKOFF for worker in workers):
+            return "BACKOFF"
+        return self.camera.state
+
+    def _crashed(self, worker: Worker, _exc: BaseException) -> None:
+        given_up = getattr(worker, "given_up", False)
+        self.camera.last_error = (
+            f"camera {self.camera.id}: pipeline worker crashed"
+            f"{', given up' if given_up else ', restarting'}: {worker.last_error}"
+        )
+        if given_up:  # nobody reads the frames any more: stop capturing them
+            self.camera.request_stop()
 
     def _run(self) -> None:
         inflight: collections.deque[_InFlight] = collections.deque()
@@ -148,7 +199,10 @@ class CameraPipeline:
                 continue
             frame = frames.get(timeout=0.0 if inflight else 0.1)
             if frame is not None:
-                inflight.append(self._submit(frame))
+                try:
+                    inflight.append(self._submit(frame))
+                except Exception as exc:  # this frame is lost, not the loop
+                    self._frame_failed(frame, "cannot submit the frame to the engine", exc)
             elif inflight:
                 self._finish(inflight.popleft())
             elif frames.closed:
@@ -164,25 +218,99 @@ class CameraPipeline:
         preprocess_ms = (time.perf_counter() - started) * 1000
         return _InFlight(frame, letterbox, self.engine.submit(tensor), preprocess_ms)
 
+    def _frame_failed(self, frame: Frame, what: str, exc: Exception) -> None:
+        """One bad frame is counted and logged (one line per FRAME_ERROR_LOG_S); the loop
+        goes on.
+
+        FAILED_IN_A_ROW failures with no good frame between mean the pipeline, not the
+        frames, is broken (an engine that cannot run): the worker crashes, is restarted,
+        and is given up if that keeps happening.
+        """
+        if isinstance(exc, InjectedFaultError):
+            raise exc  # it stands for a bug that kills the thread: never contained per frame
+        self.frames_failed += 1
+        self._failed_in_a_row += 1
+        self.last_error = f"{what}: {type(exc).__name__}: {exc}"
+        now = time.monotonic()
+        if now - self._failure_logged_at >= FRAME_ERROR_LOG_S:  # error texts vary per frame
+            held = self.frames_failed - self._failures_logged - 1
+            log.error(
+                "camera %s frame %d: %s%s", self.camera.id, frame.sequence, self.last_error,
+                f" ({held} more failed frames not logged)" if held else "",
+            )
+            self._failure_logged_at, self._failures_logged = now, self.frames_failed
+        if self._failed_in_a_row >= FAILED_IN_A_ROW:
+            self._failed_in_a_row = 0
+            raise PipelineBrokenError(
+                f"{FAILED_IN_A_ROW} frames in a row failed, last: {self.last_error}"
+            ) from exc
+
     def _finish(self, item: _InFlight) -> None:
+        frame = item.frame
         try:
             result = item.future.result()
         except Exception as exc:  # an engine failure loses this frame, not the loop
-            self.last_error = f"inference failed: {exc}"
-            log.error("camera %s frame %d: %s", self.camera.id, item.frame.sequence, exc)
+            self._frame_failed(frame, "inference failed", exc)
             return
+        try:
+            detections = self._publish(item, result)
+        except Exception as exc:  # a bad output or payload loses this frame, not the loop
+            self._frame_failed(frame, "cannot turn the model output into a message", exc)
+            return
+        self._failed_in_a_row = 0
+        if self.drift is not None and detections is not None:
+            try:
+                self.drift.offer(frame.image, detections)
+            except Exception as exc:  # drift is an extra; the frame was published
+                self._frame_failed(frame, "drift watch failed", exc)
+
+    def _check_outputs(self, result: InferResult) -> bool:
+        """Count NaN/inf output values; False (and degraded) when nothing is finite."""
+        try:
+            self.nonfinite_values += count_nonfinite(result.outputs)
+        except NonFiniteOutputError as exc:
+            if self.output_problem is None:
+                log.error("camera %s: %s", self.camera.id, exc)
+            self.output_problem = str(exc)
+            self.nonfinite_values += sum(np.asarray(out).size for out in result.outputs)
+            return False
+        if self.output_problem is not None:
+            log.info("camera %s: the model output is finite again", self.camera.id)
+            self.output_problem = None
+        return True
+
+    def _publish(self, item: _InFlight, result: InferResult) -> Detections | None:
+        """Decode and publish one frame; None when its output held nothing finite.
+
+        Such a frame is counted as processed but not published: an empty detection list
+        would tell consumers "nothing there" when the model saw nothing at all.
+        """
         frame = item.frame
         height, width = frame.image.shape[:2]
         started = time.perf_counter()
-        try:
-            detections = postprocess(
-                self.engine.info.family, result.outputs, self.engine.input, self.options,
-                item.letterbox, width, height,
-            )
-        except ValueError as exc:  # outputs that do not fit the decoder: say so, keep going
-            self.last_error = f"cannot decode model output: {exc}"
-            log.error("camera %s frame %d: %s", self.camera.id, frame.sequence, self.last_error)
-            return
+        usable = self._check_outputs(result)
+        detections = postprocess(
+            self.engine.info.family, result.outputs, self.engine.input, self.options,
+            item.letterbox, width, height,
+        ) if usable else None
+        decoded = time.perf_counter()
+        if detections is not None:
+            self._send(frame, width, height, result, detections)
+        published_at = time.monotonic()
+        totals = self.times.totals
+        totals["decode"] += frame.decode_ms
+        totals["preprocess"] += item.preprocess_ms
+        totals["infer"] += result.latency_ms
+        totals["postprocess"] += (decoded - started) * 1000
+        totals["publish"] += (time.perf_counter() - decoded) * 1000
+        self.times.frames += 1
+        # Monotonic on both ends: a wall-clock step (NTP at boot) cannot skew latency.
+        self.latency.add(result.latency_ms, (published_at - frame.captured_mono) * 1000)
+        return detections
+
+    def _send(
+        self, frame: Frame, width: int, height: int, result: InferResult, detections: Detections
+    ) -> None:
         payload = detections_payload(
             camera_id=frame.camera_id,
             sequence=frame.sequence,
@@ -194,21 +322,9 @@ class CameraPipeline:
             device=self.engine.device,
             inference_ms=result.latency_ms,
             detections=detections,
+            clock_synced=frame.clock_synced,
         )
-        decoded = time.perf_counter()
         if self.sink.publish_detections(frame.camera_id, payload):
             self.published += 1
         else:
             self.not_delivered += 1
-        published_at = time.time()
-        totals = self.times.totals
-        totals["decode"] += frame.decode_ms
-        totals["preprocess"] += item.preprocess_ms
-        totals["infer"] += result.latency_ms
-        totals["postprocess"] += (decoded - started) * 1000
-        totals["publish"] += (time.perf_counter() - decoded) * 1000
-        self.times.frames += 1
-        # After the stage totals, so drift sampling is not billed to "publish".
-        self.latency.add(result.latency_ms, (published_at - frame.captured_at) * 1000)
-        if self.drift is not None:
-            self.drift.offer(frame.image, detections)

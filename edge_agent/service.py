@@ -15,7 +15,7 @@ from edge_agent.config import load_config
 from edge_agent.config_model import AgentConfig, CameraConfig
 from edge_agent.drift import DriftWatch
 from edge_agent.errors import ConfigError
-from edge_agent.health import start_health
+from edge_agent.health import HealthMonitor, start_health
 from edge_agent.notify import Notifier, ProgressWatchdog
 from edge_agent.payload import info_payload, iso_utc
 from edge_agent.pipeline import CameraPipeline
@@ -26,6 +26,8 @@ from edge_agent.redact import redact
 from edge_agent.reload_plan import ReloadPlan, plan_reload
 from edge_agent.selection import Selection, decode_options, select_engine
 from edge_agent.signals import SignalReceiver
+from edge_agent.supervision import is_broken
+from edge_agent.workers import Worker, inject_faults_from_environment
 from engines.base import Engine
 from engines.decoders import DecodeOptions
 from engines.errors import EngineError
@@ -44,6 +46,7 @@ class Agent:
         self.notifier = Notifier.from_environment()
         self.watchdog = ProgressWatchdog.from_environment(self.notifier)
         self.started_at = time.time()
+        self.started_mono = time.monotonic()
         self.engine: Engine | None = None
         self.backend_reason = ""
         self.fallbacks: tuple[str, ...] = ()
@@ -51,11 +54,13 @@ class Agent:
         self.publisher: Publisher | None = None
         self.last_reload: dict[str, object] | None = None
         self.camera_states: CameraStates | None = None
+        self.health: HealthMonitor | None = None
         self._next_sequence: dict[str, int] = {}
         self._status_text = ""
 
     def run(self) -> int:
-        """Run until SIGTERM/SIGINT, or until every camera's file has played; exit code."""
+        """Run until SIGTERM/SIGINT, until every camera's file has played (0), or until
+        the agent cannot go on (1: systemd's Restart=on-failure starts it afresh)."""
         config = self.config
         with contextlib.ExitStack() as stack:
             report = probe()
@@ -70,7 +75,7 @@ class Agent:
             stack.callback(publisher.close)
             self.camera_states = CameraStates(publisher)
             self._publish_info()
-            start_health(self, stack)  # stops before the publisher closes
+            self.health = start_health(self, stack)  # stops before the publisher closes
             control.write_pid(config.state_dir)
             stack.callback(control.remove_pid, config.state_dir)
 
@@ -82,11 +87,18 @@ class Agent:
             summary = f"{len(cameras)} camera(s) on {engine.backend}/{engine.device}"
             log.info("running %s: %s", summary, ", ".join(c.id for c in cameras))
             self.notifier.ready(status=f"running {summary}")
-            self._wait()
+            inject_faults_from_environment()  # fault-injection tests only
+            code = self._wait()
             log.info("stopping")
             self.notifier.stopping()
-        log.info("stopped")
-        return 0
+        log.info("stopped%s", f" with exit status {code}" if code else "")
+        return code
+
+    def workers(self) -> list[Worker]:
+        """Every thread the agent relies on: cameras, health, metrics, MQTT."""
+        cameras = [worker for p in self.pipelines.values() for worker in p.workers()]
+        agent_wide = self.health.essential_workers() if self.health is not None else []
+        return [*agent_wide, *cameras]
 
     def _use(self, selection: Selection, options: DecodeOptions) -> None:
         engine = selection.engine
@@ -144,7 +156,8 @@ class Agent:
         for pipeline in self.pipelines.values():
             pipeline.stop()
 
-    def _wait(self) -> None:
+    def _wait(self) -> int:
+        """The main loop; returns the exit status."""
         while True:
             received = self.signals.wait(0.5)
             # WATCHDOG=1 only while frames flow: a hung engine or dead loop gets restarted.
@@ -155,23 +168,50 @@ class Agent:
             for signum in received:
                 if signum in (signal.SIGTERM, signal.SIGINT):
                     log.info("received %s", signal.Signals(signum).name)
-                    return
+                    return 0
                 self.notifier.reloading()
                 self.reload()
                 self.notifier.ready()
+            problem = self._cannot_continue()
+            if problem:
+                if self.camera_states is not None:  # the last word: which camera FAILED
+                    self.camera_states.update(self.pipelines)
+                log.critical(
+                    "cannot continue: %s; exiting with status 1 so that systemd restarts "
+                    "the agent", problem,
+                )
+                return 1
             if all(pipeline.finished for pipeline in self.pipelines.values()):
-                log.info("every camera has finished its video")
-                return
+                log.info("every camera has played its video file to the end")
+                return 0
+
+    def _cannot_continue(self) -> str | None:
+        """Why the agent must exit non-zero: an agent-wide worker (health, metrics, MQTT)
+        is dead, or no camera can work any more and at least one of them failed.
+
+        A camera counts as done only when its file played to the end; a live camera
+        never finishes, so a dead camera worker is never mistaken for success.
+        """
+        essential = self.health.essential_workers() if self.health is not None else []
+        for worker in essential:
+            if is_broken(worker):
+                return f"worker {worker.name} is dead ({worker.last_error})"
+        pipelines = self.pipelines.values()
+        failed = [p for p in pipelines if p.broken]
+        if failed and all(p.broken or p.finished for p in pipelines):
+            details = "; ".join(p.camera.last_error or p.camera.id for p in failed)
+            return f"every camera has stopped and {len(failed)} failed: {details}"
+        return None
 
     def _report_status(self) -> None:
         """systemctl status shows one line: cameras running, and which are not, and why."""
         engine = self.engine
-        cameras = {cid: p.camera for cid, p in self.pipelines.items()}
-        running = sum(camera.state == "RUNNING" for camera in cameras.values())
-        text = f"{running}/{len(cameras)} cameras running"
+        states = {cid: p.state for cid, p in self.pipelines.items()}
+        running = sum(state == "RUNNING" for state in states.values())
+        text = f"{running}/{len(states)} cameras running"
         if engine is not None:
             text += f" on {engine.backend}/{engine.device}"
-        down = [f"{cid} {cam.state}" for cid, cam in cameras.items() if cam.state != "RUNNING"]
+        down = [f"{cid} {state}" for cid, state in states.items() if state != "RUNNING"]
         if down:
             text += "; " + ", ".join(down)
         if self.publisher is not None and not self.publisher.connected:

@@ -35,6 +35,33 @@ class DecodeOptions:
     class_ids: np.ndarray | None = None
 
 
+class NonFiniteOutputError(ValueError):
+    """Every value a model produced for a frame is NaN or infinite."""
+
+
+def count_nonfinite(outputs: Sequence[np.ndarray]) -> int:
+    """How many output values are NaN or +-inf (decoding drops the boxes they touch).
+
+    Raises NonFiniteOutputError when no value at all is finite: nothing can be decoded,
+    and the usual cause is a model that overflows in fp16.
+    """
+    bad = total = 0
+    for output in outputs:
+        array = np.asarray(output)
+        if array.dtype.kind != "f":
+            total += array.size
+            continue
+        bad += array.size - int(np.count_nonzero(np.isfinite(array)))
+        total += array.size
+    if total and bad == total:
+        raise NonFiniteOutputError(
+            f"every model output value is NaN or infinite ({bad} values); the usual cause "
+            "is fp16 overflow: run the model at full precision (backend.precision: f32 on "
+            "OpenVINO, fp32 on TensorRT) or re-export it"
+        )
+    return bad
+
+
 Decoder = Callable[[Sequence[np.ndarray], InputSpec, DecodeOptions], Detections]
 
 
@@ -133,7 +160,8 @@ def _finish(
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
     scores = np.asarray(scores, np.float32).reshape(-1)
     class_ids = np.asarray(class_ids, np.int32).reshape(-1)
-    keep = scores > options.score_threshold
+    # NaN fails the threshold; +inf passes it, so boxes and scores must also be finite.
+    keep = (scores > options.score_threshold) & np.isfinite(scores) & np.isfinite(boxes).all(1)
     if options.class_ids is not None:
         keep &= np.isin(class_ids, np.asarray(options.class_ids))
     if not keep.all():
@@ -339,7 +367,9 @@ def decode(
     family: str, outputs: Sequence[np.ndarray], spec: InputSpec, options: DecodeOptions
 ) -> Detections:
     """Detections of one frame with boxes in model-input pixels."""
-    return _family(family).decode(outputs, spec, options)
+    decoder = _family(family).decode
+    with np.errstate(over="ignore", invalid="ignore"):  # non-finite boxes are dropped
+        return decoder(outputs, spec, options)
 
 
 def postprocess(  # noqa: PLR0917 -- positional order is the pipeline's documented call

@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from engines.base import check_one_frame_batch
 from engines.errors import EngineError, ModelLoadError
 from engines.model_info import DEFAULT_IMAGE_SIZE, image_size_from_metadata
 
@@ -84,6 +85,7 @@ def concrete_shape(dims: Sequence[int], metadata: Mapping[str, str], path: Path)
     dims = [int(d) for d in dims]
     if len(dims) != 4:
         raise ModelLoadError(str(path), f"expected a 4-D image input, got shape {dims}")
+    check_one_frame_batch(dims, str(path))
     height, width = image_size_from_metadata(metadata) or (DEFAULT_IMAGE_SIZE, DEFAULT_IMAGE_SIZE)
     wanted = [1, height, width, 3] if input_layout(dims) == "NHWC" else [1, 3, height, width]
     return tuple(dim if dim >= 0 else want for dim, want in zip(dims, wanted, strict=True))

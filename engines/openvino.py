@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from engines import decoders
-from engines.base import Engine, InferResult, ModelInfo
+from engines.base import Engine, InferResult, ModelInfo, check_one_frame_batch
 from engines.errors import BackendUnavailableError, EngineError, ModelLoadError
 from engines.model_info import (
     DEFAULT_IMAGE_SIZE,
@@ -56,6 +56,7 @@ def _input_geometry(
         raise ModelLoadError(str(path), f"expected one image input, found {len(model.inputs)}")
     port = model.inputs[0]
     dims = [dim.get_length() if dim.is_static else -1 for dim in port.get_partial_shape()]
+    check_one_frame_batch(dims, str(path))
     try:
         layout = _input_layout(dims)
     except ValueError as exc:
@@ -112,7 +113,7 @@ class OpenVinoEngine(Engine):
 
         metadata = {**sidecar_metadata(path), **_rt_metadata(model)}
         input_name, layout, height, width, dtype = _input_geometry(model, metadata, path)
-        if model.inputs[0].get_partial_shape().is_dynamic:
+        if model.inputs[0].get_partial_shape().is_dynamic:  # a dynamic batch becomes 1
             shape = [1, 3, height, width] if layout == "NCHW" else [1, height, width, 3]
             model.reshape({0: shape})
         output_shapes = tuple(tuple(out.get_shape()) for out in model.outputs)

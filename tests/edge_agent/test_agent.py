@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -60,14 +61,20 @@ cameras:
     return config
 
 
-def start_agent(config: Path, log: Path | None = None) -> subprocess.Popen[str]:
-    """The real agent process; its output goes to `log` (for long runs) or a pipe."""
+def start_agent(
+    config: Path, log: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
+    """The real agent process; its output goes to `log` (for long runs) or a pipe.
+
+    `env` adds variables to this process's environment (EDGE_AGENT_FAULT, say).
+    """
     with log.open("w") if log else contextlib.nullcontext() as sink:
         return subprocess.Popen(
             [sys.executable, "-m", "edge_agent.cli", "run", "--config", str(config)],
             stdout=sink or subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            env={**os.environ, **(env or {})},
         )
 
 

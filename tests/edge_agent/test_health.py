@@ -11,6 +11,7 @@ import jsonschema
 import pytest
 
 from edge_agent.capture import Camera
+from edge_agent.clock import kernel_synced
 from edge_agent.config_model import AgentConfig, HealthConfig, MqttConfig, RtspCamera
 from edge_agent.health import HealthMonitor
 from edge_agent.pipeline import CameraPipeline
@@ -84,6 +85,14 @@ def test_health_is_retained_valid_and_counts_every_frame(
     assert camera["queue"] == {"frames": 0, "in_flight": 0}
     assert health["system"]["rss_bytes"] > 50_000_000  # OpenVINO and a model are loaded
     assert health["system"]["disk"]["total_bytes"] > 0
+    assert health["clock_synced"] is (kernel_synced() is not False)  # this host's answer
+    workers = {w["name"]: w for w in health["workers"]}
+    assert {"health", "pipeline-street", "capture-street"} <= set(workers)
+    assert all(w["crashes"] == 0 and w["last_error"] is None for w in workers.values())
+    assert workers["capture-street"]["state"] == "finished"  # the file played to its end
+    assert camera["frames_failed"] == 0
+    assert camera["nonfinite_values"] == 0
+    assert camera["output_problem"] is None
 
 
 def test_broken_camera_makes_agent_degraded_naming_it(
@@ -154,6 +163,7 @@ class AgentParts:
     pipelines: dict[str, CameraPipeline] = field(default_factory=dict)
     backend_reason: str = "backend: openvino set in config"
     started_at: float = field(default_factory=time.time)
+    started_mono: float = field(default_factory=time.monotonic)
 
 
 def busy(health: dict) -> bool:
@@ -206,3 +216,38 @@ def test_slow_consumer_drops_are_counted_exactly(
     assert gate["frames_processed"] == pipeline.times.frames == pipeline.published
     assert gate["frames_captured"] == gate["frames_processed"] + gate["frames_dropped"]
     assert gate["state"] == "STOPPED"
+
+
+def test_a_damaged_spool_at_start_is_salvaged_and_shown_in_health(
+    tmp_path: Path, samples: Path, broker: Broker, subscribe, unique_prefix: str, clip: Path
+) -> None:
+    """Issue 9 section 4: rows that could not be read are counted, and health says so."""
+    from edge_agent.spool import Spool
+
+    path = tmp_path / "state" / "spool.sqlite3"
+    spool = Spool(path, max_messages=10**9, max_bytes=10**12, max_age_s=3600.0)
+    for number in range(3000):
+        spool.append(f"{unique_prefix}/old/detections", b"%06d:" % number + b"p" * 120)
+    spool.close()
+    pages = path.stat().st_size // 4096
+    with path.open("r+b") as file:  # garbage over 3 pages in the middle of the file
+        file.seek(pages // 2 * 4096)
+        file.write(bytes(range(256)) * 48)
+    collector = subscribe(f"{unique_prefix}/#")
+    cameras = f"  - id: street\n    type: file\n    path: {clip}\n    loop: true\n"
+    config = health_config(tmp_path, samples, broker, unique_prefix, cameras,
+                           "  interval_s: 1\n  metrics_address: ''\n")
+    log = tmp_path / "agent.log"
+    agent = start_agent(config, log)
+    try:
+        health = wait_for_health(collector, lambda h: h["mqtt"]["spool_unreadable"] > 0, 60)
+        # The salvaged rows are delivered, not forgotten.
+        collector.wait_for("/old/detections", count=health["mqtt"]["spool_salvaged"], timeout=60)
+    finally:
+        stop_agent(agent, log)
+    mqtt = health["mqtt"]
+    assert 2800 <= mqtt["spool_salvaged"] < 3000
+    assert health["status"] == "degraded"
+    assert any(r.startswith("mqtt spool was damaged") for r in health["reasons"]), health
+    assert mqtt["protocol"] == "5"
+    assert mqtt["max_message_bytes"] > 0

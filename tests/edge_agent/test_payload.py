@@ -181,3 +181,10 @@ def test_info_payload_matches_schema() -> None:
         {"id": "front-door", "type": "rtsp"},
         {"id": "garage", "type": "usb"},
     ]
+
+
+@pytest.mark.parametrize("synced", [True, False])
+def test_clock_synced_flag_is_carried_and_valid(synced: bool) -> None:
+    body = frame_payload(Detections.empty(), clock_synced=synced)
+    validator("detections").validate(body)
+    assert body["clock_synced"] is synced

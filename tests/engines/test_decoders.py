@@ -14,6 +14,8 @@ from engines.base import Detections, InputSpec
 from engines.decoders import (
     FAMILIES,
     DecodeOptions,
+    NonFiniteOutputError,
+    count_nonfinite,
     decode,
     detect_family,
     postprocess,
@@ -343,3 +345,57 @@ def test_spec_from_family_matches_the_readme_convention() -> None:
         1 / 255,
         "center",
     )
+
+
+# --- non-finite outputs (fp16 overflow and friends) ---------------------------------------
+
+
+def candidates(family: str, rows: list[tuple[float, float]]) -> list[np.ndarray]:
+    """`family`'s outputs with one class-1 candidate per (coordinate error, score), far apart."""
+    if family in ("yolox", "yolov5"):
+        output = np.zeros((1, 3549 if family == "yolox" else 3 * 3549, 85), np.float32)
+        for i, (error, score) in enumerate(rows):
+            centre = (error, 0) if family == "yolox" else (50 + 100 * i + error, 100)
+            output[0, i * 10, :5] = (*centre, 2, 2, score)
+            output[0, i * 10, 6] = 1.0
+        return [output]
+    if family == "ultralytics":
+        output = np.zeros((1, 84, 3549), np.float32)
+        for i, (error, score) in enumerate(rows):
+            output[0, :4, i * 10] = (50 + 100 * i + error, 100, 20, 20)
+            output[0, 5, i * 10] = score
+        return [output]
+    if family == "end2end":
+        output = np.zeros((1, 300, 6), np.float32)
+        for i, (error, score) in enumerate(rows):
+            left = 50 + 100 * i + error
+            output[0, i] = (left, 50, left + 20, 70, score, 1)
+        return [output]
+    output = np.zeros((1, 1, 100, 7), np.float32)  # ssd
+    for i, (error, score) in enumerate(rows):
+        left = 0.1 + 0.3 * i + error
+        output[0, 0, i] = (0, 1, score, left, 0.1, left + 0.1, 0.2)
+    return [output]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("bad", [math.inf, -math.inf, math.nan])
+@pytest.mark.parametrize("where", ["score", "box"])
+def test_non_finite_candidates_are_dropped(family: str, bad: float, where: str) -> None:
+    """A +inf score passes any threshold and a NaN box reaches JSON: neither may survive."""
+    poisoned = (bad, 0.9) if where == "box" else (0.0, bad)
+    found = decode(family, candidates(family, [(0.0, 0.8), poisoned]), SPEC_416, OPTIONS)
+    assert_valid(found)
+    assert len(found) == 1
+    assert np.isfinite(found.boxes).all()
+    np.testing.assert_allclose(found.scores, [0.8], rtol=1e-6)
+
+
+def test_count_nonfinite_counts_and_refuses_an_all_nan_output() -> None:
+    output = np.zeros((1, 3549, 85), np.float32)
+    output[0, :3, 0] = (math.inf, -math.inf, math.nan)
+    assert count_nonfinite([output, np.arange(4)]) == 3
+    assert count_nonfinite([np.zeros((1, 300, 6), np.float16)]) == 0
+    for bad in (math.inf, math.nan):
+        with pytest.raises(NonFiniteOutputError, match="fp16 overflow"):
+            count_nonfinite([np.full((1, 300, 6), bad, np.float16)])

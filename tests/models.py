@@ -1,0 +1,57 @@
+"""Real, deliberately broken models built from the sample YOLOX with OpenVINO's graph API.
+
+No `onnx` package is needed: OpenVINO reads the sample ONNX, adds a node, and saves an
+IR (.xml + .bin) that the agent loads like any other model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import openvino as ov
+import openvino.opset13 as ops
+
+
+def _sample(samples: Path) -> ov.Model:
+    return ov.Core().read_model(str(samples / "models" / "yolox_nano.onnx"))
+
+
+def poisoned_model(
+    samples: Path, out: Path, value: float, rows: int | None = None, column: int | None = None
+) -> Path:
+    """The sample whose output rows [0, rows) (every row when None) are multiplied by
+    `value` (inf, -inf or nan), in one `column` only (4: objectness) or all of them: an
+    fp16 overflow in miniature."""
+    model = _sample(samples)
+    result = model.get_results()[0].input_value(0)
+    anchors, columns = (result.get_partial_shape()[i].get_length() for i in (1, 2))
+    factor = np.ones((1, anchors, columns), np.float32)
+    factor[:, : anchors if rows is None else rows, slice(None) if column is None else column] = (
+        value
+    )
+    poisoned = ops.multiply(result, ops.constant(factor))
+    built = ov.Model([poisoned.output(0)], model.get_parameters(), "poisoned")
+    path = out.with_suffix(".xml")
+    ov.save_model(built, str(path), compress_to_fp16=False)
+    return path
+
+
+def batch_model(samples: Path, out: Path, batch: int = 4) -> Path:
+    """The sample exported with a fixed batch (as `export(batch=4)` would do)."""
+    model = _sample(samples)
+    shape = list(model.inputs[0].get_partial_shape().to_shape())
+    model.reshape({0: [batch, *shape[1:]]})
+    path = out.with_suffix(".xml")
+    ov.save_model(model, str(path), compress_to_fp16=False)
+    return path
+
+
+def dynamic_batch_model(samples: Path, out: Path) -> Path:
+    """The sample with a dynamic batch dimension (which the agent pins to 1)."""
+    model = _sample(samples)
+    shape = list(model.inputs[0].get_partial_shape().to_shape())
+    model.reshape({0: ov.PartialShape([-1, *shape[1:]])})
+    path = out.with_suffix(".xml")
+    ov.save_model(model, str(path), compress_to_fp16=False)
+    return path
