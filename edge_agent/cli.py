@@ -15,28 +15,28 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from edge_agent import __version__
-from edge_agent.cli_options import DEFAULT_CONFIG, add_config_option, missing_default_config
 from edge_agent.errors import AgentError, ConfigError
-from edge_agent.logs import setup_logging
 from edge_agent.redact import redact
+from edge_agent.service.logs import setup_logging
+from edge_agent.tools.options import DEFAULT_CONFIG, add_config_option, missing_default_config
 from engines.errors import EngineError
 
 log = logging.getLogger("edge_agent")
 
 
 COMMAND_MODULES: tuple[str, ...] = (
-    "edge_agent.control",
-    "edge_agent.probe_cli",
-    "edge_agent.doctor",
-    "edge_agent.snapshot",
-    "edge_agent.watch",
-    "edge_agent.models",
+    "edge_agent.tools.reload_command",
+    "edge_agent.tools.probe_command",
+    "edge_agent.tools.doctor",
+    "edge_agent.tools.snapshot",
+    "edge_agent.tools.watch",
+    "edge_agent.tools.models",
 )
 """Modules that each add one subcommand with `add_command(commands)`."""
 
 def _run(args: argparse.Namespace) -> int:
-    from edge_agent.config import load_config
-    from edge_agent.service import Agent
+    from edge_agent.config.loader import load_config
+    from edge_agent.service.agent import Agent
 
     config = load_config(args.config)
     setup_logging(args.log_level or config.log_level)
@@ -46,7 +46,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    from edge_agent.config import check_config
+    from edge_agent.config.loader import check_config
 
     result = check_config(args.file)
     print(result.text, file=sys.stdout if result.ok else sys.stderr)
@@ -54,7 +54,7 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from edge_agent.bench import main as bench_main
+    from edge_agent.tools.bench import main as bench_main
 
     return bench_main(args)
 

@@ -17,9 +17,9 @@ from typing import Protocol
 
 import numpy as np
 
-from edge_agent.capture import Camera, Frame
-from edge_agent.drift import DriftWatch
-from edge_agent.payload import detections_payload
+from edge_agent.capture.camera import Camera, Frame
+from edge_agent.health.drift import DriftWatch
+from edge_agent.publish.payload import detections_payload
 from edge_agent.supervision import GuardedWorker, is_broken
 from edge_agent.workers import InjectedFaultError, Worker, WorkerState
 from engines.base import Detections, Engine, InferResult

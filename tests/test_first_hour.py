@@ -134,8 +134,8 @@ def test_readme_box_commands_reach_a_running_agent(
 def test_shipped_configs_dial_only_loopback() -> None:
     """doctor/run on a shipped config must never reach into someone's LAN: every enabled
     network camera and the broker are on 127.0.0.1 (the kind behind the issue's example)."""
-    from edge_agent.config import load_config
-    from edge_agent.config_model import RtspCamera
+    from edge_agent.config.loader import load_config
+    from edge_agent.config.model import RtspCamera
 
     for path in sorted((REPO / "configs").glob("*.yaml")):
         config = load_config(path)

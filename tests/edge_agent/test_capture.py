@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_agent.capture import Camera, Frame, FrameQueue, open_capture
-from edge_agent.config_model import FileCamera, GstreamerCamera, RtspCamera, UsbCamera
+from edge_agent.capture.camera import Camera, Frame, FrameQueue, open_capture
+from edge_agent.config.model import FileCamera, GstreamerCamera, RtspCamera, UsbCamera
 from edge_agent.errors import SourceError
 
 

@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from edge_agent.cli import build_parser
-from edge_agent.cli_options import DEFAULT_CONFIG
-from edge_agent.doctor import DEFAULT_CONFIG as DOCTOR_DEFAULT
+from edge_agent.tools.doctor import DEFAULT_CONFIG as DOCTOR_DEFAULT
+from edge_agent.tools.options import DEFAULT_CONFIG
 from tests.conftest import REPO
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.config import check_config, load_config
-from edge_agent.config_model import FileCamera, OpenVinoBackend, RtspCamera, UsbCamera
+from edge_agent.config.loader import check_config, load_config
+from edge_agent.config.model import FileCamera, OpenVinoBackend, RtspCamera, UsbCamera
 from edge_agent.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.config import load_config
+from edge_agent.config.loader import load_config
 from edge_agent.errors import ConfigError
 from tests.conftest import REPO
 

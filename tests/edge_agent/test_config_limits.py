@@ -15,8 +15,8 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from edge_agent.config import load_config
-from edge_agent.config_model import (
+from edge_agent.config.loader import load_config
+from edge_agent.config.model import (
     AgentConfig,
     AutoBackend,
     CsiCamera,
@@ -33,7 +33,7 @@ from edge_agent.config_model import (
     TlsConfig,
     UsbCamera,
 )
-from edge_agent.config_yaml import MAX_NODES
+from edge_agent.config.yaml_loader import MAX_NODES
 from edge_agent.errors import ConfigError
 
 BASE = """\

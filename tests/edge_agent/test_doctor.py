@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.doctor import FAIL, OK, Check, CheckTask, run_tasks
 from edge_agent.errors import ConfigError
+from edge_agent.tools.doctor import FAIL, OK, Check, CheckTask, run_tasks
 from tests.conftest import REPO, Broker, free_port, wait_for_port
 from tests.rtsp import RtspServer
 
@@ -287,7 +287,7 @@ def test_device_permissions_name_the_group_to_join(tmp_path_factory) -> None:
         pytest.skip("setpriv (util-linux) is needed to drop to an unprivileged user")
     if os.getuid() != 0:
         pytest.skip("needs root to hand the files to group video and drop privileges")
-    problem = nobody_cannot_import("edge_agent.doctor_host", REPO)
+    problem = nobody_cannot_import("edge_agent.tools.doctor_host", REPO)
     if problem:
         pytest.skip(f"nobody cannot run this checkout here: {problem}")
     root = Path(tempfile.mkdtemp(prefix="doctor-dev-"))
@@ -303,8 +303,8 @@ def test_device_permissions_name_the_group_to_join(tmp_path_factory) -> None:
         script = textwrap.dedent(f"""
             import json
             from pathlib import Path
-            from edge_agent.config_model import AgentConfig
-            from edge_agent.doctor_host import check_devices
+            from edge_agent.config.model import AgentConfig
+            from edge_agent.tools.doctor_host import check_devices
             for camera in ({{"id": "door", "type": "usb", "device": 0}},
                            {{"id": "door", "type": "rtsp", "url": "rtsp://cam/live"}}):
                 config = AgentConfig.model_validate(
@@ -337,8 +337,8 @@ def test_the_model_fix_names_the_file_that_is_wrong(
     tmp_path: Path, samples: Path, broker: Broker, case: str, about_labels: bool
 ) -> None:
     """A missing labels file once got the fix for a damaged ONNX model."""
-    from edge_agent.config import load_config
-    from edge_agent.doctor import check_model
+    from edge_agent.config.loader import load_config
+    from edge_agent.tools.doctor import check_model
 
     model, labels = samples / "models" / "yolox_nano.onnx", samples / "models" / "coco_labels.txt"
     if case == "labels file missing":
@@ -385,8 +385,8 @@ def test_doctor_on_the_reference_config_dials_no_camera() -> None:
 def broker_check_with(tmp_path: Path, samples: Path, broker: Broker, broker_conf: str,
                       mqtt_extra: str = "") -> Check:
     """Restart the test broker with `broker_conf` added; run the doctor's broker check."""
-    from edge_agent.config import load_config
-    from edge_agent.doctor_broker import check_broker
+    from edge_agent.config.loader import load_config
+    from edge_agent.tools.doctor_broker import check_broker
 
     broker.stop()
     broker.conf.write_text(f"user root\npersistence false\nlistener {broker.port} 127.0.0.1\n"
@@ -446,8 +446,8 @@ def test_a_broker_size_limit_below_the_message_size_is_named(
 
 def test_a_reserved_dollar_prefix_is_named(tmp_path: Path, samples: Path,
                                            broker: Broker) -> None:
-    from edge_agent.config import load_config
-    from edge_agent.doctor_broker import check_broker
+    from edge_agent.config.loader import load_config
+    from edge_agent.tools.doctor_broker import check_broker
 
     # check-config refuses a '$' prefix (test_config_limits); the doctor's own check is a
     # second line for a config built another way, so build one past the validator.

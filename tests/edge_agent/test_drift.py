@@ -12,8 +12,8 @@ import jsonschema
 import numpy as np
 import pytest
 
-from edge_agent.config_model import DriftConfig
-from edge_agent.drift import DriftWatch, image_stats
+from edge_agent.config.model import DriftConfig
+from edge_agent.health.drift import DriftWatch, image_stats
 from engines.base import Detections
 from tests.conftest import REPO, Broker
 from tests.edge_agent.test_agent import start_agent, write_config

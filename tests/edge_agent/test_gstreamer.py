@@ -22,12 +22,9 @@ import cv2
 import pytest
 import yaml
 
-from edge_agent import gstreamer
-from edge_agent.capture import open_capture
-from edge_agent.config import load_config
-from edge_agent.config_model import CsiCamera, RtspCamera
-from edge_agent.errors import ConfigError, SourceError
-from edge_agent.gstreamer import (
+from edge_agent.capture import gstreamer
+from edge_agent.capture.camera import open_capture
+from edge_agent.capture.gstreamer import (
     APPSINK,
     TO_BGR,
     GStreamerUnavailableError,
@@ -39,6 +36,9 @@ from edge_agent.gstreamer import (
     redact_url,
     rtsp_pipeline,
 )
+from edge_agent.config.loader import load_config
+from edge_agent.config.model import CsiCamera, RtspCamera
+from edge_agent.errors import ConfigError, SourceError
 from tests.rtsp import RtspServer
 
 SYSTEM_PYTHON = Path("/usr/bin/python3")
@@ -286,7 +286,7 @@ def test_bad_camera_values_name_the_field(tmp_path: Path, camera: str, fragment:
 def test_auto_decoder_logs_its_choice_and_no_password(
     samples: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="edge_agent.capture")
+    caplog.set_level(logging.INFO, logger="edge_agent.capture.camera")
     with RtspServer(samples / "media" / "vtest.mp4") as server:
         url = server.url.replace("rtsp://", "rtsp://viewer:s3cr%40t@")
         capture = open_capture(RtspCamera(id="gate", type="rtsp", url=url))

@@ -10,12 +10,12 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from edge_agent.capture import Camera
+from edge_agent.capture.camera import Camera
 from edge_agent.clock import kernel_synced
-from edge_agent.config_model import AgentConfig, HealthConfig, MqttConfig, RtspCamera
-from edge_agent.health import HealthMonitor
+from edge_agent.config.model import AgentConfig, HealthConfig, MqttConfig, RtspCamera
+from edge_agent.health.monitor import HealthMonitor
 from edge_agent.pipeline import CameraPipeline
-from edge_agent.publish import Publisher
+from edge_agent.publish.publisher import Publisher
 from engines.decoders import DecodeOptions
 from engines.openvino import OpenVinoEngine
 from tests.conftest import REPO, Broker, first_frames
@@ -155,7 +155,7 @@ class SlowSink:
 
 @dataclass
 class AgentParts:
-    """The real engine, publisher and pipeline, held the way edge_agent.service.Agent does."""
+    """The real engine, publisher and pipeline, held the way edge_agent.service.agent.Agent does."""
 
     config: AgentConfig
     engine: OpenVinoEngine
@@ -222,7 +222,7 @@ def test_a_damaged_spool_at_start_is_salvaged_and_shown_in_health(
     tmp_path: Path, samples: Path, broker: Broker, subscribe, unique_prefix: str, clip: Path
 ) -> None:
     """Issue 9 section 4: rows that could not be read are counted, and health says so."""
-    from edge_agent.spool import Spool
+    from edge_agent.publish.spool import Spool
 
     path = tmp_path / "state" / "spool.sqlite3"
     spool = Spool(path, max_messages=10**9, max_bytes=10**12, max_age_s=3600.0)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.config import check_config, load_config
-from edge_agent.probe import probe
-from edge_agent.selection import model_class_count, select_engine
+from edge_agent.config.loader import check_config, load_config
+from edge_agent.selection.loading import model_class_count, select_engine
+from edge_agent.selection.probe import probe
 from engines.errors import LabelsFileError
 from engines.model_info import read_labels
 

@@ -17,8 +17,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from edge_agent import local_http
-from edge_agent.metrics import MetricsServer
+from edge_agent.health import local_http
+from edge_agent.health.metrics import MetricsServer
 
 
 class NoSnapshotYet:
@@ -66,7 +66,7 @@ def ended_by_server(port: int, sent: bytes) -> str:
 
 def warnings_from_server(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [r for r in caplog.records
-            if r.name == "edge_agent.local_http" and r.levelno >= logging.WARNING]
+            if r.name == "edge_agent.health.local_http" and r.levelno >= logging.WARNING]
 
 
 def test_idle_connections_hold_no_threads_and_scrapes_still_answer(

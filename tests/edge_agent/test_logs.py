@@ -13,7 +13,7 @@ from collections import Counter
 
 import pytest
 
-from edge_agent.logs import JOURNAL_PRIORITY, JournalFormatter, RepeatFilter
+from edge_agent.service.logs import JOURNAL_PRIORITY, JournalFormatter, RepeatFilter
 from tests.conftest import REPO
 
 
@@ -119,7 +119,7 @@ def test_retry_loops_log_their_first_attempts_then_a_line_a_minute(
 
 def test_self_limited_lines_are_never_held_back(captured) -> None:
     """The MQTT drop summary limits itself to one line per 10 s; the filter lets it be."""
-    from edge_agent.logs import SELF_LIMITED
+    from edge_agent.service.logs import SELF_LIMITED
     logger, lines, clock = captured
     for index in range(20):
         logger.warning("MQTT dropped %d detection message(s) (%d in total): %s", 3, 3 * index,
@@ -169,9 +169,9 @@ def test_agent_logging_under_the_journal_is_one_line_per_event() -> None:
     """setup_logging in a real process, as systemd starts it (JOURNAL_STREAM set)."""
     script = textwrap.dedent("""
         import logging
-        from edge_agent.logs import setup_logging
+        from edge_agent.service.logs import setup_logging
         setup_logging("info", repeat_window_s=0.5)
-        log = logging.getLogger("edge_agent.capture")
+        log = logging.getLogger("edge_agent.capture.camera")
         log.info("camera %s opened", "gate")
         for _ in range(20):
             log.warning("camera %s: stream stopped delivering frames", "gate")
@@ -187,13 +187,13 @@ def test_agent_logging_under_the_journal_is_one_line_per_event() -> None:
         env={**os.environ, "JOURNAL_STREAM": "8:1234"}, check=True,
     )
     lines = done.stderr.splitlines()
-    assert lines[0] == "<6>edge_agent.capture: camera gate opened"
-    assert lines[1:6] == ["<4>edge_agent.capture: camera gate: stream stopped delivering "
+    assert lines[0] == "<6>edge_agent.capture.camera: camera gate opened"
+    assert lines[1:6] == ["<4>edge_agent.capture.camera: camera gate: stream stopped delivering "
                           "frames"] * 5
-    assert lines[6] == ("<4>edge_agent.capture: camera gate: stream stopped delivering frames "
-                        "(repeated 15 times since the last such line)")
+    assert lines[6] == ("<4>edge_agent.capture.camera: camera gate: stream stopped delivering "
+                        "frames (repeated 15 times since the last such line)")
     # The traceback stays in the same journal entry, at error priority.
-    assert lines[7].startswith("<3>edge_agent.capture: decoder crashed | Traceback")
+    assert lines[7].startswith("<3>edge_agent.capture.camera: decoder crashed | Traceback")
     assert "ValueError: bad | value" in lines[7]
     assert len(lines) == 8
 

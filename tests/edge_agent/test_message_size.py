@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from edge_agent.message_size import fit_payload
+from edge_agent.publish.message_size import fit_payload
 
 
 def detection_message(count: int, seed: int = 0) -> bytes:

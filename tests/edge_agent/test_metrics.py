@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from edge_agent.config_model import HealthConfig
+from edge_agent.config.model import HealthConfig
 from tests.conftest import REPO, Broker, free_port, wait_for_port
 from tests.edge_agent.test_agent import start_agent, stop_agent, write_config
 

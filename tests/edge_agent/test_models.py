@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from edge_agent import catalog, models
+from edge_agent.tools import catalog, models
 from tests.conftest import REPO, free_port
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.notify import Notifier, ProgressWatchdog, watchdog_interval
+from edge_agent.service.notify import Notifier, ProgressWatchdog, watchdog_interval
 
 
 class Listener:
@@ -116,7 +116,7 @@ def test_socket_removed_warns_once_and_never_raises(
     assert notifier.ready()
     listener.sock.close()
     Path(listener.env_value).unlink()
-    with caplog.at_level(logging.WARNING, logger="edge_agent.notify"):
+    with caplog.at_level(logging.WARNING, logger="edge_agent.service.notify"):
         assert not notifier.watchdog()
         assert not notifier.watchdog()
         assert not notifier.stopping()

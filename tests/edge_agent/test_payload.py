@@ -12,7 +12,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from edge_agent import __version__
-from edge_agent.payload import SCHEMA_VERSION, detections_payload, info_payload
+from edge_agent.publish.payload import SCHEMA_VERSION, detections_payload, info_payload
 from engines.base import Detections, InputSpec, ModelInfo
 
 REPO = Path(__file__).resolve().parents[2]

@@ -21,8 +21,8 @@ import pytest
 
 from edge_agent import pipeline as pipeline_module
 from edge_agent import workers
-from edge_agent.capture import Camera, Frame
-from edge_agent.config_model import FileCamera
+from edge_agent.capture.camera import Camera, Frame
+from edge_agent.config.model import FileCamera
 from edge_agent.pipeline import CameraPipeline
 from engines.base import Detections, Engine, InferResult
 from engines.decoders import DecodeOptions

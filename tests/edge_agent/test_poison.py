@@ -14,7 +14,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from edge_agent import workers
-from edge_agent.publish import Publisher
+from edge_agent.publish.publisher import Publisher
 from tests.conftest import Broker, free_port
 from tests.edge_agent.test_message_size import detection_message
 from tests.edge_agent.test_publish import (

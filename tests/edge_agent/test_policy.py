@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.config import load_config
-from edge_agent.config_model import (
+from edge_agent.config.loader import load_config
+from edge_agent.config.model import (
     AgentConfig,
     AutoBackend,
     BackendConfig,
@@ -20,9 +20,9 @@ from edge_agent.config_model import (
     TensorRtBackend,
 )
 from edge_agent.errors import ConfigError
-from edge_agent.policy import candidates, forced, passed_over
-from edge_agent.probe import HardwareReport, Runtimes, detect_runtimes, probe
-from edge_agent.selection import select_engine, tensorrt_options
+from edge_agent.selection.loading import select_engine, tensorrt_options
+from edge_agent.selection.policy import candidates, forced, passed_over
+from edge_agent.selection.probe import HardwareReport, Runtimes, detect_runtimes, probe
 from engines.errors import EngineError
 from tests.engines import fake_tensorrt
 
@@ -179,7 +179,7 @@ def test_falls_back_from_tensorrt_to_cpu_and_reports_it(
     samples: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     report = on("jetson_orin", TRT_OK)  # the policy believes TensorRT works ...
-    with caplog.at_level(logging.WARNING, logger="edge_agent.selection"):
+    with caplog.at_level(logging.WARNING, logger="edge_agent.selection.loading"):
         selection = select_engine(config_for(samples, tmp_path), report)  # ... it does not here
     try:
         assert (selection.engine.backend, selection.engine.device) == ("openvino", "CPU")
@@ -231,7 +231,7 @@ def mismatched_tensorrt(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_an_unexpected_backend_error_falls_back_under_auto(
     samples: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="edge_agent.selection"):
+    with caplog.at_level(logging.WARNING, logger="edge_agent.selection.loading"):
         selection = select_engine(config_for(samples, tmp_path), on("jetson_orin", TRT_OK))
     try:
         assert (selection.engine.backend, selection.engine.device) == ("openvino", "CPU")

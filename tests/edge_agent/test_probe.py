@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from edge_agent.cli import main
-from edge_agent.probe import HardwareReport, Runtimes, detect_runtimes, probe
-from edge_agent.probe_cli import format_table
-from edge_agent.probe_cli import summary_line as summary
+from edge_agent.selection.probe import HardwareReport, Runtimes, detect_runtimes, probe
+from edge_agent.selection.report import format_table
+from edge_agent.selection.report import summary_line as summary
 
 TREES = Path(__file__).resolve().parents[1] / "hardware"
 NO_RUNTIMES = Runtimes(errors={"tensorrt": "No module named 'tensorrt'"})

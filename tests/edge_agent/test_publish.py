@@ -18,15 +18,15 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.config_model import MqttConfig, SpoolConfig, TlsConfig
-from edge_agent.outbox import MAX_INFLIGHT
-from edge_agent.publish import Publisher
+from edge_agent.config.model import MqttConfig, SpoolConfig, TlsConfig
+from edge_agent.publish.outbox import MAX_INFLIGHT
+from edge_agent.publish.publisher import Publisher
 from tests.conftest import Broker, free_port, wait_for_port
 from tests.edge_agent.test_outage import persist_sessions, persistent_subscriber
 
 DEVICE = "box-1"
-PUBLISH_LOG = "edge_agent.publish"
-OUTBOX_LOG = "edge_agent.outbox"
+PUBLISH_LOG = "edge_agent.publish.publisher"
+OUTBOX_LOG = "edge_agent.publish.outbox"
 
 
 def wait_until(condition: Callable[[], object], timeout: float = 5.0) -> None:
@@ -210,8 +210,8 @@ def test_last_will_fires_when_the_process_dies(broker, subscribe, unique_prefix)
     script = textwrap.dedent(
         f"""
         import time
-        from edge_agent.config_model import MqttConfig
-        from edge_agent.publish import Publisher
+        from edge_agent.config.model import MqttConfig
+        from edge_agent.publish.publisher import Publisher
         config = MqttConfig(host="127.0.0.1", port={broker.port}, keepalive={keepalive},
                             topic_prefix="{unique_prefix}")
         publisher = Publisher(config, "doomed")
@@ -471,7 +471,7 @@ def test_a_full_disk_at_start_recovers_and_clears_the_spool_error(
 ) -> None:
     """Disk full when the agent starts: not a crash, not "corrupt"; health's spool error
     clears once there is room, and what waited in memory moves to the file."""
-    import edge_agent.outbox
+    import edge_agent.publish.outbox
 
     full = tmp_path / "state"
     full.mkdir()
@@ -482,7 +482,7 @@ def test_a_full_disk_at_start_recovers_and_clears_the_spool_error(
         filler = full / "filler"
         with contextlib.suppress(OSError):  # the disk is full now
             filler.write_bytes(b"\0" * (1 << 20))
-        monkeypatch.setattr(edge_agent.outbox, "REOPEN_EVERY_S", 0.5)
+        monkeypatch.setattr(edge_agent.publish.outbox, "REOPEN_EVERY_S", 0.5)
         publisher = publishers(config_for(broker, unique_prefix), state_dir=full)
         assert "full" in (publisher.outbox.spool_error or "")
         assert not list(full.glob("*.corrupt-*"))

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.logs import setup_logging
 from edge_agent.redact import RedactFilter, redact, redact_url, register_secret
+from edge_agent.service.logs import setup_logging
 from tests.conftest import Broker, free_port
 from tests.edge_agent.test_agent import start_agent, stop_agent
 
@@ -112,12 +112,12 @@ def test_the_log_filter_masks_every_logger_and_tracebacks(
     setup_logging("info")
     try:
         url = "rtsp://admin:p@ss/word@10.0.0.5/s?user=a&password=s3cret"
-        logging.getLogger("edge_agent.capture").warning("camera door: cannot open %s", url)
+        logging.getLogger("edge_agent.capture.camera").warning("camera door: cannot open %s", url)
         logging.getLogger("some.thirdparty.lib").error("connecting to " + url)
         try:
             raise RuntimeError(f"could not open {url}")
         except RuntimeError:
-            logging.getLogger("edge_agent.service").exception("crashed")
+            logging.getLogger("edge_agent.service.agent").exception("crashed")
     finally:
         logging.getLogger().handlers.clear()
     written = stream.getvalue()

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.capture import Camera, Frame
-from edge_agent.config_model import FileCamera, RtspCamera
+from edge_agent.capture.camera import Camera, Frame
+from edge_agent.config.model import FileCamera, RtspCamera
 from tests.rtsp import RtspServer
 
 
@@ -50,7 +50,7 @@ def test_rtsp_camera_restarted_at_another_size_is_logged_and_reported(
     port = first.port
     camera = Camera(RtspCamera(id="gate", type="rtsp", url=first.url, stall_timeout_s=3))
     try:
-        with caplog.at_level(logging.WARNING, logger="edge_agent.capture"):
+        with caplog.at_level(logging.WARNING, logger="edge_agent.capture.camera"):
             camera.start()
             assert {f.image.shape[:2] for f in next_frames(camera, 5)} == {(240, 320)}
             first.stop()

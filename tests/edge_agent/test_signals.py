@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import signal
 
-from edge_agent.service import SignalReceiver
+from edge_agent.service.agent import SignalReceiver
 
 
 def test_signals_arrive_in_order_without_python_side_effects() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_agent.snapshot import draw, write_jpeg
+from edge_agent.tools.snapshot import draw, write_jpeg
 from engines.base import Detections
 from tests.conftest import REPO, free_port
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.spool import Spool, SpoolError
-from edge_agent.spool_clock import SpoolClock
+from edge_agent.publish.spool import Spool, SpoolError
+from edge_agent.publish.spool_clock import SpoolClock
 
 BIG = 10**9
 

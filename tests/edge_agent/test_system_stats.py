@@ -6,9 +6,9 @@ import shutil
 import time
 from pathlib import Path
 
-from edge_agent.config_model import HealthConfig
-from edge_agent.health import system_reasons
-from edge_agent.system_stats import SystemStats, Temperature
+from edge_agent.config.model import HealthConfig
+from edge_agent.health.monitor import system_reasons
+from edge_agent.health.system_stats import SystemStats, Temperature
 
 TREES = Path(__file__).resolve().parent.parent / "hardware_health"
 

@@ -13,8 +13,8 @@ import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 
-from edge_agent.payload import detections_payload, info_payload
-from edge_agent.watch import WatchState, render
+from edge_agent.publish.payload import detections_payload, info_payload
+from edge_agent.tools.watch import WatchState, render
 from engines.base import Detections, InputSpec, ModelInfo
 from tests.conftest import REPO, Broker
 

@@ -17,8 +17,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 
-from edge_agent.watch_message import BOOLEAN, DETECTIONS, HEALTH, INFO, INTEGER, NUMBER, TEXT
-from edge_agent.watch_view import CONTROL, WatchState, render
+from edge_agent.tools.watch_message import BOOLEAN, DETECTIONS, HEALTH, INFO, INTEGER, NUMBER, TEXT
+from edge_agent.tools.watch_view import CONTROL, WatchState, render
 from tests.conftest import Broker
 from tests.edge_agent.test_watch import (
     FakeAgentTraffic,

@@ -1,0 +1,1 @@
+"""Capture: cameras (files, RTSP, USB, CSI, GStreamer) into bounded frame queues."""

@@ -1,0 +1,1 @@
+"""Health: the monitor, Prometheus metrics and its local HTTP server, system stats, drift."""

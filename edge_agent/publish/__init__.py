@@ -1,0 +1,1 @@
+"""Publish: the MQTT client, the durable spool and outbox, payloads and state topics."""

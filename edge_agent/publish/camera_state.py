@@ -1,0 +1,71 @@
+"""Each camera's state on MQTT: retained `<prefix>/<device_id>/<camera>/state`, on change.
+
+Supervisor-style states (STARTING, RUNNING, BACKOFF, FAILED, STOPPED) let a dashboard
+show a dead camera without parsing logs; retained, so a late subscriber sees it too.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from typing import Protocol
+
+from edge_agent.capture.camera import Camera
+from edge_agent.publish.payload import camera_state_payload
+
+
+class RetainedSink(Protocol):
+    connected: bool
+
+    def publish_retained(self, subtopic: str, payload: bytes) -> bool: ...
+
+
+class HasCamera(Protocol):
+    camera: Camera
+
+    @property
+    def state(self) -> str:
+        """The camera's state including its workers' (FAILED when one is dead)."""
+        ...
+
+
+class CameraStates:
+    """Publishes a camera's state when it changes, and everything again after a reconnect."""
+
+    def __init__(self, sink: RetainedSink) -> None:
+        self._sink = sink
+        self._sent: dict[str, tuple[str, int, str | None]] = {}
+        self._since: dict[str, tuple[str, float]] = {}
+        self._was_connected = False
+
+    def update(self, pipelines: Mapping[str, HasCamera]) -> None:
+        connected = self._sink.connected
+        if connected and not self._was_connected:
+            self._sent.clear()  # the broker may have restarted without its retained store
+        self._was_connected = connected
+        now = time.time()
+        for camera_id, pipeline in pipelines.items():
+            camera = pipeline.camera
+            state = pipeline.state
+            if self._since.get(camera_id, ("", 0.0))[0] != state:
+                self._since[camera_id] = (state, now)
+            key = (state, camera.reconnects, camera.last_error)
+            if self._sent.get(camera_id) == key or not connected:
+                continue
+            payload = camera_state_payload(
+                camera_id=camera_id,
+                state=state,
+                since=self._since[camera_id][1],
+                reconnects=camera.reconnects,
+                last_error=camera.last_error,
+                frames=camera.captured,
+            )
+            if self._sink.publish_retained(f"{camera_id}/state", payload):
+                self._sent[camera_id] = key
+
+    def forget(self, camera_ids: Iterable[str]) -> None:
+        """A camera removed from the config: clear its retained state (empty payload)."""
+        for camera_id in camera_ids:
+            self._sent.pop(camera_id, None)
+            self._since.pop(camera_id, None)
+            self._sink.publish_retained(f"{camera_id}/state", b"")

@@ -1,0 +1,1 @@
+"""Selection: probe the hardware, order the backends, load the first that works."""

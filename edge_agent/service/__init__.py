@@ -1,0 +1,1 @@
+"""Service: the agent's lifecycle, reload, signals, systemd notify, logs, state files."""

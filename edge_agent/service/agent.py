@@ -1,0 +1,299 @@
+"""The agent's lifecycle: start components in order, stop them in reverse, on a signal."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import time
+from pathlib import Path
+
+from edge_agent import __version__
+from edge_agent.capture.camera import Camera
+from edge_agent.config.loader import load_config
+from edge_agent.config.model import AgentConfig, CameraConfig
+from edge_agent.errors import ConfigError
+from edge_agent.health.drift import DriftWatch
+from edge_agent.health.monitor import HealthMonitor, start_health
+from edge_agent.pipeline import CameraPipeline
+from edge_agent.publish.camera_state import CameraStates
+from edge_agent.publish.payload import info_payload, iso_utc
+from edge_agent.publish.publisher import Publisher
+from edge_agent.redact import redact
+from edge_agent.selection.loading import Selection, decode_options, select_engine
+from edge_agent.selection.probe import probe
+from edge_agent.selection.report import summary_line
+from edge_agent.service import state_files
+from edge_agent.service.notify import Notifier, ProgressWatchdog
+from edge_agent.service.reload_plan import ReloadPlan, plan_reload
+from edge_agent.service.signals import SignalReceiver
+from edge_agent.supervision import is_broken
+from edge_agent.workers import Worker, inject_faults_from_environment
+from engines.base import Engine
+from engines.decoders import DecodeOptions
+from engines.errors import EngineError
+
+log = logging.getLogger(__name__)
+
+
+class Agent:
+    """Owns the engine, the publisher and one capture + pipeline per enabled camera."""
+
+    def __init__(self, config: AgentConfig, config_path: Path | None = None) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.pipelines: dict[str, CameraPipeline] = {}
+        self.signals = SignalReceiver()
+        self.notifier = Notifier.from_environment()
+        self.watchdog = ProgressWatchdog.from_environment(self.notifier)
+        self.started_at = time.time()
+        self.started_mono = time.monotonic()
+        self.engine: Engine | None = None
+        self.backend_reason = ""
+        self.fallbacks: tuple[str, ...] = ()
+        self.options: DecodeOptions | None = None
+        self.publisher: Publisher | None = None
+        self.last_reload: dict[str, object] | None = None
+        self.camera_states: CameraStates | None = None
+        self.health: HealthMonitor | None = None
+        self._next_sequence: dict[str, int] = {}
+        self._status_text = ""
+
+    def run(self) -> int:
+        """Run until SIGTERM/SIGINT, until every camera's file has played (0), or until
+        the agent cannot go on (1: systemd's Restart=on-failure starts it afresh)."""
+        config = self.config
+        with contextlib.ExitStack() as stack:
+            report = probe()
+            log.info("hardware: %s", summary_line(report))
+            selection = select_engine(config, report)
+            self._use(selection, decode_options(config.model, selection.engine.info.class_names))
+            stack.callback(lambda: self.engine and self.engine.close())
+
+            publisher = Publisher(config.mqtt, config.device_id, config.state_dir)
+            publisher.start()
+            self.publisher = publisher
+            stack.callback(publisher.close)
+            self.camera_states = CameraStates(publisher)
+            self._publish_info()
+            self.health = start_health(self, stack)  # stops before the publisher closes
+            state_files.write_pid(config.state_dir)
+            stack.callback(state_files.remove_pid, config.state_dir)
+
+            stack.callback(self._stop_cameras)
+            cameras = [cam for cam in config.cameras if cam.enabled]
+            for camera_config in cameras:
+                self._start_camera(camera_config)
+            engine = selection.engine
+            summary = f"{len(cameras)} camera(s) on {engine.backend}/{engine.device}"
+            log.info("running %s: %s", summary, ", ".join(c.id for c in cameras))
+            self.notifier.ready(status=f"running {summary}")
+            inject_faults_from_environment()  # fault-injection tests only
+            code = self._wait()
+            log.info("stopping")
+            self.notifier.stopping()
+        log.info("stopped%s", f" with exit status {code}" if code else "")
+        return code
+
+    def workers(self) -> list[Worker]:
+        """Every thread the agent relies on: cameras, health, metrics, MQTT."""
+        cameras = [worker for p in self.pipelines.values() for worker in p.workers()]
+        agent_wide = self.health.essential_workers() if self.health is not None else []
+        return [*agent_wide, *cameras]
+
+    def _use(self, selection: Selection, options: DecodeOptions) -> None:
+        engine = selection.engine
+        self.engine, self.options = engine, options
+        self.backend_reason, self.fallbacks = selection.reason, selection.fallbacks
+        log.info("%s on %s (%s)", engine.backend, engine.device, selection.reason)
+
+    def _publish_info(self) -> None:
+        engine, config = self.engine, self.config
+        if engine is None or self.publisher is None:
+            return
+        self.publisher.publish_info(
+            info_payload(
+                version=__version__,
+                device_id=config.device_id,
+                started_at=self.started_at,
+                backend=engine.backend,
+                device=engine.device,
+                backend_reason=self.backend_reason,
+                fallbacks=self.fallbacks,
+                model=engine.info,
+                input_spec=engine.input,
+                cameras=[(cam.id, cam.type) for cam in config.cameras if cam.enabled],
+                config_path=str(self.config_path) if self.config_path else None,
+                last_reload=self.last_reload,
+            )
+        )
+
+    def _start_camera(self, camera_config: CameraConfig) -> None:
+        # run() sets these before any camera starts.
+        assert self.engine is not None
+        assert self.options is not None
+        assert self.publisher is not None
+        # Sequences continue across restarts of a camera, so consumers never see one twice.
+        first = self._next_sequence.get(camera_config.id, 0)
+        camera = Camera(camera_config, first_sequence=first)
+        pipeline = CameraPipeline(camera, self.engine, self.publisher, self.options)
+        drift = self.config.health.drift
+        if drift.enabled:  # from the first frame, so the baseline is the camera's start
+            pipeline.drift = DriftWatch(drift, self.engine.info.class_names)
+        pipeline.start()
+        camera.start()
+        self.pipelines[camera_config.id] = pipeline
+
+    def _stop_camera(self, camera_id: str) -> None:
+        pipeline = self.pipelines.pop(camera_id)
+        pipeline.stop()
+        self._next_sequence[camera_id] = pipeline.camera.next_sequence
+
+    def _stop_cameras(self) -> None:
+        """All captures stop at once; then each pipeline drains what it already has."""
+        for pipeline in self.pipelines.values():
+            pipeline.camera.request_stop()
+        # Kept in `pipelines`, so the last health message still shows every camera.
+        for pipeline in self.pipelines.values():
+            pipeline.stop()
+
+    def _wait(self) -> int:
+        """The main loop; returns the exit status."""
+        while True:
+            received = self.signals.wait(0.5)
+            # WATCHDOG=1 only while frames flow: a hung engine or dead loop gets restarted.
+            self.watchdog.beat(sum(p.times.frames for p in self.pipelines.values()))
+            if self.camera_states is not None:
+                self.camera_states.update(self.pipelines)
+            self._report_status()
+            for signum in received:
+                if signum in (signal.SIGTERM, signal.SIGINT):
+                    log.info("received %s", signal.Signals(signum).name)
+                    return 0
+                self.notifier.reloading()
+                self.reload()
+                self.notifier.ready()
+            problem = self._cannot_continue()
+            if problem:
+                if self.camera_states is not None:  # the last word: which camera FAILED
+                    self.camera_states.update(self.pipelines)
+                log.critical(
+                    "cannot continue: %s; exiting with status 1 so that systemd restarts "
+                    "the agent", problem,
+                )
+                return 1
+            if all(pipeline.finished for pipeline in self.pipelines.values()):
+                log.info("every camera has played its video file to the end")
+                return 0
+
+    def _cannot_continue(self) -> str | None:
+        """Why the agent must exit non-zero: an agent-wide worker (health, metrics, MQTT)
+        is dead, or no camera can work any more and at least one of them failed.
+
+        A camera counts as done only when its file played to the end; a live camera
+        never finishes, so a dead camera worker is never mistaken for success.
+        """
+        essential = self.health.essential_workers() if self.health is not None else []
+        for worker in essential:
+            if is_broken(worker):
+                return f"worker {worker.name} is dead ({worker.last_error})"
+        pipelines = self.pipelines.values()
+        failed = [p for p in pipelines if p.broken]
+        if failed and all(p.broken or p.finished for p in pipelines):
+            details = "; ".join(p.camera.last_error or p.camera.id for p in failed)
+            return f"every camera has stopped and {len(failed)} failed: {details}"
+        return None
+
+    def _report_status(self) -> None:
+        """systemctl status shows one line: cameras running, and which are not, and why."""
+        engine = self.engine
+        states = {cid: p.state for cid, p in self.pipelines.items()}
+        running = sum(state == "RUNNING" for state in states.values())
+        text = f"{running}/{len(states)} cameras running"
+        if engine is not None:
+            text += f" on {engine.backend}/{engine.device}"
+        down = [f"{cid} {state}" for cid, state in states.items() if state != "RUNNING"]
+        if down:
+            text += "; " + ", ".join(down)
+        if self.publisher is not None and not self.publisher.connected:
+            text += f"; MQTT down, {self.publisher.queued} in the spool"
+        if text != self._status_text:
+            self._status_text = text
+            self.notifier.status(text)
+
+    def reload(self) -> None:
+        """Validate the file first; then apply only what changed.
+
+        An invalid file, or a new model that does not load, keeps everything running as
+        it was. Camera changes restart only those cameras; a model or backend change
+        loads the new engine first and swaps it in; MQTT, device_id, state_dir and health
+        changes need a restart (`systemctl restart edge-agent`), and the outcome says so.
+        """
+        if self.config_path is None or self.engine is None:
+            return
+        swap: Selection | None = None
+        try:
+            new = load_config(self.config_path)
+            plan = plan_reload(self.config, new, self.engine.info.sha256)
+            swap = self._load_new_model(new) if plan.model_changed else None
+            engine = swap.engine if swap is not None else self.engine
+            options = decode_options(new.model, engine.info.class_names)
+        except Exception as exc:  # whatever goes wrong, the running config stays in service
+            if swap is not None:
+                swap.engine.close()
+            if not isinstance(exc, ConfigError | EngineError):
+                log.exception("reload failed unexpectedly")
+            log.error("reload rejected, the running config stays in service:\n%s", exc)
+            self._reloaded(ok=False, error=str(exc) or type(exc).__name__, applied=[])
+            return
+        applied = self._apply(plan, swap, options)
+        log.info("reload applied: %s", "; ".join(applied) or "nothing changed")
+        self._reloaded(ok=True, error=None, applied=applied)
+
+    def _apply(
+        self, plan: ReloadPlan, swap: Selection | None, options: DecodeOptions
+    ) -> list[str]:
+        """Stop what goes or changes, swap the engine, start what is new; what was done."""
+        applied = list(plan.needs_restart_notes)
+        for camera_id in plan.cameras_removed:
+            if camera_id in self.pipelines:
+                log.info("reload: stopping camera %s (removed or disabled)", camera_id)
+                self._stop_camera(camera_id)
+        restart = set(plan.cameras_changed)
+        if swap is not None or plan.decode_changed:
+            restart |= {cam.id for cam in plan.kept.cameras if cam.enabled}
+        if plan.log_level_changed:
+            logging.getLogger().setLevel(plan.kept.log_level.upper())
+            applied.append(f"log_level {plan.kept.log_level}")
+        for camera_id in [c for c in self.pipelines if c in restart]:
+            log.info("reload: stopping camera %s", camera_id)
+            self._stop_camera(camera_id)
+        if swap is not None and self.engine is not None:
+            old = self.engine
+            self._use(swap, options)
+            old.close()
+            applied.append(f"model {swap.engine.info.name} ({swap.engine.info.sha256[:12]})")
+        self.options = options
+        self.config = plan.kept
+        for camera in self.config.cameras:
+            if camera.enabled and camera.id in restart and camera.id not in self.pipelines:
+                log.info("reload: starting camera %s", camera.id)
+                self._start_camera(camera)
+        applied += [f"camera {c} restarted" for c in sorted(restart) if c in self.pipelines]
+        applied += [f"camera {c} removed" for c in plan.cameras_removed]
+        if self.camera_states is not None:
+            self.camera_states.forget(plan.cameras_removed)
+        return applied
+
+    def _load_new_model(self, new: AgentConfig) -> Selection:
+        """The new engine, loaded while the old one keeps serving; raises on failure."""
+        log.info("reload: loading model %s", new.model.path)
+        return select_engine(new, probe())
+
+    def _reloaded(self, *, ok: bool, error: str | None, applied: list[str]) -> None:
+        """Record the outcome: log, retained info, and the file `edge-agent reload` reads."""
+        error = redact(error) if error else error  # goes to a file and the retained info
+        self.last_reload = {"at": iso_utc(time.time()), "ok": ok, "error": error,
+                            "applied": applied}
+        state_files.write_reload_result(self.config.state_dir, self.last_reload)
+        self._publish_info()

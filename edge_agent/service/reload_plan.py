@@ -1,0 +1,77 @@
+"""What a reload changes: compare the running config with the new file, section by section.
+
+Kept apart from the service so the rules are plain data a test can read.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from edge_agent.config.model import AgentConfig
+from engines.errors import EngineError
+from engines.model_info import file_sha256, model_files
+
+log = logging.getLogger(__name__)
+
+ENGINE_FIELDS = {"path", "name", "family", "labels"}
+"""Model settings that need the engine loaded again; the rest (thresholds, classes)
+only change how outputs are decoded."""
+
+RESTART_ONLY = ("device_id", "state_dir", "mqtt", "health")
+"""Sections a running agent cannot change in place: topics, files and the broker session
+would be half old, half new."""
+
+
+@dataclass(frozen=True)
+class ReloadPlan:
+    kept: AgentConfig
+    """The config to run: the new file, except sections that need a restart."""
+    model_changed: bool
+    decode_changed: bool
+    cameras_changed: tuple[str, ...]
+    """Cameras to (re)start: added or with changed settings (enabled ones)."""
+    cameras_removed: tuple[str, ...]
+    """Cameras to stop for good: deleted from the file or disabled."""
+    log_level_changed: bool
+    needs_restart_notes: tuple[str, ...]
+
+
+def plan_reload(running: AgentConfig, new: AgentConfig, running_sha256: str) -> ReloadPlan:
+    """Compare; `running_sha256` catches a model file replaced under the same path."""
+    old_model = running.model.model_dump(include=ENGINE_FIELDS)
+    new_model = new.model.model_dump(include=ENGINE_FIELDS)
+    model_changed = old_model != new_model or running.backend != new.backend
+    if not model_changed and _sha256(new) not in (running_sha256, None):
+        log.info("reload: %s has new contents", new.model.path)
+        model_changed = True
+    decode_changed = running.model.model_dump(exclude=ENGINE_FIELDS) != new.model.model_dump(
+        exclude=ENGINE_FIELDS
+    )
+    notes = tuple(
+        f"{section} changed: not applied until restart"
+        for section in RESTART_ONLY
+        if getattr(running, section) != getattr(new, section)
+    )
+    for note in notes:
+        log.warning("reload: %s (systemctl restart edge-agent)", note)
+    old = {cam.id: cam for cam in running.cameras if cam.enabled}
+    wanted = {cam.id: cam for cam in new.cameras if cam.enabled}
+    kept = new.model_copy(update={section: getattr(running, section) for section in RESTART_ONLY})
+    return ReloadPlan(
+        kept=kept,
+        model_changed=model_changed,
+        decode_changed=decode_changed,
+        cameras_changed=tuple(i for i, cam in wanted.items() if old.get(i) != cam),
+        cameras_removed=tuple(i for i in old if i not in wanted),
+        log_level_changed=running.log_level != new.log_level,
+        needs_restart_notes=notes,
+    )
+
+
+def _sha256(config: AgentConfig) -> str | None:
+    """The model's hash as the engine computes it; None when unreadable (the load says why)."""
+    try:
+        return file_sha256(*model_files(config.model.path))
+    except (EngineError, OSError):
+        return None

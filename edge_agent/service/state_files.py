@@ -1,0 +1,53 @@
+"""The agent's files in its state directory that tools read: the pid and the last reload.
+
+Written atomically, so `edge-agent reload` never reads half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+PID_FILE = "agent.pid"
+RELOAD_FILE = "last-reload.json"
+
+
+def write_pid(state_dir: Path) -> None:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    _write_atomic(state_dir / PID_FILE, f"{os.getpid()}\n")
+
+
+def remove_pid(state_dir: Path) -> None:
+    path = state_dir / PID_FILE
+    try:
+        if path.read_text().strip() == str(os.getpid()):
+            path.unlink()
+    except OSError:
+        pass
+
+
+def write_reload_result(state_dir: Path, result: dict[str, object]) -> None:
+    try:
+        _write_atomic(state_dir / RELOAD_FILE, json.dumps(result) + "\n")
+    except OSError as exc:  # the outcome is also logged and in the info message
+        log.warning("cannot record the reload outcome in %s: %s", state_dir, exc)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    temporary.write_text(text)
+    temporary.replace(path)
+
+
+def running_pid(state_dir: Path) -> int | None:
+    """The agent's pid from its pid file, if that process is alive and is edge-agent."""
+    try:
+        pid = int((state_dir / PID_FILE).read_text().strip())
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return None
+    return pid if b"edge_agent" in command or b"edge-agent" in command else None
