@@ -3,7 +3,8 @@
 Everything is read relative to a root so that tests (and `edge-agent probe --root`) can
 run on recorded /proc and /sys trees. A missing file means "absent"; an unreadable or
 garbled one is listed in `problems`, never fatal: the agent must boot on odd hardware.
-The human and log views and the `probe` command are in edge_agent/tools/probe_command.py.
+The human and log views are in edge_agent/selection/report.py, the `probe` command in
+edge_agent/tools/probe_command.py.
 """
 
 from __future__ import annotations

@@ -254,7 +254,7 @@ def test_csi_and_rtsp_decoder_config(tmp_path: Path) -> None:
 
 
 def test_commented_csi_example_in_the_reference_config_is_valid() -> None:
-    reference = Path(__file__).resolve().parents[2] / "configs" / "agent.yaml"
+    reference = Path(__file__).resolve().parents[3] / "configs" / "agent.yaml"
     lines = reference.read_text().splitlines()
     start = lines.index("  # - id: dock-csi")
     block = []

@@ -16,8 +16,8 @@ import pytest
 from edge_agent import workers
 from edge_agent.publish.publisher import Publisher
 from tests.conftest import Broker, free_port
-from tests.edge_agent.test_message_size import detection_message
-from tests.edge_agent.test_publish import (
+from tests.edge_agent.publish.test_message_size import detection_message
+from tests.edge_agent.publish.test_publish import (
     DEVICE,
     config_for,
     publishers,  # noqa: F401 (fixture)

@@ -15,7 +15,7 @@ from edge_agent import __version__
 from edge_agent.publish.payload import SCHEMA_VERSION, detections_payload, info_payload
 from engines.base import Detections, InputSpec, ModelInfo
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SCHEMAS = REPO / "docs" / "schemas"
 ISO_MS_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 

@@ -14,7 +14,7 @@ from edge_agent.selection.probe import HardwareReport, Runtimes, detect_runtimes
 from edge_agent.selection.report import format_table
 from edge_agent.selection.report import summary_line as summary
 
-TREES = Path(__file__).resolve().parents[1] / "hardware"
+TREES = Path(__file__).resolve().parents[2] / "hardware"
 NO_RUNTIMES = Runtimes(errors={"tensorrt": "No module named 'tensorrt'"})
 
 

@@ -22,7 +22,7 @@ from edge_agent.config.model import MqttConfig, SpoolConfig, TlsConfig
 from edge_agent.publish.outbox import MAX_INFLIGHT
 from edge_agent.publish.publisher import Publisher
 from tests.conftest import Broker, free_port, wait_for_port
-from tests.edge_agent.test_outage import persist_sessions, persistent_subscriber
+from tests.edge_agent.publish.test_outage import persist_sessions, persistent_subscriber
 
 DEVICE = "box-1"
 PUBLISH_LOG = "edge_agent.publish.publisher"

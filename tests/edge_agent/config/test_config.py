@@ -11,7 +11,7 @@ from edge_agent.config.loader import check_config, load_config
 from edge_agent.config.model import FileCamera, OpenVinoBackend, RtspCamera, UsbCamera
 from edge_agent.errors import ConfigError
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 GOOD = """\
 device_id: box-1

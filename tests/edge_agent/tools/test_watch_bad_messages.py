@@ -20,7 +20,7 @@ import pytest
 from edge_agent.tools.watch_message import BOOLEAN, DETECTIONS, HEALTH, INFO, INTEGER, NUMBER, TEXT
 from edge_agent.tools.watch_view import CONTROL, WatchState, render
 from tests.conftest import Broker
-from tests.edge_agent.test_watch import (
+from tests.edge_agent.tools.test_watch import (
     FakeAgentTraffic,
     frame_payload,
     table_row,

@@ -10,7 +10,7 @@ from edge_agent.config.model import HealthConfig
 from edge_agent.health.monitor import system_reasons
 from edge_agent.health.system_stats import SystemStats, Temperature
 
-TREES = Path(__file__).resolve().parent.parent / "hardware_health"
+TREES = Path(__file__).resolve().parents[2] / "hardware_health"
 
 
 def test_intel_box_thermal_zones_and_coretemp(tmp_path: Path) -> None:

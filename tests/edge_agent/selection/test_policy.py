@@ -26,7 +26,7 @@ from edge_agent.selection.probe import HardwareReport, Runtimes, detect_runtimes
 from engines.errors import EngineError
 from tests.engines import fake_tensorrt
 
-TREES = Path(__file__).resolve().parents[1] / "hardware"
+TREES = Path(__file__).resolve().parents[2] / "hardware"
 MISSING = {"tensorrt": "No module named 'tensorrt'", "pycuda": "No module named 'pycuda'"}
 
 TRT_OK = Runtimes(tensorrt="10.3.0", pycuda="2024.1.2", openvino="2024.6.0",
