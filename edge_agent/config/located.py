@@ -285,9 +285,41 @@ def _describe_group(details: list[tuple[dict[str, Any], _Place]], node: yaml.Nod
     if yaml_bool and (isinstance(refused, NotABoolean) or detail["type"] == "union_tag_invalid"):
         assert isinstance(node, yaml.ScalarNode)
         meaning = "true" if node.value.lower() in TRUE_WORDS else "false"
-        text += (f"; YAML 1.1 reads {node.value} as {meaning}: write '{node.value}' in quotes "
-                 "if you mean the text")
+        if _wants_number(detail, nouns):
+            text += f"; YAML 1.1 reads {node.value} as {meaning}, not a number"
+            allowed = _allowed_range(place)
+            text += f"; allowed: {allowed}" if allowed else ""
+        else:
+            text += (f"; YAML 1.1 reads {node.value} as {meaning}: write '{node.value}' in "
+                     "quotes if you mean the text")
     return text
+
+
+def _wants_number(detail: dict[str, Any], nouns: list[str]) -> bool:
+    """True where quoting the word cannot help: only numbers are allowed."""
+    if "text" in nouns or "a file path" in nouns:
+        return False
+    if detail["type"] == "literal_error":
+        return "'" not in str(detail.get("ctx", {}).get("expected", "'"))
+    return str(detail["type"]).startswith(("int_", "float_"))
+
+
+def _allowed_range(place: _Place) -> str | None:
+    """`1 to 65535` from the field's ge/le (gt/lt) constraints, when it has them."""
+    bounds: dict[str, Any] = {}
+    for item in getattr(place.field_info, "metadata", ()) or ():
+        for name in ("ge", "gt", "le", "lt"):
+            if getattr(item, name, None) is not None:
+                bounds[name] = getattr(item, name)
+    low = bounds.get("ge", bounds.get("gt"))
+    high = bounds.get("le", bounds.get("lt"))
+    if low is None and high is None:
+        return None
+    if high is None:
+        return f"{'more than' if 'gt' in bounds else 'at least'} {low}"
+    if low is None:
+        return f"{'less than' if 'lt' in bounds else 'at most'} {high}"
+    return f"{low} to {high}"
 
 
 def _describe(detail: dict[str, Any], place: _Place, node: yaml.Node | None) -> str:

@@ -64,6 +64,7 @@ class Agent:
         the agent cannot go on (1: systemd's Restart=on-failure starts it afresh)."""
         config = self.config
         with contextlib.ExitStack() as stack:
+            stack.enter_context(state_files.exclusive(config.state_dir))
             report = probe()
             log.info("hardware: %s", summary_line(report))
             selection = select_engine(config, report)

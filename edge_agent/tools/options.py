@@ -16,7 +16,7 @@ def add_config_option(parser: argparse.ArgumentParser, what: str = "agent YAML f
 
 def missing_default_config(args: argparse.Namespace) -> str | None:
     """What to say when --config was left at its default and that file is not there."""
-    config = getattr(args, "config", None)
+    config = getattr(args, "config", None) or getattr(args, "file", None)  # check-config FILE
     if config != DEFAULT_CONFIG or config.exists():
         return None
     return (

@@ -103,7 +103,8 @@ EXAMPLES = [
      ["model.classes[1]: should be text or a whole number (got no)",
       "write 'no' in quotes if you mean the text"]),
     ("on-as-port", BASE.replace("1883", "on"), 6,
-     ["mqtt.port: should be a whole number (got on)", "write 'on' in quotes"]),
+     ["mqtt.port: should be a whole number (got on)",
+      "YAML 1.1 reads on as true, not a number; allowed: 1 to 65535"]),
     ("no-as-usb-device", BASE.replace("type: usb", "type: usb\n    device: no"), 10,
      ["cameras[0].device: should be a whole number or text (got no)"]),
     ("yes-as-prefix", _mqtt("  topic_prefix: yes\n"), 7, ["mqtt.topic_prefix: should be text"]),
@@ -301,7 +302,9 @@ def test_no_text_or_number_field_takes_a_yaml_boolean(
     expected = f"{key}.{name}{index}:" if key else f"{name}{index}:"
     matching = [p for p in caught.value.problems if f" {expected} " in p]
     assert matching, caught.value.problems
-    assert f"write '{word}' in quotes if you mean the text" in matching[0]
+    # Quotes help where text is allowed; where only a number is, they cannot.
+    assert (f"write '{word}' in quotes if you mean the text" in matching[0]
+            or (f"YAML 1.1 reads {word} as " in matching[0] and ", not a number" in matching[0]))
 
 
 def test_a_flood_of_problems_shows_the_first_50_and_counts_all(tmp_path: Path) -> None:
