@@ -395,9 +395,7 @@ class Camera:
         but reopening goes on at the longest delay: a camera that comes back is used.
         """
         self._failures += 1
-        self.state = (
-            CameraState.FAILED if self._failures >= FAILED_AFTER else CameraState.BACKOFF
-        )
+        self.state = CameraState.FAILED if self._failures >= FAILED_AFTER else CameraState.BACKOFF
         self.last_error = redact(message)  # published retained: never a password
         self.reconnects += 1
         wait = self._delay * random.uniform(0.8, 1.2)

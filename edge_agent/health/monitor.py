@@ -14,6 +14,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -50,8 +51,7 @@ from edge_agent.workers import InjectedFaultError, Worker
 
 if TYPE_CHECKING:
     from edge_agent.config.model import AgentConfig, HealthConfig
-    from edge_agent.pipeline import CameraPipeline, PipelineStats
-    from edge_agent.publish.publisher import Publisher
+    from edge_agent.pipeline import PipelineStats
     from edge_agent.publish.stats import PublisherStats
     from engines.base import Engine
 
@@ -66,16 +66,37 @@ MIN_PUBLISH_GAP_S = 1.0
 """A flapping camera cannot turn health into a stream."""
 
 
+class PipelinePart(Protocol):
+    """All health reads of a camera (edge_agent.pipeline.CameraPipeline): its stats, its
+    threads, and the drift watch slot it fills when the agent did not."""
+
+    drift: DriftWatch | None
+
+    def stats(self) -> PipelineStats: ...
+
+    def workers(self) -> list[Worker]: ...
+
+
+class PublisherPart(Protocol):
+    """All health uses of MQTT (edge_agent.publish.publisher.Publisher)."""
+
+    def stats(self) -> PublisherStats: ...
+
+    def workers(self) -> list[Worker]: ...
+
+    def publish_retained(self, subtopic: str, payload: bytes) -> bool: ...
+
+
 class AgentView(Protocol):
     """What health reads from the agent (edge_agent.service.agent.Agent)."""
 
     config: AgentConfig
-    pipelines: dict[str, CameraPipeline]
+    pipelines: Mapping[str, PipelinePart]
     engine: Engine | None
     backend_reason: str
     started_at: float
     started_mono: float
-    publisher: Publisher | None
+    publisher: PublisherPart | None
 
 
 @dataclass(frozen=True)
@@ -221,7 +242,7 @@ class HealthMonitor:
             self.published += 1
         return sent
 
-    def _adopt(self, pipelines: dict[str, CameraPipeline]) -> None:
+    def _adopt(self, pipelines: Mapping[str, PipelinePart]) -> None:
         """Forget cameras that are gone; a pipeline the agent did not give a drift watch
         (built outside the agent, as in tests) gets one here."""
         drift = self.config.drift

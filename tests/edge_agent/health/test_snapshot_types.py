@@ -32,6 +32,7 @@ from edge_agent.health.snapshot import (
     MqttHealth,
 )
 from edge_agent.pipeline import PipelineStats
+from edge_agent.publish.camera_state import CameraStates
 from edge_agent.publish.payload import camera_state_payload
 from edge_agent.publish.stats import PublisherStats
 from edge_agent.tools.watch_view import WatchState, render
@@ -264,3 +265,25 @@ def test_metrics_and_watch_read_the_same_snapshot(tmp_path: Path) -> None:
 def test_metric_tables_name_snapshot_fields(table: tuple, cls: type) -> None:
     names = {field.name for field in dataclasses.fields(cls)}
     assert {key for key, _, _ in table} <= names
+
+
+def test_camera_state_messages_come_from_stats_alone() -> None:
+    """The retained <camera>/state topic asks the pipeline too; its message is valid."""
+
+    class Sink:
+        connected = True
+
+        def __init__(self) -> None:
+            self.sent: list[tuple[str, bytes]] = []
+
+        def publish_retained(self, subtopic: str, payload: bytes) -> bool:
+            self.sent.append((subtopic, payload))
+            return True
+
+    sink = Sink()
+    CameraStates(sink).update({"gate": OnlyStats(PIPELINE)})  # type: ignore[dict-item]
+    ((topic, payload),) = sink.sent
+    body = json.loads(payload)
+    jsonschema.validate(body, STATE_SCHEMA)
+    assert topic == "gate/state"
+    assert (body["state"], body["reconnects"], body["frames"]) == ("BACKOFF", 2, 120)
