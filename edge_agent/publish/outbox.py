@@ -101,11 +101,6 @@ class Outbox(DeadLetters):
         return self._drops.total
 
     @property
-    def dropped_total(self) -> int:
-        """Detections ever dropped from this spool file, across restarts."""
-        return self._spool.dropped_total
-
-    @property
     def spool(self) -> Spool:
         return self._spool
 
