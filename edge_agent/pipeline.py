@@ -18,7 +18,8 @@ from typing import Protocol
 import numpy as np
 
 from edge_agent.capture.camera import Camera, Frame
-from edge_agent.health.drift import DriftWatch
+from edge_agent.capture.state import CameraState, CameraStats
+from edge_agent.health.drift import DriftReport, DriftWatch
 from edge_agent.publish.payload import detections_payload
 from edge_agent.supervision import GuardedWorker, is_broken
 from edge_agent.workers import InjectedFaultError, Worker, WorkerState
@@ -89,6 +90,29 @@ class LatencyRecorder:
         return [float(v) for v in np.percentile(values, quantiles)]
 
 
+@dataclass(frozen=True)
+class PipelineStats:
+    """One camera's pipeline at one moment (`CameraPipeline.stats()`), for health."""
+
+    camera: CameraStats
+    state: CameraState
+    """The camera's state including its workers' (FAILED when one is dead)."""
+    frames_processed: int
+    published: int
+    not_delivered: int
+    processing_error: str | None
+    frames_failed: int
+    nonfinite_values: int
+    output_problem: str | None
+    in_flight: int
+    inference_ms: tuple[float, float, float] | None
+    """p50, p95, p99 over the last LATENCY_WINDOW frames; None before the first."""
+    end_to_end_ms: tuple[float, float] | None
+    """p50, p95 of capture to publish, same frames; None before the first."""
+    drift: DriftReport | None
+    """None when drift watch is off."""
+
+
 @dataclass
 class _InFlight:
     frame: Frame
@@ -143,6 +167,21 @@ class CameraPipeline:
         """This camera's threads: inference loop and capture."""
         return [self._worker, *self.camera.workers()]
 
+    def stats(self) -> PipelineStats:
+        """What health may read of this camera and its pipeline, at this moment."""
+        inference = self.latency.percentiles("inference_ms", (50, 95, 99))
+        end_to_end = self.latency.percentiles("end_to_end_ms", (50, 95))
+        return PipelineStats(
+            camera=self.camera.stats(), state=self.state, frames_processed=self.times.frames,
+            published=self.published, not_delivered=self.not_delivered,
+            processing_error=self.last_error, frames_failed=self.frames_failed,
+            nonfinite_values=self.nonfinite_values, output_problem=self.output_problem,
+            in_flight=self.in_flight,
+            inference_ms=None if inference is None else (inference[0], inference[1], inference[2]),
+            end_to_end_ms=None if end_to_end is None else (end_to_end[0], end_to_end[1]),
+            drift=self.drift.report() if self.drift is not None else None,
+        )
+
     def stop(self, timeout: float = 10.0) -> None:
         """Stop after the frames already captured and in flight are published."""
         self.camera.stop()
@@ -170,13 +209,13 @@ class CameraPipeline:
         return any(is_broken(worker) for worker in self.workers())
 
     @property
-    def state(self) -> str:
+    def state(self) -> CameraState:
         """The camera's published state: FAILED or BACKOFF when a worker is, else capture's."""
         workers = self.workers()
         if any(is_broken(worker) for worker in workers):
-            return "FAILED"
+            return CameraState.FAILED
         if any(worker.state is WorkerState.BACKOFF for worker in workers):
-            return "BACKOFF"
+            return CameraState.BACKOFF
         return self.camera.state
 
     def _crashed(self, worker: Worker, _exc: BaseException) -> None:

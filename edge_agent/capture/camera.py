@@ -31,6 +31,7 @@ from edge_agent.capture.gstreamer import (
     rtsp_elements,
     rtsp_pipeline,
 )
+from edge_agent.capture.state import CameraState, CameraStats
 from edge_agent.clock import TRUST
 from edge_agent.config.model import (
     CameraConfig,
@@ -225,7 +226,7 @@ class Camera:
         self.config = config
         self.live = not isinstance(config, FileCamera)
         self.frames = FrameQueue(queue_size if not self.live else 1, drop_oldest=self.live)
-        self.state = "STARTING"
+        self.state = CameraState.STARTING
         self.reconnects = 0
         self.last_error: str | None = None
         self.captured = 0
@@ -254,6 +255,14 @@ class Camera:
     def workers(self) -> list[Worker]:
         return [self._worker]
 
+    def stats(self) -> CameraStats:
+        """What health and the state topic may read of this camera, at this moment."""
+        return CameraStats(
+            id=self.id, state=self.state, captured=self.captured, dropped=self.frames.dropped,
+            queued=len(self.frames), reconnects=self.reconnects, last_error=self.last_error,
+            last_frame_at=self.last_frame_at,
+        )
+
     def request_stop(self) -> None:
         """Ask the capture thread to end without waiting (stop many cameras at once)."""
         self._stop.set()
@@ -272,7 +281,7 @@ class Camera:
     def _crashed(self, worker: Worker, _exc: BaseException) -> None:
         """A bug in the capture loop: say so in the camera's state; the worker restarts it."""
         given_up = getattr(worker, "given_up", False)
-        self.state = "FAILED" if given_up else "BACKOFF"
+        self.state = CameraState.FAILED if given_up else CameraState.BACKOFF
         self.last_error = (
             f"camera {self.id}: capture worker crashed"
             f"{', given up' if given_up else ', restarting'}: {worker.last_error}"
@@ -292,7 +301,7 @@ class Camera:
             except SourceError as exc:
                 self._fail(str(exc))
                 continue
-            self.state = "RUNNING"
+            self.state = CameraState.RUNNING
             self._opened_at = time.monotonic()
             log.info("camera %s opened", self.id)
             try:
@@ -309,7 +318,7 @@ class Camera:
                 break
             if not self._stop.is_set():
                 self._fail(problem)
-        self.state = "STOPPED"
+        self.state = CameraState.STOPPED
         self.frames.close()
 
     def _read(self, capture: cv2.VideoCapture, sequence: int) -> tuple[int, bool]:
@@ -386,7 +395,7 @@ class Camera:
         but reopening goes on at the longest delay: a camera that comes back is used.
         """
         self._failures += 1
-        self.state = "FAILED" if self._failures >= FAILED_AFTER else "BACKOFF"
+        self.state = CameraState.FAILED if self._failures >= FAILED_AFTER else CameraState.BACKOFF
         self.last_error = redact(message)  # published retained: never a password
         self.reconnects += 1
         wait = self._delay * random.uniform(0.8, 1.2)

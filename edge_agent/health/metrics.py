@@ -10,13 +10,21 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from edge_agent.capture.state import CameraState
 from edge_agent.health.local_http import LocalHTTPServer, QuietHandler
+from edge_agent.health.snapshot import (
+    CameraHealth,
+    HealthSnapshot,
+    HealthStatus,
+    MqttHealth,
+    SystemHealth,
+)
 
 if TYPE_CHECKING:
     from edge_agent.health.monitor import HealthMonitor
@@ -24,9 +32,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-STATUS_CODES = {"ok": 0, "degraded": 1, "failed": 2}
+STATUS_CODES = {HealthStatus.OK: 0, HealthStatus.DEGRADED: 1, HealthStatus.FAILED: 2}
 QUANTILES = {"p50": "0.5", "p95": "0.95", "p99": "0.99"}
-CAMERA_STATES = ("STARTING", "RUNNING", "BACKOFF", "FAILED", "STOPPED")
 
 CAMERA_COUNTERS = (
     ("frames_captured", "edge_agent_camera_frames_captured", "Frames read from the source."),
@@ -65,46 +72,47 @@ class HealthCollector(Collector):
         if snapshot is None:
             return
         yield from _agent_metrics(snapshot)
-        yield from _camera_metrics(snapshot["cameras"])
-        yield from _mqtt_metrics(snapshot["mqtt"])
-        yield from _system_metrics(snapshot["system"])
+        yield from _camera_metrics(snapshot.cameras)
+        yield from _mqtt_metrics(snapshot.mqtt)
+        yield from _system_metrics(snapshot.system)
 
 
-def _agent_metrics(snapshot: dict[str, Any]) -> Iterator[Metric]:
+def _agent_metrics(snapshot: HealthSnapshot) -> Iterator[Metric]:
     info = GaugeMetricFamily(
         "edge_agent_info", "Agent version, backend and model (value 1).",
         labels=["version", "device_id", "backend", "device", "model", "model_sha256"],
     )
-    backend, model = snapshot["backend"], snapshot["model"]
+    backend, model = snapshot.backend, snapshot.model
     info.add_metric(
-        [snapshot["agent_version"], snapshot["device_id"], backend["name"] or "",
-         backend["device"] or "", model["name"] or "", model["sha256"] or ""], 1,
+        [snapshot.agent_version, snapshot.device_id, backend.name or "", backend.device or "",
+         model.name or "", model.sha256 or ""], 1,
     )
     yield info
     yield GaugeMetricFamily(
-        "edge_agent_uptime_seconds", "Seconds since the agent started.", value=snapshot["uptime_s"]
+        "edge_agent_uptime_seconds", "Seconds since the agent started.", value=snapshot.uptime_s
     )
     yield GaugeMetricFamily(
         "edge_agent_health_status", "0 ok, 1 degraded, 2 failed.",
-        value=STATUS_CODES[snapshot["status"]],
+        value=STATUS_CODES[snapshot.status],
     )
     yield GaugeMetricFamily(
         "edge_agent_health_reasons", "Reasons for the current status (0 when ok).",
-        value=len(snapshot["reasons"]),
+        value=len(snapshot.reasons),
     )
 
 
-def _camera_metrics(cameras: list[dict[str, Any]]) -> Iterator[Metric]:
+def _camera_metrics(cameras: tuple[CameraHealth, ...]) -> Iterator[Metric]:
     for key, name, text in CAMERA_COUNTERS:
         family = CounterMetricFamily(name, text, labels=["camera"])
         for camera in cameras:
-            family.add_metric([camera["id"]], camera[key])
+            family.add_metric([camera.id], getattr(camera, key))
         yield family
     for key, name, text in CAMERA_GAUGES:
         family = GaugeMetricFamily(name, text, labels=["camera"])
         for camera in cameras:
-            if camera[key] is not None:
-                family.add_metric([camera["id"]], camera[key])
+            value = getattr(camera, key)
+            if value is not None:
+                family.add_metric([camera.id], value)
         yield family
     state = GaugeMetricFamily(
         "edge_agent_camera_state", "1 for the camera's current state.", labels=["camera", "state"]
@@ -131,69 +139,69 @@ def _camera_metrics(cameras: list[dict[str, Any]]) -> Iterator[Metric]:
         labels=["camera", "reason"],
     )
     for camera in cameras:
-        camera_id = camera["id"]
-        for name in dict.fromkeys((*CAMERA_STATES, camera["state"])):
-            state.add_metric([camera_id, name], 1 if name == camera["state"] else 0)
-        for target, values in ((inference, camera["inference_ms"]),
-                               (end_to_end, camera["end_to_end_ms"])):
+        camera_id = camera.id
+        for member in CameraState:
+            state.add_metric([camera_id, member.value], 1 if member is camera.state else 0)
+        for target, values in ((inference, vars(camera.inference_ms)),
+                               (end_to_end, vars(camera.end_to_end_ms))):
             for label, value in values.items():
                 if value is not None:
                     target.add_metric([camera_id, QUANTILES[label]], value / 1000)
-        queue.add_metric([camera_id, "queue"], camera["queue"]["frames"])
-        queue.add_metric([camera_id, "in_flight"], camera["queue"]["in_flight"])
-        if camera["drift"] is not None:
-            drift.add_metric([camera_id], camera["drift"]["score"])
-            for reason in camera["drift"]["reasons"]:
+        queue.add_metric([camera_id, "queue"], camera.queue.frames)
+        queue.add_metric([camera_id, "in_flight"], camera.queue.in_flight)
+        if camera.drift is not None:
+            drift.add_metric([camera_id], camera.drift.score)
+            for reason in camera.drift.reasons:
                 drift_reason.add_metric([camera_id, reason], 1)
     yield from (state, inference, end_to_end, queue, drift, drift_reason)
 
 
-def _mqtt_metrics(mqtt: dict[str, Any]) -> Iterator[Metric]:
+def _mqtt_metrics(mqtt: MqttHealth) -> Iterator[Metric]:
     yield GaugeMetricFamily(
         "edge_agent_mqtt_connected", "1 while the broker connection is up.",
-        value=int(mqtt["connected"]),
+        value=int(mqtt.connected),
     )
     queued = GaugeMetricFamily(
         "edge_agent_mqtt_queued", "Detection messages waiting for the broker (outbox/spool)."
     )
-    if mqtt["queued"] is not None:  # no sample where the publisher cannot tell
-        queued.add_metric([], mqtt["queued"])
+    if mqtt.queued is not None:  # no sample where the publisher cannot tell
+        queued.add_metric([], mqtt.queued)
     yield queued
     for key, name, text in MQTT_COUNTERS:
-        yield CounterMetricFamily(name, text, value=mqtt[key])
+        yield CounterMetricFamily(name, text, value=getattr(mqtt, key))
 
 
-def _system_metrics(system: dict[str, Any]) -> Iterator[Metric]:
+def _system_metrics(system: SystemHealth) -> Iterator[Metric]:
     yield GaugeMetricFamily(
         "edge_agent_process_cpu_percent", "CPU use of the agent, % of one core.",
-        value=system["cpu_percent"],
+        value=system.cpu_percent,
     )
     yield GaugeMetricFamily(
         "edge_agent_process_resident_memory_bytes", "Resident memory of the agent.",
-        value=system["rss_bytes"],
+        value=system.rss_bytes,
     )
     load = GaugeMetricFamily("edge_agent_load_average", "System load average.", labels=["period"])
-    for period, value in zip(("1m", "5m", "15m"), system["load"], strict=True):
+    for period, value in zip(("1m", "5m", "15m"), system.load, strict=True):
         load.add_metric([period], value)
     yield load
     yield GaugeMetricFamily(
         "edge_agent_state_dir_free_bytes", "Free space in the state directory.",
-        value=system["disk"]["free_bytes"],
+        value=system.disk.free_bytes,
     )
     yield GaugeMetricFamily(
         "edge_agent_state_dir_size_bytes", "Size of the state directory's filesystem.",
-        value=system["disk"]["total_bytes"],
+        value=system.disk.total_bytes,
     )
     temperature = GaugeMetricFamily(
         "edge_agent_temperature_celsius", "Thermal zones and hwmon sensors.",
         labels=["sensor", "source"],
     )
-    for sensor in system["temperatures"]:
-        temperature.add_metric([sensor["sensor"], sensor["source"]], sensor["celsius"])
+    for sensor in system.temperatures:
+        temperature.add_metric([sensor.sensor, sensor.source], sensor.celsius)
     yield temperature
     gpu = GaugeMetricFamily("edge_agent_gpu_load_percent", "Jetson GPU load (no sample elsewhere).")
-    if system["gpu_load_percent"] is not None:
-        gpu.add_metric([], system["gpu_load_percent"])
+    if system.gpu_load_percent is not None:
+        gpu.add_metric([], system.gpu_load_percent)
     yield gpu
 
 
@@ -244,8 +252,8 @@ def _handler(server: MetricsServer) -> type[QuietHandler]:
             elif path == "/healthz":
                 snapshot = server.monitor.latest()
                 body = (
-                    {"status": snapshot["status"], "reasons": snapshot["reasons"],
-                     "timestamp": snapshot["timestamp"]}
+                    {"status": snapshot.status.value, "reasons": list(snapshot.reasons),
+                     "timestamp": snapshot.timestamp}
                     if snapshot else {"status": "starting", "reasons": [], "timestamp": None}
                 )
                 code = 200 if body["status"] in ("ok", "degraded") else 503

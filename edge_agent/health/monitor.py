@@ -11,52 +11,104 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import json
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 from edge_agent import __version__
 from edge_agent.clock import TRUST
 from edge_agent.health.drift import DriftWatch
-from edge_agent.health.system_stats import UNRELIABLE_SENSORS, SystemSnapshot, SystemStats
+from edge_agent.health.parts import (
+    drift_health,
+    engine_health,
+    mqtt_health,
+    rounded,
+    system_health,
+    worker_health,
+)
+from edge_agent.health.snapshot import (
+    SCHEMA_VERSION,
+    CameraHealth,
+    EndToEndLatency,
+    HealthSnapshot,
+    InferenceLatency,
+    QueueHealth,
+)
+from edge_agent.health.status import (
+    DROP_WINDOW_S,
+    camera_reasons,
+    mqtt_reasons,
+    system_reasons,
+    verdict,
+)
+from edge_agent.health.system_stats import SystemSnapshot, SystemStats
 from edge_agent.publish.payload import iso_utc
 from edge_agent.supervision import GuardedWorker, WorkerWatch
 from edge_agent.workers import InjectedFaultError, Worker
 
 if TYPE_CHECKING:
     from edge_agent.config.model import AgentConfig, HealthConfig
-    from edge_agent.pipeline import CameraPipeline
-    from edge_agent.publish.publisher import Publisher
+    from edge_agent.pipeline import PipelineStats
+    from edge_agent.publish.stats import PublisherStats
     from engines.base import Engine
+
+__all__ = ["HealthMonitor", "mqtt_reasons", "start_health", "system_reasons"]
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
 POLL_S = 1.0
 RATE_WINDOW_S = 10.0
 """Input and processed fps are averaged over this long."""
-DROP_WINDOW_S = 60.0
-"""MQTT drops within this long make the agent degraded."""
 MIN_PUBLISH_GAP_S = 1.0
 """A flapping camera cannot turn health into a stream."""
-FAILING_STATES = frozenset({"BACKOFF", "FAILED", "FATAL"})
 
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-"""Compact like the detection payloads; NaN is refused rather than sent as invalid JSON."""
+
+class PipelinePart(Protocol):
+    """All health reads of a camera (edge_agent.pipeline.CameraPipeline): its stats, its
+    threads, and the drift watch slot it fills when the agent did not."""
+
+    drift: DriftWatch | None
+
+    def stats(self) -> PipelineStats: ...
+
+    def workers(self) -> list[Worker]: ...
+
+
+class PublisherPart(Protocol):
+    """All health uses of MQTT (edge_agent.publish.publisher.Publisher)."""
+
+    def stats(self) -> PublisherStats: ...
+
+    def workers(self) -> list[Worker]: ...
+
+    def publish_retained(self, subtopic: str, payload: bytes) -> bool: ...
 
 
 class AgentView(Protocol):
     """What health reads from the agent (edge_agent.service.agent.Agent)."""
 
     config: AgentConfig
-    pipelines: dict[str, CameraPipeline]
+    pipelines: Mapping[str, PipelinePart]
     engine: Engine | None
     backend_reason: str
     started_at: float
     started_mono: float
-    publisher: Publisher | None
+    publisher: PublisherPart | None
+
+
+@dataclass(frozen=True)
+class _Workers:
+    """The threads health watches: agent-wide (essential) and the cameras'."""
+
+    essential: list[Worker]
+    cameras: list[Worker]
+
+    @property
+    def all(self) -> list[Worker]:
+        return [*self.essential, *self.cameras]
 
 
 class RateMeter:
@@ -95,7 +147,7 @@ class HealthMonitor:
         self._meters: dict[tuple[str, str], RateMeter] = {}
         self._mqtt_drops = RateMeter(DROP_WINDOW_S)
         self._dead_letters = RateMeter(DROP_WINDOW_S)
-        self._latest: dict[str, Any] | None = None
+        self._latest: HealthSnapshot | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._worker = GuardedWorker("health", self._run)
@@ -123,7 +175,7 @@ class HealthMonitor:
         """Threads without which the agent is blind or mute: health, metrics, MQTT."""
         return [*self.workers(), *_workers_of(self.agent.publisher)]
 
-    def latest(self) -> dict[str, Any] | None:
+    def latest(self) -> HealthSnapshot | None:
         """The newest snapshot (at most POLL_S old); None before the first poll."""
         with self._lock:
             return self._latest
@@ -136,8 +188,8 @@ class HealthMonitor:
             else:
                 self._problems[key] = text
 
-    def refresh(self) -> dict[str, Any]:
-        """Sample the counters and build a new snapshot (the health thread's job).
+    def refresh(self) -> HealthSnapshot:
+        """Ask each part for its stats and build a new snapshot (the health thread's job).
 
         The agent keeps its stopped pipelines until it exits, so the last snapshot at
         shutdown still shows every camera with its final counts.
@@ -145,14 +197,18 @@ class HealthMonitor:
         now = time.monotonic()
         pipelines = dict(self.agent.pipelines)
         self._adopt(pipelines)
-        for camera_id, pipeline in pipelines.items():
-            self._meter(camera_id, "input").add(now, pipeline.camera.captured)
-            self._meter(camera_id, "processed").add(now, pipeline.times.frames)
-        publisher = self.agent.publisher
+        stats = {camera_id: pipeline.stats() for camera_id, pipeline in pipelines.items()}
+        for camera_id, camera in stats.items():
+            self._meter(camera_id, "input").add(now, camera.camera.captured)
+            self._meter(camera_id, "processed").add(now, camera.frames_processed)
+        sender = self.agent.publisher
+        publisher = sender.stats() if sender is not None else None
         if publisher is not None:
             self._mqtt_drops.add(now, publisher.dropped)
-            self._dead_letters.add(now, publisher.outbox.dead_lettered)
-        snapshot = self._snapshot(pipelines, self.system.read(), now)
+            self._dead_letters.add(now, publisher.dead_lettered)
+        workers = _Workers(self.essential_workers(),
+                           [w for pipeline in pipelines.values() for w in pipeline.workers()])
+        snapshot = self._snapshot(stats, publisher, workers, self.system.read(), now)
         with self._lock:
             self._latest = snapshot
         return snapshot
@@ -170,25 +226,23 @@ class HealthMonitor:
             except Exception:  # a health bug must never take the agent down
                 log.exception("health snapshot failed")
                 continue
-            signature = (
-                snapshot["status"], tuple((c["id"], c["state"]) for c in snapshot["cameras"])
-            )
+            signature = (snapshot.status, tuple((c.id, c.state) for c in snapshot.cameras))
             now = time.monotonic()
             due = now - last_sent >= self.config.interval_s
             changed = signature != last_signature and now - last_sent >= MIN_PUBLISH_GAP_S
             if (due or changed) and self._publish(snapshot):
                 last_sent, last_signature = now, signature
 
-    def _publish(self, snapshot: dict[str, Any]) -> bool:
+    def _publish(self, snapshot: HealthSnapshot) -> bool:
         publisher = self.agent.publisher
         if publisher is None:
             return False
-        sent = publisher.publish_retained("health", health_payload(snapshot))
+        sent = publisher.publish_retained("health", snapshot.to_json())
         if sent:
             self.published += 1
         return sent
 
-    def _adopt(self, pipelines: dict[str, CameraPipeline]) -> None:
+    def _adopt(self, pipelines: Mapping[str, PipelinePart]) -> None:
         """Forget cameras that are gone; a pipeline the agent did not give a drift watch
         (built outside the agent, as in tests) gets one here."""
         drift = self.config.drift
@@ -203,182 +257,72 @@ class HealthMonitor:
         return self._meters.setdefault((camera_id, kind), RateMeter())
 
     def _snapshot(
-        self, pipelines: dict[str, CameraPipeline], system: SystemSnapshot, now: float
-    ) -> dict[str, Any]:
+        self, pipelines: dict[str, PipelineStats], publisher: PublisherStats | None,
+        workers: _Workers, system: SystemSnapshot, now: float,
+    ) -> HealthSnapshot:
         agent = self.agent
-        engine = agent.engine
-        publisher = agent.publisher
-        cameras = [self._camera(pipeline, now) for pipeline in pipelines.values()]
-        info = engine.info if engine is not None else None
-        fallbacks = list(getattr(agent, "fallbacks", ()) or ())
-        mqtt = {
-            "connected": bool(publisher and publisher.connected),
-            "queued": _int_or_none(getattr(publisher, "queued", None)),
-            "published": publisher.published if publisher else 0,
-            "acknowledged": publisher.acknowledged if publisher else 0,
-            "dropped": publisher.dropped if publisher else 0,
-            "dropped_recently": self._mqtt_drops.increase(),
-            "last_error": publisher.last_error if publisher else None,
-            "spool_error": publisher.outbox.spool_error if publisher else None,
-            "spool_dropped_total": publisher.outbox.dropped_total if publisher else 0,
-            **_publisher_stats(publisher),
-            "dead_lettered_recently": self._dead_letters.increase(),
-        }
-        body: dict[str, Any] = {
-            "schema_version": SCHEMA_VERSION,
-            "timestamp": iso_utc(time.time()),
-            "agent_version": __version__,
-            "device_id": agent.config.device_id,
-            "clock_synced": TRUST.synced(),
-            "started_at": iso_utc(agent.started_at),
-            "uptime_s": round(now - agent.started_mono, 1),
-            "status": "ok",
-            "reasons": [],
-            "backend": {
-                "name": engine.backend if engine else None,
-                "device": engine.device if engine else None,
-                "reason": agent.backend_reason,
-                "fallbacks": fallbacks,
-            },
-            "model": {
-                "name": info.name if info else None,
-                "version": (info.metadata.get("version") or None) if info else None,
-                "sha256": info.sha256 if info else None,
-            },
-            "cameras": cameras,
-            "mqtt": mqtt,
-            "system": _system(system, self.agent.config.state_dir),
-            "workers": WorkerWatch.describe(self._all_workers(pipelines)),
-        }
-        status, reasons = self._status(body, system, pipelines, now)
-        body["status"], body["reasons"] = status, reasons
-        return body
-
-    def _camera(self, pipeline: CameraPipeline, now: float) -> dict[str, Any]:
-        camera = pipeline.camera
-        inference = pipeline.latency.percentiles("inference_ms", (50, 95, 99))
-        end_to_end = pipeline.latency.percentiles("end_to_end_ms", (50, 95))
-        drift = pipeline.drift.report() if pipeline.drift is not None else None
-        last = camera.last_frame_at
-        return {
-            "id": camera.id,
-            "state": pipeline.state,
-            "input_fps": round(self._meter(camera.id, "input").rate(), 2),
-            "processed_fps": round(self._meter(camera.id, "processed").rate(), 2),
-            "frames_captured": camera.captured,
-            "frames_processed": pipeline.times.frames,
-            "frames_dropped": camera.frames.dropped,
-            "messages_published": pipeline.published,
-            "messages_not_delivered": pipeline.not_delivered,
-            "last_frame_age_s": None if last is None else round(max(0.0, now - last), 3),
-            "reconnects": camera.reconnects,
-            "last_error": camera.last_error,
-            "processing_error": pipeline.last_error,
-            "frames_failed": pipeline.frames_failed,
-            "nonfinite_values": pipeline.nonfinite_values,
-            "output_problem": pipeline.output_problem,
-            "inference_ms": _quantiles(inference, ("p50", "p95", "p99")),
-            "end_to_end_ms": _quantiles(end_to_end, ("p50", "p95")),
-            "queue": {"frames": len(camera.frames), "in_flight": pipeline.in_flight},
-            "drift": None if drift is None else {
-                "state": drift.state,
-                "score": drift.score,
-                "reasons": list(drift.reasons),
-                "samples": drift.samples,
-                "baseline": drift.baseline,
-                "current": drift.current,
-                "components": drift.components,
-                "class_rates": drift.class_rates,
-            },
-        }
-
-    def _all_workers(self, pipelines: dict[str, CameraPipeline]) -> list[Worker]:
-        cameras = [worker for pipeline in pipelines.values() for worker in pipeline.workers()]
-        return [*self.essential_workers(), *cameras]
-
-    def _status(
-        self,
-        body: dict[str, Any],
-        system: SystemSnapshot,
-        pipelines: dict[str, CameraPipeline],
-        now: float,
-    ) -> tuple[str, list[str]]:
-        """failed: nothing useful can happen; degraded: something needs a look; else ok."""
-        failed, degraded = self._watch.reasons(self.essential_workers(), now, essential=True)
-        camera_workers = [w for pipeline in pipelines.values() for w in pipeline.workers()]
-        _, camera_degraded = self._watch.reasons(camera_workers, now, essential=False)
-        degraded.extend(camera_degraded)
-        cameras = body["cameras"]
-        if self.agent.engine is None:
+        config = agent.config
+        backend, model = engine_health(
+            agent.engine, agent.backend_reason, tuple(getattr(agent, "fallbacks", ()) or ())
+        )
+        cameras = tuple(self._camera(stats, now) for stats in pipelines.values())
+        mqtt = mqtt_health(publisher, self._mqtt_drops.increase(), self._dead_letters.increase())
+        failed, degraded = self._watch.reasons(workers.essential, now, essential=True)
+        degraded.extend(self._watch.reasons(workers.cameras, now, essential=False)[1])
+        if agent.engine is None:
             failed.append("inference engine is not loaded")
-        if not cameras:
-            failed.append("no camera is running")
-        elif all(camera["state"] in FAILING_STATES for camera in cameras):
-            failed.append("no camera is delivering frames")
-        for camera in cameras:
-            if camera["state"] in FAILING_STATES:
-                error = camera["last_error"] or "no detail"
-                degraded.append(f"camera {camera['id']} {camera['state']}: {error}")
-            if camera["output_problem"]:
-                degraded.append(f"camera {camera['id']} model output: {camera['output_problem']}")
-            drift = camera["drift"]
-            for reason in drift["reasons"] if drift else ():
-                degraded.append(f"camera {camera['id']} drift: {reason}")
-        degraded.extend(f"backend fallback: {item}" for item in body["backend"]["fallbacks"])
-        degraded.extend(mqtt_reasons(body["mqtt"]))
-        degraded.extend(system_reasons(system, self.config, self.agent.config.state_dir))
+        camera_failed, camera_degraded = camera_reasons(cameras)
+        failed.extend(camera_failed)
+        degraded.extend(camera_degraded)
+        degraded.extend(f"backend fallback: {item}" for item in backend.fallbacks)
+        degraded.extend(mqtt_reasons(mqtt))
+        degraded.extend(system_reasons(system, self.config, config.state_dir))
         with self._lock:
             degraded.extend(self._problems.values())
-        if failed:
-            return "failed", failed + degraded
-        return ("degraded", degraded) if degraded else ("ok", [])
-
-
-def mqtt_reasons(mqtt: dict[str, Any]) -> list[str]:
-    """Degraded reasons of the broker link: disconnected, spool unusable or damaged, drops."""
-    reasons: list[str] = []
-    if not mqtt["connected"]:
-        reasons.append(f"mqtt disconnected: {mqtt['last_error'] or 'not connected yet'}")
-    if mqtt["spool_error"]:
-        reasons.append(f"mqtt spool not usable, an outage would lose detections: "
-                        f"{mqtt['spool_error']}")
-    if mqtt["dead_lettered_recently"]:
-        reasons.append(
-            f"mqtt set aside {mqtt['dead_lettered_recently']} message(s) the broker refused "
-            f"in the last {DROP_WINDOW_S:.0f} s: {mqtt['last_disconnect'] or 'see the log'}"
+        status, reasons = verdict(failed, degraded)
+        return HealthSnapshot(
+            schema_version=SCHEMA_VERSION,
+            timestamp=iso_utc(time.time()),
+            agent_version=__version__,
+            device_id=config.device_id,
+            clock_synced=TRUST.synced(),
+            started_at=iso_utc(agent.started_at),
+            uptime_s=round(now - agent.started_mono, 1),
+            status=status,
+            reasons=reasons,
+            backend=backend,
+            model=model,
+            cameras=cameras,
+            mqtt=mqtt,
+            system=system_health(system, config.state_dir),
+            workers=tuple(worker_health(worker) for worker in workers.all),
         )
-    if mqtt["spool_unreadable"]:
-        reasons.append(f"mqtt spool was damaged: {mqtt['spool_salvage']}")
-    if mqtt["dropped_recently"]:
-        reasons.append(
-            f"mqtt dropped {mqtt['dropped_recently']} detection message(s) in the last "
-            f"{DROP_WINDOW_S:.0f} s"
+
+    def _camera(self, stats: PipelineStats, now: float) -> CameraHealth:
+        camera = stats.camera
+        last = camera.last_frame_at
+        return CameraHealth(
+            id=camera.id,
+            state=stats.state,
+            input_fps=round(self._meter(camera.id, "input").rate(), 2),
+            processed_fps=round(self._meter(camera.id, "processed").rate(), 2),
+            frames_captured=camera.captured,
+            frames_processed=stats.frames_processed,
+            frames_dropped=camera.dropped,
+            messages_published=stats.published,
+            messages_not_delivered=stats.not_delivered,
+            last_frame_age_s=None if last is None else round(max(0.0, now - last), 3),
+            reconnects=camera.reconnects,
+            last_error=camera.last_error,
+            processing_error=stats.processing_error,
+            frames_failed=stats.frames_failed,
+            nonfinite_values=stats.nonfinite_values,
+            output_problem=stats.output_problem,
+            inference_ms=InferenceLatency(*rounded(stats.inference_ms, 3)),
+            end_to_end_ms=EndToEndLatency(*rounded(stats.end_to_end_ms, 2)),
+            queue=QueueHealth(frames=camera.queued, in_flight=stats.in_flight),
+            drift=None if stats.drift is None else drift_health(stats.drift),
         )
-    return reasons
-
-
-def system_reasons(system: SystemSnapshot, config: HealthConfig, state_dir: object) -> list[str]:
-    """Degraded reasons of the box itself: a nearly full disk, a sensor near its limit."""
-    reasons = []
-    if system.disk_total_bytes and system.disk_free_percent < config.disk_min_free_percent:
-        reasons.append(
-            f"disk almost full: {system.disk_free_percent:.1f}% free in {state_dir} "
-            f"(minimum {config.disk_min_free_percent:g}%)"
-        )
-    for sensor in system.temperatures:
-        if sensor.sensor in UNRELIABLE_SENSORS:
-            continue
-        limit = sensor.critical_c or config.thermal_limit_c
-        if sensor.celsius >= limit - config.thermal_margin_c:
-            reasons.append(
-                f"temperature {sensor.sensor} at {sensor.celsius:.1f} °C, limit {limit:.0f} °C"
-            )
-    return reasons
-
-
-def health_payload(snapshot: dict[str, Any]) -> bytes:
-    """The snapshot as compact JSON, as the other payloads are sent."""
-    return _ENCODER.encode(snapshot).encode("utf-8")
 
 
 def start_health(agent: AgentView, stack: contextlib.ExitStack) -> HealthMonitor:
@@ -401,46 +345,3 @@ def _workers_of(component: object | None) -> list[Worker]:
     """A component's `workers()`, or none where it has no such method (yet)."""
     workers = getattr(component, "workers", None)
     return list(workers()) if callable(workers) else []
-
-
-def _system(system: SystemSnapshot, state_dir: object) -> dict[str, Any]:
-    return {
-        "cpu_percent": round(system.cpu_percent, 1),
-        "rss_bytes": system.rss_bytes,
-        "load": [round(value, 2) for value in system.load],
-        "disk": {
-            "path": str(state_dir),
-            "free_bytes": system.disk_free_bytes,
-            "total_bytes": system.disk_total_bytes,
-            "free_percent": round(system.disk_free_percent, 2),
-        },
-        "temperatures": [
-            {"sensor": t.sensor, "celsius": round(t.celsius, 1), "source": t.source,
-             "critical_c": t.critical_c}
-            for t in system.temperatures
-        ],
-        "gpu_load_percent": system.gpu_load_percent,
-    }
-
-
-def _quantiles(values: list[float] | None, names: tuple[str, ...]) -> dict[str, float | None]:
-    if values is None:
-        return dict.fromkeys(names)
-    return {name: round(value, 2) for name, value in zip(names, values, strict=True)}
-
-
-PUBLISHER_STATS = ("protocol", "max_message_bytes", "disconnects", "last_disconnect",
-                   "trimmed", "dead_lettered_total", "spool_salvaged", "spool_unreadable",
-                   "spool_salvage")
-"""Publisher.stats() fields health carries (docs/mqtt.md, "Messages the broker refuses")."""
-
-
-def _publisher_stats(publisher: Any) -> dict[str, Any]:
-    stats = publisher.stats() if publisher is not None else {}
-    empty = {"protocol": None, "max_message_bytes": None, "last_disconnect": None,
-             "spool_salvage": None}
-    return {key: stats.get(key, empty.get(key, 0)) for key in PUBLISHER_STATS}
-
-
-def _int_or_none(value: object) -> int | None:
-    return int(value) if isinstance(value, int | float) else None

@@ -21,11 +21,13 @@ from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
 
+from edge_agent.publish.dead_letter import CONTROL, DeadLetters
+from edge_agent.publish.drops import DropLog
 from edge_agent.publish.message_size import fit_payload
-from edge_agent.publish.mqtt_client import forget_message, oversize_messages
+from edge_agent.publish.mqtt_client import forget_message
 from edge_agent.publish.poison import PoisonWatch
 from edge_agent.publish.spool import Spool, SpoolError
-from edge_agent.service.logs import SELF_LIMITED
+from edge_agent.publish.stats import OutboxStats
 from edge_agent.workers import Worker
 
 log = logging.getLogger(__name__)
@@ -35,18 +37,15 @@ MAX_INFLIGHT = 100
 20 per round trip (250 msg/s on an 80 ms cellular link, below a few cameras' rate);
 100 keeps up while bounding the burst re-sent after a reconnect."""
 
-CONTROL = -1
-"""Pending value of a status/info/state message (not a detection)."""
 DIRECT = 0
 """Pending value of a detection sent past a failed spool (no row to delete)."""
 EXPIRY_CHECK_S = 60.0
 """How often old rows are expired and the WAL checkpointed."""
 REOPEN_EVERY_S = 30.0
 """How often a spool file that refused to open (disk full) is tried again."""
-DROP_LOG_INTERVAL_S = 10.0
 
 
-class Outbox:
+class Outbox(DeadLetters):
     """Moves spooled detections to an MQTT client and counts what happens to them.
 
     Counters cover detections only: `published` (accepted into the spool),
@@ -85,24 +84,21 @@ class Outbox:
         self.worker = Worker("mqtt-sender", self._run)
         self.published = 0
         self.acknowledged = 0
-        self.dropped = 0
+        self._drops = DropLog()
         self.trimmed = 0
         """Detection messages sent with fewer detections to fit the size limit."""
         self.dead_lettered = 0
         """Poison messages set aside in this run (the spool counts them across runs)."""
         self._put_error: str | None = None
-        self._drops_unlogged = 0
-        self._drop_logged_at = float("-inf")
-        self._drop_reason = ""
 
     @property
     def queued(self) -> int:
         return len(self._spool)
 
     @property
-    def dropped_total(self) -> int:
-        """Detections ever dropped from this spool file, across restarts."""
-        return self._spool.dropped_total
+    def dropped(self) -> int:
+        """Detections dropped in this run (refused, or pushed out of the spool)."""
+        return self._drops.total
 
     @property
     def spool(self) -> Spool:
@@ -112,6 +108,20 @@ class Outbox:
     def spool_error(self) -> str | None:
         """Why detections are not kept on disk now; None once the spool works again."""
         return self._spool.error or self._put_error
+
+    def stats(self) -> OutboxStats:
+        """The counters health and /metrics read (docs/health.md, the `mqtt` fields)."""
+        spool = self._spool
+        salvage = spool.salvage
+        return OutboxStats(
+            queued=len(spool), published=self.published, acknowledged=self.acknowledged,
+            dropped=self.dropped, trimmed=self.trimmed, dead_lettered=self.dead_lettered,
+            dead_lettered_total=spool.dead_lettered_total, spool_error=self.spool_error,
+            spool_dropped_total=spool.dropped_total, spool_on_disk=spool.on_disk,
+            spool_salvaged=salvage.salvaged if salvage else 0,
+            spool_unreadable=salvage.unreadable if salvage else 0,
+            spool_salvage=salvage.describe() if salvage else None,
+        )
 
     def start(self) -> None:
         self.worker.start()
@@ -315,60 +325,6 @@ class Outbox:
             else:
                 self._settle_locked(row, self._sizes.pop(mid, 0))
 
-    def connection_lost(self) -> None:
-        """The connection dropped: the head message, if it keeps doing this, is poison."""
-        with self._lock:
-            in_flight = [(row, mid) for mid, row in self._pending.items() if row > 0]
-        head, mid = min(in_flight) if in_flight else (None, 0)
-        if self.poison.disconnected(head):
-            self._dead_letter(mid, f"the connection dropped {self.poison.strikes_needed} "
-                              "times in a row while it was being sent")
-
-    def _dead_letter(self, mid: int, reason: str, learn_size: bool = True) -> bool:
-        """Take message `mid` out of the window, paho's queue and the spool; keep it in the
-        spool's dead-letter table. False when `mid` is not a spooled detection."""
-        with self._wake:
-            row = self._pending.get(mid)
-            if row is None or row <= 0:
-                return False
-            del self._pending[mid]
-            size = self._sizes.pop(mid, 0)
-            self._inflight -= 1
-            if self._inflight <= 0:
-                self._resending = False
-            self.dead_lettered += 1
-            self._wake.notify_all()
-            self._forget.append(mid)  # by the sender: paho may be iterating its queue now
-        self._spool.set_aside(row, reason)
-        learned = self.poison.learn(size) if learn_size else None
-        log.error("MQTT set aside a %d-byte detection message (dead letter %d in this run, "
-                  "%d in the spool file): %s", size, self.dead_lettered,
-                  self._spool.dead_lettered_total, reason)
-        if learned is not None:
-            log.warning("MQTT size limit lowered to %d bytes: the broker seems to refuse "
-                        "bigger messages without saying so; set mqtt.max_message_bytes to "
-                        "its limit", learned)
-            self._trim_in_flight(learned)
-        return True
-
-    def _trim_in_flight(self, limit: int) -> None:
-        """Fit the messages already with paho to a newly learnt limit: after a reconnect
-        paho re-sends them from its queue, and each would be poison again."""
-        for mid, message in oversize_messages(self._client, limit):
-            with self._lock:
-                row = self._pending.get(mid)
-            if row is None or row == CONTROL:
-                continue
-            fitted = fit_payload(message.payload, limit)
-            if fitted is None:
-                self._dead_letter(mid, f"does not fit the learnt {limit}-byte limit",
-                                  learn_size=False)
-                continue
-            message.payload = fitted
-            with self._lock:
-                self.trimmed += 1
-                self._sizes[mid] = len(fitted)
-
     def register_control(self, mid: int) -> None:
         with self._lock:
             self.register_locked(mid, CONTROL)
@@ -438,20 +394,8 @@ class Outbox:
             self._count_drop_locked("QoS 0 messages lost in a reconnect", direct)
 
     def _count_drop_locked(self, reason: str, count: int = 1) -> None:
-        self.dropped += count
-        self._drops_unlogged += count
-        self._drop_reason = reason
+        self._drops.count(reason, count)
 
     def log_drops(self, force: bool = False) -> None:
-        """First drop at once, then one line per DROP_LOG_INTERVAL_S with the count."""
-        now = time.monotonic()
-        with self._lock:
-            if not self._drops_unlogged:
-                return
-            if not force and now - self._drop_logged_at < DROP_LOG_INTERVAL_S:
-                return
-            count, total, reason = self._drops_unlogged, self.dropped, self._drop_reason
-            self._drops_unlogged = 0
-            self._drop_logged_at = now
-        log.warning("MQTT dropped %d detection message(s) (%d in total): %s", count, total, reason,
-                    extra=SELF_LIMITED)  # already one line per DROP_LOG_INTERVAL_S
+        """First drop at once, then one line per DROP_LOG_INTERVAL_S (edge_agent.publish.drops)."""
+        self._drops.log(force)

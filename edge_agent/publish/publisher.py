@@ -36,7 +36,8 @@ from edge_agent.publish.mqtt_client import (
     use_mqtt311,
 )
 from edge_agent.publish.outbox import MAX_INFLIGHT, Outbox
-from edge_agent.publish.spool import Spool
+from edge_agent.publish.spool_config import full_reason, open_spool
+from edge_agent.publish.stats import PublisherStats
 from edge_agent.workers import Worker
 
 __all__ = ["Publisher", "tls_context"]  # tls_context: watch and doctor import it from here
@@ -86,8 +87,8 @@ class Publisher:
         """Status/info/state messages too big for the broker's stated limit."""
         self._protocol = PROTOCOLS[config.protocol]
         self._client = self._make_client(config)
-        self.outbox = Outbox(self._client, _open_spool(config, state_dir), config.qos,
-                             lambda: _full_reason(config), self.message_limit)
+        self.outbox = Outbox(self._client, open_spool(config, state_dir), config.qos,
+                             lambda: full_reason(config), self.message_limit)
         self._network = Worker("mqtt-network", self._network_loop)
 
     def _make_client(self, config: MqttConfig) -> mqtt.Client:
@@ -146,26 +147,15 @@ class Publisher:
         """The publisher's threads, for health: the sender and paho's network loop."""
         return [self.outbox.worker, self._network]
 
-    def stats(self) -> dict[str, object]:
+    def stats(self) -> PublisherStats:
         """Counters for health and metrics (see docs/mqtt.md, "Messages the broker refuses")."""
-        spool = self.outbox.spool
-        salvage = spool.salvage
-        return {
-            "protocol": self.protocol,
-            "max_message_bytes": self.message_limit(f"{self._base}/x/detections"),
-            "broker_max_packet": self.broker_max_packet,
-            "disconnects": self.disconnects,
-            "last_disconnect": self.last_disconnect,
-            "trimmed": self.outbox.trimmed,
-            "dead_lettered": self.outbox.dead_lettered,
-            "dead_lettered_total": spool.dead_lettered_total,
-            "control_dropped": self.control_dropped,
-            "spool_on_disk": spool.on_disk,
-            "spool_error": self.outbox.spool_error,
-            "spool_salvaged": salvage.salvaged if salvage else 0,
-            "spool_unreadable": salvage.unreadable if salvage else 0,
-            "spool_salvage": salvage.describe() if salvage else None,
-        }
+        return PublisherStats(
+            **vars(self.outbox.stats()),
+            connected=self._connected, last_error=self.last_error, protocol=self.protocol,
+            max_message_bytes=self.message_limit(f"{self._base}/x/detections"),
+            broker_max_packet=self.broker_max_packet, disconnects=self.disconnects,
+            last_disconnect=self.last_disconnect, control_dropped=self.control_dropped,
+        )
 
     def start(self) -> None:
         """Connect in the background; a broker that is down now is retried, not fatal."""
@@ -394,27 +384,3 @@ class Publisher:
         else:
             log.warning("MQTT could not queue %s: %s", topic, mqtt.error_string(info.rc))
         return info
-
-
-def _open_spool(config: MqttConfig, state_dir: Path | None) -> Spool:
-    """The on-disk spool (in memory while its file is unusable), or one in memory."""
-    settings = config.spool
-    path = settings.path or (state_dir / "spool.sqlite3" if state_dir else None)
-    bounds = {
-        "max_messages": config.max_queued,
-        "max_bytes": int(settings.max_mb * 1024 * 1024),
-        "max_age_s": settings.max_age_h * 3600.0,
-    }
-    if not settings.enabled:
-        return Spool(None, **bounds)  # chosen in the config: not an error
-    spool = Spool(path, **bounds)
-    if path is None:
-        spool.error = "no state directory for the spool"
-    return spool
-
-
-def _full_reason(config: MqttConfig) -> str:
-    return (
-        f"spool full ({config.max_queued} messages or {config.spool.max_mb:g} MB): "
-        "oldest dropped"
-    )

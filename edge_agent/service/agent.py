@@ -10,6 +10,7 @@ from pathlib import Path
 
 from edge_agent import __version__
 from edge_agent.capture.camera import Camera
+from edge_agent.capture.state import CameraState
 from edge_agent.config.loader import load_config
 from edge_agent.config.model import AgentConfig, CameraConfig
 from edge_agent.errors import ConfigError
@@ -209,11 +210,12 @@ class Agent:
         """systemctl status shows one line: cameras running, and which are not, and why."""
         engine = self.engine
         states = {cid: p.state for cid, p in self.pipelines.items()}
-        running = sum(state == "RUNNING" for state in states.values())
+        running = sum(state is CameraState.RUNNING for state in states.values())
         text = f"{running}/{len(states)} cameras running"
         if engine is not None:
             text += f" on {engine.backend}/{engine.device}"
-        down = [f"{cid} {state}" for cid, state in states.items() if state != "RUNNING"]
+        down = [f"{cid} {state}" for cid, state in states.items()
+                if state is not CameraState.RUNNING]
         if down:
             text += "; " + ", ".join(down)
         if self.publisher is not None and not self.publisher.connected:

@@ -5,7 +5,9 @@ wrong types, deep nesting, numbers beyond a float, NaN, bytes that are not UTF-8
 payload goes through `read_object`, and then `check` against the fields watch reads, so
 a message is either usable as the table expects or a `BadMessageError` saying why; it never
 reaches the table half-read. Unknown fields are ignored (schemas grow additively) and a
-missing or null field is allowed (the table shows "-").
+missing or null field is allowed (the table shows "-"). A health message is then read
+into the agent's own typed snapshot (`read_health`), so watch renders the same classes
+the agent built, not a dict.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import json
 import math
 from typing import Any
+
+from edge_agent.health.snapshot import HealthSnapshot
 
 MAX_PAYLOAD_BYTES = 8 * 2**20
 """A detection message of 10,000 boxes is ~2 MB; beyond this it is not the agent's."""
@@ -83,6 +87,16 @@ def read_object(payload: bytes, spec: Spec, name: str) -> dict[str, Any]:
         raise BadMessageError(f"JSON {_kind(body)}, not an object")
     check(body, spec, name)
     return body
+
+
+def read_health(payload: bytes) -> HealthSnapshot:
+    """A health message as the typed snapshot (edge_agent.health.snapshot), or
+    BadMessageError naming the first field that is not what the schema says."""
+    body = read_object(payload, HEALTH, "health")
+    try:
+        return HealthSnapshot.from_dict(body)
+    except ValueError as exc:
+        raise BadMessageError(str(exc)) from None
 
 
 def check(value: Any, spec: Spec, where: str) -> None:

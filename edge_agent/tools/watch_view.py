@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from edge_agent.health.snapshot import CameraHealth, HealthSnapshot
 from edge_agent.tools.watch_message import (
     DETECTIONS,
-    HEALTH,
     INFO,
     STATE,
     BadMessageError,
+    read_health,
     read_object,
     read_text,
 )
@@ -54,7 +55,7 @@ class WatchState:
     window_s: float = 10.0
     status: str | None = None
     info: dict[str, Any] | None = None
-    health: dict[str, Any] | None = None
+    health: HealthSnapshot | None = None
     cameras: dict[str, CameraStats] = field(default_factory=dict)
     bad: collections.OrderedDict[str, str] = field(default_factory=collections.OrderedDict)
     bad_total: int = 0
@@ -97,7 +98,7 @@ class WatchState:
         elif rest == "info":
             self.info = read_object(payload, INFO, "info")
         elif rest == "health":
-            self.health = read_object(payload, HEALTH, "health")
+            self.health = read_health(payload)
         elif rest.endswith("/detections") and rest.count("/") == 1:
             body = read_object(payload, DETECTIONS, "detections")
             self._detections(rest.split("/")[0], body, arrived, wall)
@@ -160,43 +161,45 @@ def camera_figures(stats: CameraStats, now: float, window_s: float) -> dict[str,
     }
 
 
-def _health_cameras(health: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
-    """Per-camera entries of the health message (docs/schemas/health.schema.json)."""
-    cameras = (health or {}).get("cameras")
-    if not isinstance(cameras, list):
-        return {}
-    return {str(item.get("id")): item for item in cameras if isinstance(item, dict)}
+def _health_cameras(health: HealthSnapshot | None) -> dict[str, CameraHealth]:
+    """Per-camera entries of the health message, by camera id."""
+    cameras = health.cameras if health is not None and health.cameras else ()
+    return {str(camera.id): camera for camera in cameras}
 
 
 def _number(value: Any, digits: int = 1) -> str:
     return f"{value:.{digits}f}" if isinstance(value, (int, float)) else "-"
 
 
-def _health_lines(health: dict[str, Any]) -> list[str]:
-    """The box as a whole: status and why, and the figures a technician asks for first."""
-    lines = [f"health: {health.get('status', '?')}"
-             + (f" ({'; '.join(map(str, health['reasons']))})" if health.get("reasons") else "")]
+def _health_lines(health: HealthSnapshot) -> list[str]:
+    """The box as a whole: status and why, and the figures a technician asks for first.
+
+    Read from a message, any field may be None (absent): its figure is left out.
+    """
+    status = health.status.value if health.status is not None else "?"
+    reasons = "; ".join(health.reasons or ())
+    lines = [f"health: {status}" + (f" ({reasons})" if reasons else "")]
     figures = []
-    if isinstance(health.get("uptime_s"), (int, float)):
-        hours, seconds = divmod(int(health["uptime_s"]), 3600)
+    if health.uptime_s is not None:
+        hours, seconds = divmod(int(health.uptime_s), 3600)
         figures.append(f"up {hours}h{seconds // 60:02d}m")
-    system = health.get("system") if isinstance(health.get("system"), dict) else {}
-    if isinstance(system.get("cpu_percent"), (int, float)):
-        figures.append(f"cpu {system['cpu_percent']:.0f}%")
-    if isinstance(system.get("rss_bytes"), int):
-        figures.append(f"rss {system['rss_bytes'] / 2**20:.0f} MiB")
-    disk = system.get("disk") if isinstance(system.get("disk"), dict) else {}
-    if isinstance(disk.get("free_percent"), (int, float)):
-        figures.append(f"disk {disk['free_percent']:.0f}% free")
-    temperatures = [t.get("celsius") for t in system.get("temperatures") or []
-                    if isinstance(t, dict) and isinstance(t.get("celsius"), (int, float))]
+    system = health.system
+    if system is not None and system.cpu_percent is not None:
+        figures.append(f"cpu {system.cpu_percent:.0f}%")
+    if system is not None and system.rss_bytes is not None:
+        figures.append(f"rss {system.rss_bytes / 2**20:.0f} MiB")
+    if system is not None and system.disk is not None and system.disk.free_percent is not None:
+        figures.append(f"disk {system.disk.free_percent:.0f}% free")
+    sensors = system.temperatures if system is not None and system.temperatures else ()
+    temperatures = [sensor.celsius for sensor in sensors if sensor.celsius is not None]
     if temperatures:
         figures.append(f"hottest {max(temperatures):.0f} C")
-    mqtt_state = health.get("mqtt") if isinstance(health.get("mqtt"), dict) else {}
-    if mqtt_state:
-        figures.append(f"mqtt {'connected' if mqtt_state.get('connected') else 'DISCONNECTED'}"
-                       f", queued {mqtt_state.get('queued', '-')}"
-                       f", dropped {mqtt_state.get('dropped', '-')}")
+    mqtt_state = health.mqtt
+    if mqtt_state is not None:
+        queued = "-" if mqtt_state.queued is None else mqtt_state.queued
+        dropped = "-" if mqtt_state.dropped is None else mqtt_state.dropped
+        figures.append(f"mqtt {'connected' if mqtt_state.connected else 'DISCONNECTED'}"
+                       f", queued {queued}, dropped {dropped}")
     if figures:
         lines.append("        " + ", ".join(figures))
     return lines
@@ -251,8 +254,9 @@ def _table(state: WatchState, now: float, wall: float) -> list[str]:
                  f"(last {state.window_s:g} s)")
     for camera_id in order:
         stats = state.cameras.get(camera_id)
-        entry = health_cameras.get(camera_id, {})
-        camera_state = str(entry.get("state") or (stats.state if stats else None) or "-")
+        entry = health_cameras.get(camera_id)
+        health_state = entry.state if entry is not None else None
+        camera_state = str(health_state or (stats.state if stats else None) or "-")
         figures = camera_figures(stats, now, state.window_s) if stats else {}
         if stats is None or stats.last_arrival is None:
             age, classes = "never", "(no detection messages yet)"
@@ -261,18 +265,22 @@ def _table(state: WatchState, now: float, wall: float) -> list[str]:
             classes = ", ".join(f"{label} {count:.1f}"
                                 for label, count in list(figures["per_frame"].items())[:6])
             classes = classes or ("nothing" if figures["frames"] else "(none in the window)")
+        input_fps = entry.input_fps if entry is not None else None
+        dropped = entry.frames_dropped if entry is not None else None
         lines.append(
             f"{camera_id:<16} {camera_state:<9} {_number(figures.get('fps')):>6} "
-            f"{_number(entry.get('input_fps')):>6} {_number(entry.get('frames_dropped'), 0):>7} "
+            f"{_number(input_fps):>6} {_number(dropped, 0):>7} "
             f"{_number(figures.get('inference_ms')):>8} {_number(figures.get('delay_ms'), 0):>8} "
             f"{age:>10}  {classes}"
         )
-        for key in ("last_error", "processing_error"):
-            if entry.get(key):
-                lines.append(f"{'':<16} {key.replace('_', ' ')}: {entry[key]}")
-        drift = entry.get("drift") if isinstance(entry.get("drift"), dict) else {}
-        if drift.get("reasons"):
-            lines.append(f"{'':<16} view changed: {', '.join(map(str, drift['reasons']))}")
+        if entry is None:
+            continue
+        for label, text in (("last error", entry.last_error),
+                            ("processing error", entry.processing_error)):
+            if text:
+                lines.append(f"{'':<16} {label}: {text}")
+        if entry.drift is not None and entry.drift.reasons:
+            lines.append(f"{'':<16} view changed: {', '.join(entry.drift.reasons)}")
     if not order:
         lines.append("(no cameras seen yet: is the agent running and publishing here?)")
     return lines

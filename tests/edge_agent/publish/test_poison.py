@@ -111,7 +111,7 @@ def test_on_mqtt_311_a_poison_message_is_set_aside_not_retried_forever(
     assert publisher.outbox.poison.learned_limit is not None
     assert caplog.text.count("MQTT connection lost") == publisher.disconnects  # each one
     assert "size limit lowered" in caplog.text
-    assert publisher.stats()["dead_lettered"] == publisher.outbox.dead_lettered
+    assert publisher.stats().dead_lettered == publisher.outbox.dead_lettered
 
 
 def test_messages_an_acl_refuses_are_set_aside_without_trimming_the_rest(

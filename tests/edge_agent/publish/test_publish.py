@@ -496,7 +496,7 @@ def test_a_full_disk_at_start_recovers_and_clears_the_spool_error(
         filler.unlink()
         wait_until(lambda: publisher.outbox.spool_error is None, 10)
         assert publisher.outbox.spool.on_disk
-        assert publisher.stats()["spool_on_disk"] is True
+        assert publisher.stats().spool_on_disk is True
         for n in range(10, 20):
             assert publisher.publish_detections("cam", b"%d" % n)
         arrived = collector.wait_for("/cam/detections", count=20)
