@@ -36,6 +36,7 @@ from edge_agent.health.snapshot import (
     HealthSnapshot,
     InferenceLatency,
     QueueHealth,
+    fitted_json,
 )
 from edge_agent.health.status import (
     DROP_WINDOW_S,
@@ -85,6 +86,8 @@ class PublisherPart(Protocol):
     def workers(self) -> list[Worker]: ...
 
     def publish_retained(self, subtopic: str, payload: bytes) -> bool: ...
+
+    def retained_limit(self, subtopic: str) -> int | None: ...
 
 
 class AgentView(Protocol):
@@ -237,7 +240,9 @@ class HealthMonitor:
         publisher = self.agent.publisher
         if publisher is None:
             return False
-        sent = publisher.publish_retained("health", snapshot.to_json())
+        sent = publisher.publish_retained(
+            "health", fitted_json(snapshot, publisher.retained_limit("health"))
+        )
         if sent:
             self.published += 1
         return sent

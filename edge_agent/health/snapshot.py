@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import types
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass, fields, is_dataclass, replace
 from enum import Enum
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
@@ -271,3 +271,44 @@ def _value(hint: Any, value: Any, where: str) -> Any:
     if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
         raise ValueError(f"{where}: expected {hint.__name__}, got {type(value).__name__}")
     return value
+
+
+SHORT_TEXT = 160
+"""Characters kept of each reason and error when a health message must shrink."""
+
+
+def fitted_json(snapshot: HealthSnapshot, limit: int | None) -> bytes:
+    """`snapshot.to_json()`, made to fit a broker's stated size limit where it can.
+
+    A broker with a small Maximum Packet Size (mosquitto's `max_packet_size 2000`) would
+    otherwise get no health at all. In order, until it fits: leave out the workers that
+    run without a crash, the temperature list, and cut reasons and errors to SHORT_TEXT
+    characters. What is left is still valid against the schema; if even that is too big,
+    the whole message goes (the publisher counts it in control_dropped).
+    """
+    payload = snapshot.to_json()
+    if limit is None or len(payload) <= limit:
+        return payload
+    steps = (
+        lambda s: replace(s, workers=tuple(
+            w for w in s.workers if w.crashes or w.state != "running")),
+        lambda s: replace(s, system=replace(s.system, temperatures=())),
+        lambda s: replace(
+            s,
+            reasons=tuple(_short(r) for r in s.reasons),
+            cameras=tuple(replace(c, last_error=_short(c.last_error)) for c in s.cameras),
+            workers=tuple(replace(w, last_error=_short(w.last_error)) for w in s.workers),
+        ),
+    )
+    for step in steps:
+        snapshot = step(snapshot)
+        payload = snapshot.to_json()
+        if len(payload) <= limit:
+            break
+    return payload
+
+
+def _short(text: str | None) -> str | None:
+    if text is None or len(text) <= SHORT_TEXT:
+        return text
+    return text[: SHORT_TEXT - 1] + "\u2026"

@@ -143,6 +143,13 @@ class Publisher:
             limit = min(limit, self.broker_max_packet - packet_overhead(topic))
         return limit
 
+    def retained_limit(self, subtopic: str) -> int | None:
+        """Largest payload the broker takes on `<base>/<subtopic>`; None while it stated none
+        (then nothing is dropped for size, as with MQTT 3.1.1)."""
+        if self.broker_max_packet is None:
+            return None
+        return self.message_limit(f"{self._base}/{subtopic}")
+
     def workers(self) -> list[Worker]:
         """The publisher's threads, for health: the sender and paho's network loop."""
         return [self.outbox.worker, self._network]

@@ -226,7 +226,7 @@ def test_a_damaged_spool_at_start_is_salvaged_and_shown_in_health(
 
     path = tmp_path / "state" / "spool.sqlite3"
     spool = Spool(path, max_messages=10**9, max_bytes=10**12, max_age_s=3600.0)
-    for number in range(3000):
+    for number in range(800):  # under mosquitto's 1000 queued per subscriber
         spool.append(f"{unique_prefix}/old/detections", b"%06d:" % number + b"p" * 120)
     spool.close()
     pages = path.stat().st_size // 4096
@@ -246,7 +246,7 @@ def test_a_damaged_spool_at_start_is_salvaged_and_shown_in_health(
     finally:
         stop_agent(agent, log)
     mqtt = health["mqtt"]
-    assert 2800 <= mqtt["spool_salvaged"] < 3000
+    assert 600 <= mqtt["spool_salvaged"] < 800
     assert health["status"] == "degraded"
     assert any(r.startswith("mqtt spool was damaged") for r in health["reasons"]), health
     assert mqtt["protocol"] == "5"

@@ -287,3 +287,33 @@ def test_camera_state_messages_come_from_stats_alone() -> None:
     jsonschema.validate(body, STATE_SCHEMA)
     assert topic == "gate/state"
     assert (body["state"], body["reconnects"], body["frames"]) == ("BACKOFF", 2, 120)
+
+
+def test_health_is_made_to_fit_a_small_broker_limit(tmp_path: Path) -> None:
+    """Issue 9 section 2: a broker with max_packet_size 2000 got no health at all."""
+    from edge_agent.health.snapshot import fitted_json
+
+    base = snapshot_of_parts(tmp_path)
+    from edge_agent.health.snapshot import WorkerHealth
+
+    workers = tuple(
+        WorkerHealth(name=f"pipeline-cam{n}", state="running", crashes=int(n % 7 == 0),
+                     last_error="x" * 500 if n % 7 == 0 else None)
+        for n in range(30)
+    )
+    snapshot = dataclasses.replace(base, workers=workers, reasons=("y" * 900,))
+    schema = json.loads((SCHEMAS / "health.schema.json").read_text())
+    full = snapshot.to_json()
+    assert fitted_json(snapshot, None) == full
+    assert fitted_json(snapshot, len(full)) == full
+    for limit in range(len(full) - 1, 200, -97):
+        payload = fitted_json(snapshot, limit)
+        body = json.loads(payload)
+        jsonschema.validate(body, schema)
+        if len(payload) <= limit:
+            # What was left out is only what runs fine; every crashed worker stays.
+            crashed = {w.name for w in snapshot.workers if w.crashes}
+            assert crashed <= {w["name"] for w in body["workers"]}
+            assert body["status"] == snapshot.status.value
+        else:  # cannot fit: the smallest form, which the publisher then counts as dropped
+            assert payload == fitted_json(snapshot, 1)
