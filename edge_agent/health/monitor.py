@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
 from edge_agent import __version__
@@ -34,6 +34,7 @@ from edge_agent.health.snapshot import (
     CameraHealth,
     EndToEndLatency,
     HealthSnapshot,
+    HealthStatus,
     InferenceLatency,
     QueueHealth,
     fitted_json,
@@ -153,6 +154,8 @@ class HealthMonitor:
         self._latest: HealthSnapshot | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self.exit_reason: str | None = None
+        """Set by the agent when it exits because it cannot continue: the last health says so."""
         self._worker = GuardedWorker("health", self._run)
         self._watch = WorkerWatch()
         self.metrics_server: object | None = None
@@ -164,11 +167,24 @@ class HealthMonitor:
         self._worker.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Publish a last snapshot with the final counts, then end the thread."""
+        """Publish a last snapshot with the final counts, then end the thread.
+
+        The cameras are stopped by then, so that snapshot alone would read "ok": it keeps
+        the status and reasons seen while running (failed or degraded), and an agent that
+        exits because it cannot continue says so (`exit_reason`), as its retained word.
+        """
+        before = self.latest()
         self._stop.set()
         self._worker.stop()
         self._worker.join(timeout)
-        self._publish(self.refresh())
+        final = self.refresh()
+        if self.exit_reason is not None:
+            final = replace(final, status=HealthStatus.FAILED,
+                            reasons=(self.exit_reason, *final.reasons))
+        elif before is not None and before.status is not HealthStatus.OK:
+            final = replace(final, status=before.status,
+                            reasons=tuple(dict.fromkeys((*before.reasons, *final.reasons))))
+        self._publish(final)
 
     def workers(self) -> list[Worker]:
         """Agent-wide threads: this monitor's and the metrics server's."""

@@ -142,9 +142,11 @@ class Agent:
         drift = self.config.health.drift
         if drift.enabled:  # from the first frame, so the baseline is the camera's start
             pipeline.drift = DriftWatch(drift, self.engine.info.class_names)
+        self.pipelines[camera_config.id] = pipeline
+        if self.camera_states is not None:  # STARTING goes out before the first open
+            self.camera_states.update(self.pipelines)
         pipeline.start()
         camera.start()
-        self.pipelines[camera_config.id] = pipeline
 
     def _stop_camera(self, camera_id: str) -> None:
         pipeline = self.pipelines.pop(camera_id)
@@ -158,6 +160,8 @@ class Agent:
         # Kept in `pipelines`, so the last health message still shows every camera.
         for pipeline in self.pipelines.values():
             pipeline.stop()
+        if self.camera_states is not None:  # retained: STOPPED, not the last RUNNING
+            self.camera_states.update(self.pipelines)
 
     def _wait(self) -> int:
         """The main loop; returns the exit status."""
@@ -183,6 +187,8 @@ class Agent:
                     "cannot continue: %s; exiting with status 1 so that systemd restarts "
                     "the agent", problem,
                 )
+                if self.health is not None:
+                    self.health.exit_reason = f"agent exited with status 1: {problem}"
                 return 1
             if all(pipeline.finished for pipeline in self.pipelines.values()):
                 log.info("every camera has played its video file to the end")

@@ -65,6 +65,17 @@ def clip(samples: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return first_frames(samples, tmp_path_factory.mktemp("faults") / "street.mp4", 30)
 
 
+def last_json(collector, suffix: str, ready, timeout: float = 10.0) -> dict:
+    """The newest JSON message on `suffix` once `ready(message)` holds (or fail)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        messages = collector.json_on(suffix)
+        if messages and ready(messages[-1]):
+            return messages[-1]
+        assert time.monotonic() < deadline, messages[-3:]
+        time.sleep(0.1)
+
+
 def names_worker(health: dict, thread: str) -> bool:
     return health["status"] != "ok" and any(f"worker {thread}" in r for r in health["reasons"])
 
@@ -114,8 +125,15 @@ def test_a_killed_worker_is_reported_and_recovers_or_exits_non_zero(
         assert agent.returncode == 1, text[-3000:]
         assert "given up" in text
         assert "cannot continue" in text
+        # The retained last word says why, never "ok" (found by the breaker review).
+        final = last_json(collector, "/health", lambda h: h["reasons"][:1] and
+                          h["reasons"][0].startswith("agent exited with status 1"))
+        assert final["status"] == "failed", final
     else:
         assert agent.returncode == 0, text[-3000:]
+        states = [s["state"] for s in collector.json_on("/street/state")]
+        assert states[0] == "STARTING", states
+        assert last_json(collector, "/street/state", lambda s: True)["state"] == "STOPPED"
     if fault.camera:
         states = collector.json_on("/street/state")
         assert any("worker crashed" in (s["last_error"] or "") for s in states), states
