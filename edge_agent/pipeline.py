@@ -1,4 +1,4 @@
-"""Per-camera inference loop: frame -> preprocess -> engine -> decode -> publish.
+"""Per-camera inference loop: frame -> preprocess -> engine -> postprocess -> publish.
 
 Each camera's worker keeps up to `depth` inferences in flight and publishes results
 in frame order, so decode (capture thread), inference (engine threads) and
@@ -23,7 +23,7 @@ from edge_agent.publish.payload import detections_payload
 from edge_agent.supervision import GuardedWorker, is_broken
 from edge_agent.workers import InjectedFaultError, Worker, WorkerState
 from engines.base import Detections, Engine, InferResult
-from engines.decoders import DecodeOptions, NonFiniteOutputError, count_nonfinite, postprocess
+from engines.postprocess import DetectionFilter, NonFiniteOutputError, count_nonfinite, postprocess
 from engines.preprocess import Letterbox, prepare
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ class CameraPipeline:
         camera: Camera,
         engine: Engine,
         sink: DetectionSink,
-        options: DecodeOptions,
+        options: DetectionFilter,
         depth: int | None = None,
     ) -> None:
         self.camera = camera

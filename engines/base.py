@@ -62,7 +62,7 @@ class ModelInfo:
     path: str
     name: str
     sha256: str
-    family: str  # decoder name: yolox, ultralytics, end2end, yolov5, ssd
+    family: str  # postprocessing family: yolox, ultralytics, end2end, yolov5, ssd
     class_names: tuple[str, ...]
     output_shapes: tuple[tuple[int, ...], ...] = ()
     metadata: dict[str, str] = field(default_factory=dict)
@@ -98,7 +98,7 @@ class Engine(abc.ABC):
     """A loaded, compiled model on one device.
 
     `submit` is the hot path: it queues one preprocessed input tensor and returns a
-    Future of the raw output arrays, so decode, inference and post-processing overlap.
+    Future of the raw output arrays, so video decoding, inference and postprocessing overlap.
     """
 
     backend: str = ""
@@ -115,7 +115,7 @@ class Engine(abc.ABC):
         return self.submit(tensor).result()
 
     def raw_throughput(self, seconds: float) -> float:
-        """Frames/s of the bare engine on one fixed input, no decode: the benchmark's ceiling."""
+        """Frames/s of the bare engine on one fixed input, nothing else: the bench's ceiling."""
         raise NotImplementedError
 
     @property

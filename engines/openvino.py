@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 
-from engines import decoders
 from engines.base import Engine, InferResult, ModelInfo, check_one_frame_batch
 from engines.errors import BackendUnavailableError, EngineError, ModelLoadError
 from engines.model_info import (
@@ -22,6 +21,7 @@ from engines.model_info import (
     model_files,
     sidecar_metadata,
 )
+from engines.postprocess import FAMILIES, choose_family
 
 try:
     import openvino as ov
@@ -117,11 +117,11 @@ class OpenVinoEngine(Engine):
             shape = [1, 3, height, width] if layout == "NCHW" else [1, height, width, 3]
             model.reshape({0: shape})
         output_shapes = tuple(tuple(out.get_shape()) for out in model.outputs)
-        family = decoders.choose_family(
+        family = choose_family(
             family, metadata, output_shapes=output_shapes, input_height=height,
             input_width=width, model_path=str(path),
         )
-        self.input = decoders.FAMILIES[family].input_spec(input_name, height, width, layout, dtype)
+        self.input = FAMILIES[family].input_spec(input_name, height, width, layout, dtype)
         self.info = ModelInfo(
             path=str(path),
             name=name or path.stem,

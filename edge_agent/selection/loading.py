@@ -26,9 +26,9 @@ from edge_agent.selection.policy import Candidate
 from edge_agent.selection.probe import HardwareReport
 from engines import registry
 from engines.base import Engine
-from engines.decoders import DecodeOptions
 from engines.errors import EngineError, LabelsFileError
 from engines.model_info import read_labels
+from engines.postprocess import DetectionFilter
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def select_engine(config: AgentConfig, report: HardwareReport) -> Selection:
 
 
 def model_class_count(family: str, output_shapes: tuple[tuple[int, ...], ...]) -> int | None:
-    """Classes the model scores, where its output shape tells (see engines.decoders).
+    """Classes the model scores, where its output shape tells (see engines.postprocess).
 
     YOLOX and YOLOv5 rows are 5 + classes wide, Ultralytics has 4 + classes channels;
     end-to-end models output a class id and SSD counts a background class, so those
@@ -177,7 +177,7 @@ def _label(candidate: Candidate) -> str:
     return candidate.backend
 
 
-def decode_options(model: ModelConfig, class_names: tuple[str, ...]) -> DecodeOptions:
+def detection_filter(model: ModelConfig, class_names: tuple[str, ...]) -> DetectionFilter:
     """Threshold settings, with the class allow-list turned into ids of this model."""
     class_ids = None
     if model.classes is not None:
@@ -195,7 +195,7 @@ def decode_options(model: ModelConfig, class_names: tuple[str, ...]) -> DecodeOp
                     f"model.classes: {wanted!r} is not a class of this model; classes: {known}"
                 )
         class_ids = np.array(sorted(set(ids)), dtype=np.int32)
-    return DecodeOptions(
+    return DetectionFilter(
         score_threshold=model.score_threshold,
         iou_threshold=model.iou_threshold,
         max_detections=model.max_detections,

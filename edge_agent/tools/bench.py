@@ -28,7 +28,7 @@ from edge_agent.config.model import AgentConfig, FileCamera, MqttConfig
 from edge_agent.errors import AgentError
 from edge_agent.pipeline import STAGES, CameraPipeline, StageTimes
 from edge_agent.publish.publisher import Publisher
-from edge_agent.selection.loading import decode_options, select_engine
+from edge_agent.selection.loading import detection_filter, select_engine
 from edge_agent.selection.probe import probe
 from engines.base import Engine
 
@@ -92,7 +92,7 @@ def loop_figures(
     publisher = Publisher(mqtt, config.device_id, Path(spool_dir.name))
     publisher.start()
     camera = Camera(FileCamera(id="bench", type="file", path=video, loop=True, realtime=False))
-    options = decode_options(config.model, engine.info.class_names)
+    options = detection_filter(config.model, engine.info.class_names)
     pipeline = CameraPipeline(camera, engine, publisher, options)
     pipeline.start()
     camera.start()

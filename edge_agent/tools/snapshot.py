@@ -182,11 +182,11 @@ def open_engine(config: AgentConfig) -> Selection:
 
 def detect(engine: Engine, config: AgentConfig, image: np.ndarray) -> tuple[Detections, float]:
     """One frame through the model with the configured thresholds; (detections, infer ms)."""
-    from edge_agent.selection.loading import decode_options
-    from engines.decoders import postprocess
+    from edge_agent.selection.loading import detection_filter
+    from engines.postprocess import postprocess
     from engines.preprocess import prepare
 
-    options = decode_options(config.model, engine.info.class_names)
+    options = detection_filter(config.model, engine.info.class_names)
     tensor, letterbox = prepare(image, engine.input)
     result = engine.infer(tensor)
     height, width = image.shape[:2]
