@@ -10,13 +10,15 @@ edge_agent/tools/probe_command.py.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import logging
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
+
+from engines import registry
+from engines.backend import RuntimeStatus
 
 log = logging.getLogger(__name__)
 
@@ -47,39 +49,66 @@ ARM_FEATURES = ("asimd", "asimdhp", "asimddp", "i8mm", "bf16", "sve", "sve2")
 """The ISA features that change how fast (or whether) an inference runtime runs here."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Runtimes:
-    """Versions of the inference runtimes that import here (None: it does not import)."""
+    """What each backend's runtime modules are here (engines.registry says which to read).
 
-    tensorrt: str | None = None
-    pycuda: str | None = None
-    openvino: str | None = None
-    openvino_devices: tuple[str, ...] = ()
-    errors: Mapping[str, str] = field(default_factory=dict)
-    """module -> why it does not import (or why OpenVINO lists no devices)."""
-    TENSORRT_MIN_MAJOR: ClassVar[int] = 10
-    """engines/tensorrt_runtime.py refuses older TensorRT (MIN_TENSORRT_MAJOR); keep in step."""
+    `versions`: module label -> version (None: it does not import); `devices`: backend ->
+    the devices its runtime lists; `errors`: label -> why not. Recorded boxes are written
+    by keyword: `Runtimes(tensorrt="10.3.0", pycuda=..., openvino_devices=("CPU",))`.
+    """
+
+    versions: Mapping[str, str | None]
+    devices: Mapping[str, tuple[str, ...]]
+    errors: Mapping[str, str]
+
+    def __init__(
+        self,
+        versions: Mapping[str, str | None] | None = None,
+        devices: Mapping[str, tuple[str, ...]] | None = None,
+        errors: Mapping[str, str] | None = None,
+        **named: Any,
+    ) -> None:
+        found_versions, found_devices = dict(versions or {}), dict(devices or {})
+        for key, value in named.items():
+            if key.endswith("_devices"):
+                found_devices[key.removesuffix("_devices")] = tuple(value)
+            else:
+                found_versions[key] = value
+        object.__setattr__(self, "versions", found_versions)
+        object.__setattr__(self, "devices", found_devices)
+        object.__setattr__(self, "errors", dict(errors or {}))
+
+    def __getattr__(self, name: str) -> Any:
+        """`runtimes.openvino` is a version, `runtimes.openvino_devices` a device list."""
+        if name.startswith("__"):
+            raise AttributeError(name)
+        if name.endswith("_devices"):
+            return self.devices.get(name.removesuffix("_devices"), ())
+        labels = {label for backend in registry.backends()
+                  for label in (backend.name, *backend.modules)}
+        if name in labels or name in self.versions:
+            return self.versions.get(name)
+        raise AttributeError(name)
+
+    def status(self, backend: str) -> RuntimeStatus:
+        """What the backend's own declaration makes of these versions."""
+        declared = registry.get(backend)
+        return declared.judge_runtime(self.versions, self.errors, self.devices.get(backend, ()))
 
     @property
     def tensorrt_usable(self) -> bool:
-        return self.tensorrt is not None and self.pycuda is not None and not self._tensorrt_old
-
-    @property
-    def _tensorrt_old(self) -> bool:
-        """TensorRT 8 (JetPack 4/5) imports, but lacks the tensor API the backend calls."""
-        major = self.tensorrt.split(".", maxsplit=1)[0] if self.tensorrt else ""
-        return major.isdigit() and int(major) < self.TENSORRT_MIN_MAJOR
+        return self.status("tensorrt").usable
 
     def tensorrt_problem(self) -> str:
         """Why TensorRT cannot run here, in one phrase ("" when it can)."""
-        parts = [f"{name} does not import: {self.errors.get(name, 'not installed')}"
-                 for name in ("tensorrt", "pycuda") if getattr(self, name) is None]
-        if self._tensorrt_old:
-            parts.insert(0, f"tensorrt {self.tensorrt} is too old (the backend needs "
-                         f"TensorRT >= {self.TENSORRT_MIN_MAJOR}, JetPack 6.1 or later on Orin; "
-                         "older boards such as the Jetson Nano and TX2 run on OpenVINO, see "
-                         "docs/tensorrt.md)")
-        return "; ".join(parts)
+        return self.status("tensorrt").problem
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = dict(self.versions)
+        body.update({f"{name}_devices": list(found) for name, found in self.devices.items()})
+        body["errors"] = dict(self.errors)
+        return body
 
 
 @dataclass(frozen=True)
@@ -156,8 +185,8 @@ class HardwareReport:
         return ", ".join(names) or None
 
     def to_dict(self) -> dict[str, Any]:
-        body = dataclasses.asdict(self)
-        body["runtimes"]["errors"] = dict(self.runtimes.errors)
+        body = dataclasses.asdict(dataclasses.replace(self, runtimes=Runtimes()))
+        body["runtimes"] = self.runtimes.to_dict()
         return body
 
 
@@ -396,35 +425,14 @@ def _driver(reader: _Reader, device: Path) -> str | None:
 
 
 def detect_runtimes() -> Runtimes:
-    """Import each runtime now; a failure is recorded with its message, never raised."""
+    """Ask every backend in the registry what of its runtime imports here; never raises."""
     versions: dict[str, str | None] = {}
+    devices: dict[str, tuple[str, ...]] = {}
     errors: dict[str, str] = {}
-    for name, module_name in (("tensorrt", "tensorrt"), ("pycuda", "pycuda.driver"),
-                              ("openvino", "openvino")):
-        try:
-            module = importlib.import_module(module_name)
-        except (ImportError, OSError) as exc:  # OSError: a shared library is missing
-            versions[name] = None
-            errors[name] = str(exc) or type(exc).__name__
-            continue
-        versions[name] = _version_of(name, module)
-    devices: tuple[str, ...] = ()
-    if versions["openvino"] is not None:
-        try:
-            import openvino
-
-            devices = tuple(openvino.Core().available_devices)
-        except RuntimeError as exc:
-            errors["openvino_devices"] = str(exc).splitlines()[0] if str(exc) else "RuntimeError"
-    return Runtimes(versions["tensorrt"], versions["pycuda"], versions["openvino"], devices,
-                    errors)
-
-
-def _version_of(name: str, module: Any) -> str:
-    if name == "pycuda":
-        import pycuda
-
-        return str(getattr(pycuda, "VERSION_TEXT", "unknown"))
-    if name == "openvino":
-        return str(getattr(module, "__version__", None) or module.get_version()).split("-")[0]
-    return str(getattr(module, "__version__", "unknown"))
+    for backend in registry.backends():
+        reading = backend.read_runtime()
+        versions.update(reading.versions)
+        errors.update(reading.errors)
+        if reading.devices is not None:
+            devices[backend.name] = reading.devices
+    return Runtimes(versions, devices, errors)

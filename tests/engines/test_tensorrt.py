@@ -488,7 +488,7 @@ def test_tensorrt_8_is_refused_with_what_to_use_instead(
 
 def test_registry_lists_tensorrt_first_for_auto() -> None:
     assert registry.BACKENDS["tensorrt"] == "engines.tensorrt:TensorRtEngine"
-    assert registry.AUTO_ORDER == ("tensorrt", "openvino")
+    assert registry.AUTO_ORDER == ("tensorrt", "openvino", "onnxruntime")
 
 
 def test_no_usable_gpu(gpu: FakeGpu, engine_class: Any, onnx: Path) -> None:
