@@ -9,8 +9,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from engines.errors import ModelLoadError
-
 
 @dataclass(frozen=True)
 class InputSpec:
@@ -36,23 +34,6 @@ class InputSpec:
         if self.layout == "NHWC":
             return (1, self.height, self.width, 3)
         return (1, 3, self.height, self.width)
-
-
-def check_one_frame_batch(dims: Sequence[int], path: str) -> None:
-    """The agent feeds one frame per request: a fixed batch > 1 is refused at load.
-
-    Such a model would fail on its first request (OpenVINO rejects the shape) or be
-    taken for another family from its [4, N, C] outputs. A dynamic batch (-1) is fine:
-    the backends pin it to 1.
-    """
-    if len(dims) == 4 and int(dims[0]) > 1:
-        raise ModelLoadError(
-            path,
-            f"its input has a fixed batch of {int(dims[0])} (shape {list(dims)}), but the "
-            "agent sends one frame at a time; export the model with batch 1 or a dynamic "
-            "batch (Ultralytics: model.export(format=..., batch=1) or dynamic=True; "
-            "torch.onnx.export: dynamic_axes={'images': {0: 'batch'}})",
-        )
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
-from engines.base import Engine, InferResult, ModelInfo, check_one_frame_batch
+from engines.base import Engine, InferResult, ModelInfo
 from engines.errors import BackendUnavailableError, EngineError, ModelLoadError
 from engines.model_info import (
-    DEFAULT_IMAGE_SIZE,
     class_names_from_metadata,
+    describe_input,
     file_sha256,
-    image_size_from_metadata,
     model_files,
     sidecar_metadata,
 )
@@ -56,27 +55,9 @@ def _input_geometry(
         raise ModelLoadError(str(path), f"expected one image input, found {len(model.inputs)}")
     port = model.inputs[0]
     dims = [dim.get_length() if dim.is_static else -1 for dim in port.get_partial_shape()]
-    check_one_frame_batch(dims, str(path))
-    try:
-        layout = _input_layout(dims)
-    except ValueError as exc:
-        raise ModelLoadError(str(path), str(exc)) from exc
-    height, width = (dims[2], dims[3]) if layout == "NCHW" else (dims[1], dims[2])
-    if height < 0 or width < 0:
-        default = (DEFAULT_IMAGE_SIZE, DEFAULT_IMAGE_SIZE)
-        height, width = image_size_from_metadata(metadata) or default
+    layout, height, width = describe_input(dims, metadata, str(path))
     dtype = DTYPES.get(port.get_element_type().get_type_name(), "float32")
     return port.get_any_name(), layout, height, width, dtype
-
-
-def _input_layout(shape: list[int]) -> str:
-    if len(shape) != 4:
-        raise ValueError(f"expected a 4-D image input, got shape {shape}")
-    if shape[1] == 3:
-        return "NCHW"
-    if shape[3] == 3:
-        return "NHWC"
-    raise ValueError(f"cannot tell channels in input shape {shape}: neither dim 1 nor 3 is 3")
 
 
 class OpenVinoEngine(Engine):

@@ -27,13 +27,17 @@ from engines.engine_cache import (
     EngineCache,
     concrete_shape,
     fast_fp16_by_capability,
-    input_layout,
     onnx_metadata,
     resolve_precision,
     split_ultralytics_header,
 )
 from engines.errors import BackendUnavailableError, EngineError, ModelLoadError
-from engines.model_info import class_names_from_metadata, file_sha256, sidecar_metadata
+from engines.model_info import (
+    class_names_from_metadata,
+    file_sha256,
+    input_layout,
+    sidecar_metadata,
+)
 from engines.postprocess import FAMILIES, choose_family
 
 # TensorRT and pycuda come through the runtime module: it raises BackendUnavailableError,
