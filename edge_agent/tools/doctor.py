@@ -145,7 +145,11 @@ def check_model(config: AgentConfig) -> Check:
         except ConfigError as exc:
             return Check("model", FAIL, str(exc), "fix model.classes in the config")
         blank = np.full((engine.input.height, engine.input.width, 3), 114, np.uint8)
-        _, infer_ms = detect(engine, config, blank)
+        try:
+            _, infer_ms = detect(engine, config, blank)
+        except EngineError as exc:
+            return Check("model", FAIL, f"test inference: {exc}",
+                         "re-export the model, or run it at full precision (docs/backends.md)")
         info = engine.info
         detail = (f"{Path(info.path).name} ({info.family}, {len(info.class_names)} classes, "
                   f"input {engine.input.width}x{engine.input.height}) on {engine.backend}/"
