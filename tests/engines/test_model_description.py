@@ -48,7 +48,7 @@ def test_every_backend_path_agrees(dims: list[int], want: object) -> None:
         with pytest.raises(ModelLoadError, match="cannot tell channels"):
             concrete_shape(dims, {}, path)
         return
-    layout, height, width = describe_input(dims, {"imgsz": "[320, 480]"}, str(path))
+    layout, _, _ = describe_input(dims, {"imgsz": "[320, 480]"}, str(path))
     assert layout == want
     shape = concrete_shape(dims, {"imgsz": "[320, 480]"}, path)
     channels = 1 if layout == "NCHW" else 3
