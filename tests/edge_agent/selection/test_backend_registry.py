@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from edge_agent.config.loader import load_config
+from edge_agent.config.loader import check_config, load_config
 from edge_agent.config.model import BACKEND_SECTIONS, AgentConfig, AutoBackend, BackendConfig
 from edge_agent.errors import ConfigError
 from edge_agent.selection import loading
@@ -149,3 +149,13 @@ def test_auto_falls_back_from_openvino_to_onnxruntime(
         assert selection.reason == "auto: ONNX Runtime on CPU (onnxruntime 1.20.1)"
     finally:
         selection.engine.close()
+
+
+@pytest.mark.parametrize("name", [b.name for b in registry.declared()])
+def test_check_config_describes_every_backend_type(
+    tmp_path: Path, samples: Path, name: str
+) -> None:
+    """check-config crashed on a backend section without a `device` (onnxruntime)."""
+    result = check_config(write_config(tmp_path, samples, f"backend:\n  type: {name}\n"))
+    assert result.ok, result
+    assert f"  backend: {name}" in result.text
