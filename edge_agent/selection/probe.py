@@ -4,7 +4,8 @@ Everything is read relative to a root so that tests (and `edge-agent probe --roo
 run on recorded /proc and /sys trees. A missing file means "absent"; an unreadable or
 garbled one is listed in `problems`, never fatal: the agent must boot on odd hardware.
 The human and log views are in edge_agent/selection/report.py, the `probe` command in
-edge_agent/tools/probe_command.py.
+edge_agent/tools/probe_command.py; the runtimes are read by each backend
+(edge_agent/selection/runtimes.py).
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engines import registry
-from engines.backend import RuntimeStatus
+from edge_agent.selection.runtimes import Runtimes, detect_runtimes
+
+__all__ = ["HardwareReport", "Runtimes", "detect_runtimes", "probe"]
 
 log = logging.getLogger(__name__)
 
@@ -47,68 +48,6 @@ X86_FEATURES = (
 )
 ARM_FEATURES = ("asimd", "asimdhp", "asimddp", "i8mm", "bf16", "sve", "sve2")
 """The ISA features that change how fast (or whether) an inference runtime runs here."""
-
-
-@dataclass(frozen=True, init=False)
-class Runtimes:
-    """What each backend's runtime modules are here (engines.registry says which to read).
-
-    `versions`: module label -> version (None: it does not import); `devices`: backend ->
-    the devices its runtime lists; `errors`: label -> why not. Recorded boxes are written
-    by keyword: `Runtimes(tensorrt="10.3.0", pycuda=..., openvino_devices=("CPU",))`.
-    """
-
-    versions: Mapping[str, str | None]
-    devices: Mapping[str, tuple[str, ...]]
-    errors: Mapping[str, str]
-
-    def __init__(
-        self,
-        versions: Mapping[str, str | None] | None = None,
-        devices: Mapping[str, tuple[str, ...]] | None = None,
-        errors: Mapping[str, str] | None = None,
-        **named: Any,
-    ) -> None:
-        found_versions, found_devices = dict(versions or {}), dict(devices or {})
-        for key, value in named.items():
-            if key.endswith("_devices"):
-                found_devices[key.removesuffix("_devices")] = tuple(value)
-            else:
-                found_versions[key] = value
-        object.__setattr__(self, "versions", found_versions)
-        object.__setattr__(self, "devices", found_devices)
-        object.__setattr__(self, "errors", dict(errors or {}))
-
-    def __getattr__(self, name: str) -> Any:
-        """`runtimes.openvino` is a version, `runtimes.openvino_devices` a device list."""
-        if name.startswith("__"):
-            raise AttributeError(name)
-        if name.endswith("_devices"):
-            return self.devices.get(name.removesuffix("_devices"), ())
-        labels = {label for backend in registry.backends()
-                  for label in (backend.name, *backend.modules)}
-        if name in labels or name in self.versions:
-            return self.versions.get(name)
-        raise AttributeError(name)
-
-    def status(self, backend: str) -> RuntimeStatus:
-        """What the backend's own declaration makes of these versions."""
-        declared = registry.get(backend)
-        return declared.judge_runtime(self.versions, self.errors, self.devices.get(backend, ()))
-
-    @property
-    def tensorrt_usable(self) -> bool:
-        return self.status("tensorrt").usable
-
-    def tensorrt_problem(self) -> str:
-        """Why TensorRT cannot run here, in one phrase ("" when it can)."""
-        return self.status("tensorrt").problem
-
-    def to_dict(self) -> dict[str, Any]:
-        body: dict[str, Any] = dict(self.versions)
-        body.update({f"{name}_devices": list(found) for name, found in self.devices.items()})
-        body["errors"] = dict(self.errors)
-        return body
 
 
 @dataclass(frozen=True)
@@ -420,19 +359,3 @@ def _driver(reader: _Reader, device: Path) -> str | None:
     match = re.search(r"^DRIVER=(\S+)", text or "", re.MULTILINE)
     return match.group(1) if match else None
 
-
-# --- runtimes ---------------------------------------------------------------------------------
-
-
-def detect_runtimes() -> Runtimes:
-    """Ask every backend in the registry what of its runtime imports here; never raises."""
-    versions: dict[str, str | None] = {}
-    devices: dict[str, tuple[str, ...]] = {}
-    errors: dict[str, str] = {}
-    for backend in registry.backends():
-        reading = backend.read_runtime()
-        versions.update(reading.versions)
-        errors.update(reading.errors)
-        if reading.devices is not None:
-            devices[backend.name] = reading.devices
-    return Runtimes(versions, devices, errors)

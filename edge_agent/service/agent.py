@@ -260,7 +260,7 @@ class Agent:
                 log.info("reload: stopping camera %s (removed or disabled)", camera_id)
                 self._stop_camera(camera_id)
         restart = set(plan.cameras_changed)
-        if swap is not None or plan.decode_changed:
+        if swap is not None or plan.filter_changed:
             restart |= {cam.id for cam in plan.kept.cameras if cam.enabled}
         if plan.log_level_changed:
             logging.getLogger().setLevel(plan.kept.log_level.upper())

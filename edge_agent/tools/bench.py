@@ -31,8 +31,7 @@ from edge_agent.errors import AgentError
 from edge_agent.pipeline import STAGES, CameraPipeline, StageTimes
 from edge_agent.publish.publisher import Publisher
 from edge_agent.selection.loading import detection_filter, select_engine
-from edge_agent.selection.probe import HardwareReport, probe
-from engines import registry
+from edge_agent.selection.probe import HardwareReport, detect_runtimes, probe
 from engines.base import Engine
 from engines.detector import Detector
 
@@ -126,8 +125,9 @@ def configs_to_bench(config: AgentConfig, backend: str | None) -> list[AgentConf
     """The config as is, with one backend forced, or once per backend present here."""
     if backend is None:
         return [config]
-    names = [backend] if backend != "all" else [
-        declared.name for declared in registry.backends() if declared.runtime_status().usable
+    runtimes = detect_runtimes() if backend == "all" else None
+    names = [backend] if runtimes is None else [
+        name for name in BACKEND_SECTIONS if runtimes.status(name).usable
     ]
     return [config.model_copy(update={"backend": BACKEND_SECTIONS[name].model_validate(
         {"type": name})}) for name in names]

@@ -6,6 +6,7 @@ outputs are replaced, as a broken export or fp16 overflow would produce them.
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Iterator
 from concurrent.futures import Future
 from pathlib import Path
@@ -118,3 +119,23 @@ def test_an_output_of_the_wrong_shape_is_a_postprocess_error(
 def test_a_frame_that_is_not_an_image_fails_at_submit(engine: Engine) -> None:
     with pytest.raises(ValueError, match="expected an HxWx3 uint8 BGR frame"):
         Detector(engine).submit(np.zeros((10, 10), np.uint8))
+
+
+CALLERS = ["edge_agent/pipeline.py", "edge_agent/tools/snapshot.py", "edge_agent/tools/bench.py",
+           "edge_agent/tools/doctor.py"]
+ALLOWED = {"engines.detector": None, "engines.base": None, "engines.errors": None,
+           "engines.postprocess": {"DetectionFilter"}}
+"""What the detector's callers may take from engines/: the detector, types and errors."""
+
+
+@pytest.mark.parametrize("caller", CALLERS)
+def test_callers_use_the_detector_not_the_steps(caller: str) -> None:
+    source = (Path(__file__).resolve().parents[2] / caller).read_text()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("engines"):
+            assert node.module in ALLOWED, f"{caller} imports {node.module}"
+            names = ALLOWED[node.module]
+            if names is not None:
+                assert {alias.name for alias in node.names} <= names, (caller, node.module)
+        elif isinstance(node, ast.Import):
+            assert not any(a.name.startswith("engines") for a in node.names), caller
