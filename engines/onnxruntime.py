@@ -82,7 +82,9 @@ class OnnxRuntimeEngine(Engine):
             options.intra_op_num_threads = intra_op_threads
         options.log_severity_level = 3  # errors only: warnings are about graph fusions
         try:
-            self._session = ort.InferenceSession(str(path), options, providers=list(providers))
+            self._session: ort.InferenceSession | None = ort.InferenceSession(
+                str(path), options, providers=list(providers)
+            )
         except Exception as exc:  # ONNX Runtime raises its own pybind classes
             detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelLoadError(
@@ -174,3 +176,6 @@ class OnnxRuntimeEngine(Engine):
                 return
             self._closed = True
         self._pool.shutdown(wait=True)
+        # Free the session now, not at garbage collection: its native thread pool goes
+        # with it, so a closed engine leaves no threads behind (signals, reloads).
+        self._session = None
