@@ -124,7 +124,7 @@ class CameraPipeline:
         self.drift: DriftWatch | None = None
         """Set by the health monitor when drift watch is on."""
         self.frames_failed = 0
-        """Frames lost to a per-frame fault (inference, decoding, payload); the loop goes on."""
+        """Frames lost to a per-frame fault (inference, postprocessing, payload); loop goes on."""
         self.nonfinite_values = 0
         """NaN/inf values seen in model outputs; the boxes they touch are dropped."""
         self._failed_in_a_row = 0

@@ -82,20 +82,18 @@ class OnnxRuntimeEngine(Engine):
             options.intra_op_num_threads = intra_op_threads
         options.log_severity_level = 3  # errors only: warnings are about graph fusions
         try:
-            self._session: ort.InferenceSession | None = ort.InferenceSession(
-                str(path), options, providers=list(providers)
-            )
+            session = ort.InferenceSession(str(path), options, providers=list(providers))
         except Exception as exc:  # ONNX Runtime raises its own pybind classes
             detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelLoadError(
                 str(path), f"not a readable ONNX model, truncated or corrupt? ({detail})"
             ) from exc
-        inputs = self._session.get_inputs()
+        inputs = session.get_inputs()
         if len(inputs) != 1:
             raise ModelLoadError(str(path), f"expected one image input, found {len(inputs)}")
         source = inputs[0]
         metadata = {**sidecar_metadata(path),
-                    **self._session.get_modelmeta().custom_metadata_map}
+                    **session.get_modelmeta().custom_metadata_map}
         layout, height, width = describe_input(_dims(source.shape), metadata, str(path))
         dtype = DTYPES.get(source.type)
         if dtype is None:
@@ -105,7 +103,7 @@ class OnnxRuntimeEngine(Engine):
         shape = (1, 3, height, width) if layout == "NCHW" else (1, height, width, 3)
         output_shapes = tuple(
             tuple(int(d) for d in out.shape)
-            for out in self._session.run(None, {source.name: np.zeros(shape, dtype)})
+            for out in session.run(None, {source.name: np.zeros(shape, dtype)})
         )  # one run: dynamic output dims become the real ones
         family = choose_family(family, metadata, output_shapes=output_shapes,
                                input_height=height, input_width=width, model_path=str(path))
@@ -120,7 +118,8 @@ class OnnxRuntimeEngine(Engine):
             metadata=metadata,
         )
         self.device = ",".join(p.removesuffix("ExecutionProvider")
-                               for p in self._session.get_providers())
+                               for p in session.get_providers())
+        self._session: ort.InferenceSession | None = session
         self._in_flight = in_flight
         self._slots = threading.BoundedSemaphore(in_flight)
         self._pool = ThreadPoolExecutor(in_flight, thread_name_prefix="onnxruntime")
@@ -134,8 +133,11 @@ class OnnxRuntimeEngine(Engine):
 
     def _run(self, tensor: np.ndarray) -> InferResult:
         try:
+            session = self._session
+            if session is None:
+                raise EngineError("engine is closed")
             started = time.perf_counter()
-            outputs = self._session.run(None, {self._input_name: tensor})
+            outputs = session.run(None, {self._input_name: tensor})
             return InferResult(outputs, (time.perf_counter() - started) * 1000)
         finally:
             self._slots.release()
