@@ -19,6 +19,7 @@ from edge_agent.errors import AgentError, ConfigError
 from edge_agent.redact import redact
 from edge_agent.service.logs import setup_logging
 from edge_agent.tools.options import DEFAULT_CONFIG, add_config_option, missing_default_config
+from engines import registry
 from engines.errors import EngineError
 
 log = logging.getLogger("edge_agent")
@@ -80,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_option(bench, "agent YAML (model, backend)")
     bench.add_argument("--video", type=Path, help="video to decode; default: first file camera")
     bench.add_argument("--seconds", type=float, default=10.0, help="length of each measurement")
+    bench.add_argument("--backend", choices=[*(b.name for b in registry.declared()), "all"],
+                       help="measure this backend instead of the config's; all: every "
+                       "backend whose runtime is present here, side by side")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.set_defaults(handler=_bench)
 

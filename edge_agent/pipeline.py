@@ -1,8 +1,8 @@
-"""Per-camera inference loop: frame -> preprocess -> engine -> decode -> publish.
+"""Per-camera inference loop: frame -> detector (engines.detector) -> publish.
 
-Each camera's worker keeps up to `depth` inferences in flight and publishes results
-in frame order, so decode (capture thread), inference (engine threads) and
-post-processing (this thread) overlap.
+Each camera's worker keeps up to `depth` frames in flight and publishes results in
+frame order, so video decoding (capture thread), inference (engine threads) and
+postprocessing (this thread) overlap.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import collections
 import logging
 import threading
 import time
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -23,9 +22,10 @@ from edge_agent.health.drift import DriftReport, DriftWatch
 from edge_agent.publish.payload import detections_payload
 from edge_agent.supervision import GuardedWorker, is_broken
 from edge_agent.workers import InjectedFaultError, Worker, WorkerState
-from engines.base import Detections, Engine, InferResult
-from engines.decoders import DecodeOptions, NonFiniteOutputError, count_nonfinite, postprocess
-from engines.preprocess import Letterbox, prepare
+from engines.base import Detections, Engine
+from engines.detector import Detected, Detector, PendingDetection
+from engines.errors import PostprocessError
+from engines.postprocess import DetectionFilter
 
 log = logging.getLogger(__name__)
 
@@ -116,9 +116,7 @@ class PipelineStats:
 @dataclass
 class _InFlight:
     frame: Frame
-    letterbox: Letterbox
-    future: Future[InferResult]
-    preprocess_ms: float
+    pending: PendingDetection
 
 
 class CameraPipeline:
@@ -129,16 +127,17 @@ class CameraPipeline:
         camera: Camera,
         engine: Engine,
         sink: DetectionSink,
-        options: DecodeOptions,
+        options: DetectionFilter,
         depth: int | None = None,
     ) -> None:
         self.camera = camera
         self.engine = engine
+        self.detector = Detector(engine, options)
         self.sink = sink
         self.options = options
         # One more than the engine runs at once, so a prepared frame waits for each
         # request that frees up and the device never idles while we post-process.
-        self.depth = max(1, depth or engine.parallelism + 1)
+        self.depth = max(1, depth or self.detector.parallelism + 1)
         self.times = StageTimes()
         self.published = 0
         self.not_delivered = 0
@@ -149,7 +148,7 @@ class CameraPipeline:
         self.drift: DriftWatch | None = None
         """Set by the health monitor when drift watch is on."""
         self.frames_failed = 0
-        """Frames lost to a per-frame fault (inference, decoding, payload); the loop goes on."""
+        """Frames lost to a per-frame fault (inference, postprocessing, payload); loop goes on."""
         self.nonfinite_values = 0
         """NaN/inf values seen in model outputs; the boxes they touch are dropped."""
         self._failed_in_a_row = 0
@@ -231,7 +230,7 @@ class CameraPipeline:
         inflight: collections.deque[_InFlight] = collections.deque()
         frames = self.camera.frames
         while not self._stop.is_set():
-            while inflight and inflight[0].future.done():
+            while inflight and inflight[0].pending.done():
                 self._finish(inflight.popleft())
             if len(inflight) >= self.depth:
                 self._finish(inflight.popleft())
@@ -249,13 +248,10 @@ class CameraPipeline:
             self.in_flight = len(inflight)
         self.in_flight = 0
         for item in inflight:
-            item.future.cancel()
+            item.pending.cancel()
 
     def _submit(self, frame: Frame) -> _InFlight:
-        started = time.perf_counter()
-        tensor, letterbox = prepare(frame.image, self.engine.input)
-        preprocess_ms = (time.perf_counter() - started) * 1000
-        return _InFlight(frame, letterbox, self.engine.submit(tensor), preprocess_ms)
+        return _InFlight(frame, self.detector.submit(frame.image, self.options))
 
     def _frame_failed(self, frame: Frame, what: str, exc: Exception) -> None:
         """One bad frame is counted and logged (one line per FRAME_ERROR_LOG_S); the loop
@@ -287,12 +283,16 @@ class CameraPipeline:
     def _finish(self, item: _InFlight) -> None:
         frame = item.frame
         try:
-            result = item.future.result()
+            detected = item.pending.result()
+        except PostprocessError as exc:  # an output that makes no boxes loses this frame
+            cause = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
+            self._frame_failed(frame, "cannot turn the model output into a message", cause)
+            return
         except Exception as exc:  # an engine failure loses this frame, not the loop
             self._frame_failed(frame, "inference failed", exc)
             return
         try:
-            detections = self._publish(item, result)
+            detections = self._publish(frame, detected)
         except Exception as exc:  # a bad output or payload loses this frame, not the loop
             self._frame_failed(frame, "cannot turn the model output into a message", exc)
             return
@@ -303,63 +303,52 @@ class CameraPipeline:
             except Exception as exc:  # drift is an extra; the frame was published
                 self._frame_failed(frame, "drift watch failed", exc)
 
-    def _check_outputs(self, result: InferResult) -> bool:
+    def _note_outputs(self, detected: Detected) -> bool:
         """Count NaN/inf output values; False (and degraded) when nothing is finite."""
-        try:
-            self.nonfinite_values += count_nonfinite(result.outputs)
-        except NonFiniteOutputError as exc:
+        self.nonfinite_values += detected.nonfinite
+        if detected.output_problem is not None:
             if self.output_problem is None:
-                log.error("camera %s: %s", self.camera.id, exc)
-            self.output_problem = str(exc)
-            self.nonfinite_values += sum(np.asarray(out).size for out in result.outputs)
+                log.error("camera %s: %s", self.camera.id, detected.output_problem)
+            self.output_problem = detected.output_problem
             return False
         if self.output_problem is not None:
             log.info("camera %s: the model output is finite again", self.camera.id)
             self.output_problem = None
         return True
 
-    def _publish(self, item: _InFlight, result: InferResult) -> Detections | None:
-        """Decode and publish one frame; None when its output held nothing finite.
+    def _publish(self, frame: Frame, detected: Detected) -> Detections | None:
+        """Publish one frame's detections; None when its output held nothing finite.
 
         Such a frame is counted as processed but not published: an empty detection list
         would tell consumers "nothing there" when the model saw nothing at all.
         """
-        frame = item.frame
-        height, width = frame.image.shape[:2]
         started = time.perf_counter()
-        usable = self._check_outputs(result)
-        detections = postprocess(
-            self.engine.info.family, result.outputs, self.engine.input, self.options,
-            item.letterbox, width, height,
-        ) if usable else None
-        decoded = time.perf_counter()
+        detections = detected.detections if self._note_outputs(detected) else None
         if detections is not None:
-            self._send(frame, width, height, result, detections)
+            self._send(frame, detected, detections)
         published_at = time.monotonic()
         totals = self.times.totals
         totals["decode"] += frame.decode_ms
-        totals["preprocess"] += item.preprocess_ms
-        totals["infer"] += result.latency_ms
-        totals["postprocess"] += (decoded - started) * 1000
-        totals["publish"] += (time.perf_counter() - decoded) * 1000
+        totals["preprocess"] += detected.preprocess_ms
+        totals["infer"] += detected.infer_ms
+        totals["postprocess"] += detected.postprocess_ms
+        totals["publish"] += (time.perf_counter() - started) * 1000
         self.times.frames += 1
         # Monotonic on both ends: a wall-clock step (NTP at boot) cannot skew latency.
-        self.latency.add(result.latency_ms, (published_at - frame.captured_mono) * 1000)
+        self.latency.add(detected.infer_ms, (published_at - frame.captured_mono) * 1000)
         return detections
 
-    def _send(
-        self, frame: Frame, width: int, height: int, result: InferResult, detections: Detections
-    ) -> None:
+    def _send(self, frame: Frame, detected: Detected, detections: Detections) -> None:
         payload = detections_payload(
             camera_id=frame.camera_id,
             sequence=frame.sequence,
             captured_at=frame.captured_at,
-            frame_width=width,
-            frame_height=height,
-            model=self.engine.info,
-            backend=self.engine.backend,
-            device=self.engine.device,
-            inference_ms=result.latency_ms,
+            frame_width=detected.frame_width,
+            frame_height=detected.frame_height,
+            model=self.detector.info,
+            backend=self.detector.backend,
+            device=self.detector.device,
+            inference_ms=detected.infer_ms,
             detections=detections,
             clock_synced=frame.clock_synced,
         )

@@ -9,8 +9,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from engines.errors import ModelLoadError
-
 
 @dataclass(frozen=True)
 class InputSpec:
@@ -38,23 +36,6 @@ class InputSpec:
         return (1, 3, self.height, self.width)
 
 
-def check_one_frame_batch(dims: Sequence[int], path: str) -> None:
-    """The agent feeds one frame per request: a fixed batch > 1 is refused at load.
-
-    Such a model would fail on its first request (OpenVINO rejects the shape) or be
-    taken for another family from its [4, N, C] outputs. A dynamic batch (-1) is fine:
-    the backends pin it to 1.
-    """
-    if len(dims) == 4 and int(dims[0]) > 1:
-        raise ModelLoadError(
-            path,
-            f"its input has a fixed batch of {int(dims[0])} (shape {list(dims)}), but the "
-            "agent sends one frame at a time; export the model with batch 1 or a dynamic "
-            "batch (Ultralytics: model.export(format=..., batch=1) or dynamic=True; "
-            "torch.onnx.export: dynamic_axes={'images': {0: 'batch'}})",
-        )
-
-
 @dataclass(frozen=True)
 class ModelInfo:
     """Facts read from the model file itself (never guessed from the sample)."""
@@ -62,7 +43,7 @@ class ModelInfo:
     path: str
     name: str
     sha256: str
-    family: str  # decoder name: yolox, ultralytics, end2end, yolov5, ssd
+    family: str  # postprocessing family: yolox, ultralytics, end2end, yolov5, ssd
     class_names: tuple[str, ...]
     output_shapes: tuple[tuple[int, ...], ...] = ()
     metadata: dict[str, str] = field(default_factory=dict)
@@ -98,7 +79,7 @@ class Engine(abc.ABC):
     """A loaded, compiled model on one device.
 
     `submit` is the hot path: it queues one preprocessed input tensor and returns a
-    Future of the raw output arrays, so decode, inference and post-processing overlap.
+    Future of the raw output arrays, so video decoding, inference and postprocessing overlap.
     """
 
     backend: str = ""
@@ -115,7 +96,7 @@ class Engine(abc.ABC):
         return self.submit(tensor).result()
 
     def raw_throughput(self, seconds: float) -> float:
-        """Frames/s of the bare engine on one fixed input, no decode: the benchmark's ceiling."""
+        """Frames/s of the bare engine on one fixed input, nothing else: the bench's ceiling."""
         raise NotImplementedError
 
     @property

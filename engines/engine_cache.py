@@ -26,9 +26,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from engines.base import check_one_frame_batch
 from engines.errors import EngineError, ModelLoadError
-from engines.model_info import DEFAULT_IMAGE_SIZE, image_size_from_metadata
+from engines.model_info import describe_input
 
 log = logging.getLogger(__name__)
 
@@ -75,19 +74,13 @@ def resolve_precision(
     return precision, b""
 
 
-def input_layout(dims: Sequence[int]) -> str:
-    """NHWC only when the last dim is the 3 channels and dim 1 is not; ONNX is NCHW."""
-    return "NHWC" if dims[3] == 3 and dims[1] != 3 else "NCHW"
-
-
 def concrete_shape(dims: Sequence[int], metadata: Mapping[str, str], path: Path) -> tuple[int, ...]:
     """The one input shape we feed: batch 1, 3 channels, imgsz (or 640) for dynamic sizes."""
     dims = [int(d) for d in dims]
     if len(dims) != 4:
         raise ModelLoadError(str(path), f"expected a 4-D image input, got shape {dims}")
-    check_one_frame_batch(dims, str(path))
-    height, width = image_size_from_metadata(metadata) or (DEFAULT_IMAGE_SIZE, DEFAULT_IMAGE_SIZE)
-    wanted = [1, height, width, 3] if input_layout(dims) == "NHWC" else [1, 3, height, width]
+    layout, height, width = describe_input(dims, metadata, str(path))
+    wanted = [1, height, width, 3] if layout == "NHWC" else [1, 3, height, width]
     return tuple(dim if dim >= 0 else want for dim, want in zip(dims, wanted, strict=True))
 
 

@@ -11,6 +11,10 @@ class BackendUnavailableError(EngineError):
     """The backend's runtime is not installed or not usable on this machine."""
 
 
+class PostprocessError(EngineError):
+    """A model's outputs for one frame could not be turned into boxes (the cause is chained)."""
+
+
 class ModelLoadError(EngineError):
     """The model file is missing, truncated, or not something this backend can run."""
 

@@ -1,8 +1,10 @@
-"""Facts about a model read from the model itself: hash, class names, input size, family.
+"""The model description, one module for every backend: files and hash, input layout and
+size, class names, ONNX and Ultralytics metadata, and the one-frame contract.
 
 Backends extract a flat `metadata` dict (ONNX metadata_props, IR rt_info, an
-Ultralytics `metadata.yaml` beside the file) and this module interprets it the same
-way for all of them.
+Ultralytics `metadata.yaml` beside the file) and the input's dims, and this module
+interprets them the same way for all of them. The family (which postprocessing) is
+chosen in engines.postprocess from these facts and the output shapes.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import yaml
@@ -142,3 +144,64 @@ def family_hint(metadata: Mapping[str, str]) -> str | None:
     if str(metadata.get("end2end", "")).lower() == "true":
         return "end2end"
     return None
+
+
+def check_one_frame_batch(dims: Sequence[int], path: str) -> None:
+    """The agent feeds one frame per request: a fixed batch > 1 is refused at load.
+
+    Such a model would fail on its first request (OpenVINO rejects the shape) or be
+    taken for another family from its [4, N, C] outputs. A dynamic batch (-1) is fine:
+    the backends pin it to 1.
+    """
+    if len(dims) == 4 and int(dims[0]) > 1:
+        raise ModelLoadError(
+            path,
+            f"its input has a fixed batch of {int(dims[0])} (shape {list(dims)}), but the "
+            "agent sends one frame at a time; export the model with batch 1 or a dynamic "
+            "batch (Ultralytics: model.export(format=..., batch=1) or dynamic=True; "
+            "torch.onnx.export: dynamic_axes={'images': {0: 'batch'}})",
+        )
+
+
+def input_layout(dims: Sequence[int]) -> str:
+    """NCHW or NHWC from a 4-D image input's dims (-1 where dynamic); the only guesser.
+
+    Channels are the 3 at dim 1 (NCHW, ONNX's convention, which also wins when both
+    dims are 3) or at dim 3 (NHWC). A dynamic channel dim reads as NCHW, the export
+    default; anything else is a ValueError saying what was found.
+    """
+    dims = [int(d) for d in dims]
+    if len(dims) != 4:
+        raise ValueError(f"expected a 4-D image input, got shape {dims}")
+    if dims[1] == 3:
+        return "NCHW"
+    if dims[3] == 3:
+        return "NHWC"
+    if dims[1] < 0:
+        return "NCHW"
+    raise ValueError(f"cannot tell channels in input shape {dims}: neither dim 1 nor 3 is 3")
+
+
+def input_size(
+    dims: Sequence[int], layout: str, metadata: Mapping[str, str]
+) -> tuple[int, int]:
+    """Height and width we feed: the input's own, or imgsz (else 640) where dynamic."""
+    height, width = (int(dims[2]), int(dims[3])) if layout == "NCHW" else (
+        int(dims[1]), int(dims[2]))
+    if height < 0 or width < 0:
+        default = (DEFAULT_IMAGE_SIZE, DEFAULT_IMAGE_SIZE)
+        return image_size_from_metadata(metadata) or default
+    return height, width
+
+
+def describe_input(
+    dims: Sequence[int], metadata: Mapping[str, str], path: str
+) -> tuple[str, int, int]:
+    """Layout, height and width of a one-frame image input, or a ModelLoadError."""
+    check_one_frame_batch(dims, path)
+    try:
+        layout = input_layout(dims)
+    except ValueError as exc:
+        raise ModelLoadError(path, str(exc)) from exc
+    height, width = input_size(dims, layout, metadata)
+    return layout, height, width

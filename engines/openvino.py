@@ -11,17 +11,16 @@ from pathlib import Path
 
 import numpy as np
 
-from engines import decoders
-from engines.base import Engine, InferResult, ModelInfo, check_one_frame_batch
+from engines.base import Engine, InferResult, ModelInfo
 from engines.errors import BackendUnavailableError, EngineError, ModelLoadError
 from engines.model_info import (
-    DEFAULT_IMAGE_SIZE,
     class_names_from_metadata,
+    describe_input,
     file_sha256,
-    image_size_from_metadata,
     model_files,
     sidecar_metadata,
 )
+from engines.postprocess import FAMILIES, choose_family
 
 try:
     import openvino as ov
@@ -56,27 +55,9 @@ def _input_geometry(
         raise ModelLoadError(str(path), f"expected one image input, found {len(model.inputs)}")
     port = model.inputs[0]
     dims = [dim.get_length() if dim.is_static else -1 for dim in port.get_partial_shape()]
-    check_one_frame_batch(dims, str(path))
-    try:
-        layout = _input_layout(dims)
-    except ValueError as exc:
-        raise ModelLoadError(str(path), str(exc)) from exc
-    height, width = (dims[2], dims[3]) if layout == "NCHW" else (dims[1], dims[2])
-    if height < 0 or width < 0:
-        default = (DEFAULT_IMAGE_SIZE, DEFAULT_IMAGE_SIZE)
-        height, width = image_size_from_metadata(metadata) or default
+    layout, height, width = describe_input(dims, metadata, str(path))
     dtype = DTYPES.get(port.get_element_type().get_type_name(), "float32")
     return port.get_any_name(), layout, height, width, dtype
-
-
-def _input_layout(shape: list[int]) -> str:
-    if len(shape) != 4:
-        raise ValueError(f"expected a 4-D image input, got shape {shape}")
-    if shape[1] == 3:
-        return "NCHW"
-    if shape[3] == 3:
-        return "NHWC"
-    raise ValueError(f"cannot tell channels in input shape {shape}: neither dim 1 nor 3 is 3")
 
 
 class OpenVinoEngine(Engine):
@@ -117,11 +98,11 @@ class OpenVinoEngine(Engine):
             shape = [1, 3, height, width] if layout == "NCHW" else [1, height, width, 3]
             model.reshape({0: shape})
         output_shapes = tuple(tuple(out.get_shape()) for out in model.outputs)
-        family = decoders.choose_family(
+        family = choose_family(
             family, metadata, output_shapes=output_shapes, input_height=height,
             input_width=width, model_path=str(path),
         )
-        self.input = decoders.FAMILIES[family].input_spec(input_name, height, width, layout, dtype)
+        self.input = FAMILIES[family].input_spec(input_name, height, width, layout, dtype)
         self.info = ModelInfo(
             path=str(path),
             name=name or path.stem,

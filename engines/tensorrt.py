@@ -3,7 +3,7 @@
 TensorRT and pycuda are an optional extra: on a Jetson they come from JetPack, on x86
 from NVIDIA's wheels (docs/tensorrt.md). Inputs are preprocessed on the host
 (engines/preprocess.py) into the float32 tensor the engine's input wants; outputs come
-back in the ONNX model's order and shapes, so engines.decoders works unchanged. The
+back in the ONNX model's order and shapes, so engines.postprocess works unchanged. The
 execution contexts that run the engine live in engines/tensorrt_runtime.py.
 """
 
@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 
-from engines import decoders
 from engines.base import Engine, InferResult, ModelInfo
 from engines.engine_cache import (
     PRECISIONS,
@@ -28,13 +27,18 @@ from engines.engine_cache import (
     EngineCache,
     concrete_shape,
     fast_fp16_by_capability,
-    input_layout,
     onnx_metadata,
     resolve_precision,
     split_ultralytics_header,
 )
 from engines.errors import BackendUnavailableError, EngineError, ModelLoadError
-from engines.model_info import class_names_from_metadata, file_sha256, sidecar_metadata
+from engines.model_info import (
+    class_names_from_metadata,
+    file_sha256,
+    input_layout,
+    sidecar_metadata,
+)
+from engines.postprocess import FAMILIES, choose_family
 
 # TensorRT and pycuda come through the runtime module: it raises BackendUnavailableError,
 # saying what to install, where either does not import.
@@ -142,8 +146,8 @@ class TensorRtEngine(Engine):
         path = Path(model_path)
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
-        if family != "auto" and family not in decoders.FAMILIES:
-            allowed = ", ".join(("auto", *decoders.FAMILIES))
+        if family != "auto" and family not in FAMILIES:
+            allowed = ", ".join(("auto", *FAMILIES))
             raise ValueError(f"unknown model family {family!r}; allowed: {allowed}")
         if num_contexts < 1:
             raise ValueError(f"num_contexts must be at least 1, not {num_contexts}")
@@ -216,17 +220,17 @@ class TensorRtEngine(Engine):
         self, path: Path, family: str, metadata: dict[str, str],
         output_shapes: tuple[tuple[int, ...], ...],
     ) -> str:
-        """Set `self.input` from the engine's input and return the decoder family."""
+        """Set `self.input` from the engine's input and return the postprocessing family."""
         layout = input_layout(self._input_shape)
         height, width = self._input_shape[1:3] if layout == "NHWC" else self._input_shape[2:4]
         dtype = np.dtype(trt.nptype(self._engine.get_tensor_dtype(self._input_name))).name
         if dtype not in SPEC_DTYPES:
             raise ModelLoadError(str(path), f"input dtype {dtype} unsupported; want {SPEC_DTYPES}")
-        family = decoders.choose_family(
+        family = choose_family(
             family, metadata, output_shapes=output_shapes, input_height=height,
             input_width=width, model_path=str(path),
         )
-        spec = decoders.FAMILIES[family].input_spec(self._input_name, height, width, layout, dtype)
+        spec = FAMILIES[family].input_spec(self._input_name, height, width, layout, dtype)
         self.input = spec
         return family
 
@@ -362,7 +366,7 @@ class TensorRtEngine(Engine):
         return self._pool.size if self._pool is not None else 0
 
     def raw_throughput(self, seconds: float) -> float:
-        """All contexts busy on one fixed random input: the engine's ceiling, no decode."""
+        """All contexts busy on one fixed random input: the engine's ceiling, no postprocessing."""
         tensor = np.random.default_rng(0).random(self.input.shape).astype(self.input.dtype)
         self.infer(tensor)  # warm-up
         pending: list[Future[InferResult]] = []

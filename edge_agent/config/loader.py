@@ -116,8 +116,9 @@ def describe(config: AgentConfig, shown: str) -> str:
         f"{cam.id}: {cam.type}{'' if cam.enabled else ' (disabled)'}" for cam in config.cameras
     )
     backend = config.backend.type
-    if config.backend.device:
-        backend += f" on {config.backend.device}"
+    device = getattr(config.backend, "device", None)  # not every backend has one
+    if device:
+        backend += f" on {device}"
     lines = [
         f"{shown}: OK",
         f"  device:  {config.device_id}",

@@ -7,17 +7,18 @@ Loading lives in `edge_agent.config.loader`; YAML line mapping and error wording
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Union
 
 from pydantic import (
     Field,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
 from edge_agent.config.rules import HOST, SLUG, MqttRules, Strict, TlsRules, default_device_id
+from engines import registry
+from engines.backend import Backend
 
 __all__ = ["SLUG", "AgentConfig", "CameraConfig", "Strict"]
 
@@ -39,58 +40,23 @@ class ModelConfig(Strict):
     )
 
 
-class OpenVinoBackend(Strict):
-    type: Literal["openvino"] = Field("openvino", description="Intel CPU, iGPU or NPU.")
-    device: str = Field("CPU", description="OpenVINO device: CPU, GPU, NPU, AUTO, GPU.1 ...")
-    precision: Literal["auto", "bf16", "f16", "f32"] = Field(
-        "auto", description="Inference precision hint; auto lets OpenVINO pick (bf16 on AMX CPUs)."
-    )
-    performance_hint: Literal["throughput", "latency"] = Field(
-        "throughput", description="throughput: many cameras; latency: one camera, fastest frame."
-    )
-    num_requests: int = Field(0, ge=0, le=64, description="Infer requests in flight; 0: optimal.")
-    input_conversion: Literal["model", "host"] = Field(
-        "model",
-        description="Where uint8 -> float, layout and colour conversion run: inside the "
-        "compiled model (faster on CPU) or on the host.",
-    )
-    cache_dir: Path | None = Field(
-        None, description="Compiled-model cache so restarts skip compilation; default: state dir."
-    )
+def _strict(backend: Backend) -> type[Strict]:
+    """A backend's own settings type with the agent's value rules on top (Strict)."""
+    settings = backend.config
+    strict: type[Strict] = type(settings.__name__.replace("Settings", "Backend"),
+                                (Strict, settings), {"__module__": __name__,
+                                                     "__doc__": settings.__doc__})
+    return strict
 
 
-class TensorRtBackend(Strict):
-    type: Literal["tensorrt"] = Field(description="NVIDIA GPU: Jetson or a discrete card.")
-    device: int = Field(0, ge=0, le=63, description="CUDA device index.")
-    precision: Literal["auto", "fp16", "fp32", "int8"] = Field(
-        "auto", description="auto: fp16 where the GPU has fast fp16, else fp32; int8 needs "
-        "int8_calibration_cache.",
-    )
-    int8_calibration_cache: Path | None = Field(
-        None, validate_default=True,
-        description="Calibration cache for precision int8 (required with it).",
-    )
-    workspace_mb: int = Field(
-        1024, ge=16, le=65536, description="Scratch memory the engine builder may use, MiB."
-    )
-    num_contexts: int = Field(
-        2, ge=1, le=16, description="Execution contexts, i.e. frames in flight on the GPU."
-    )
-    cache_dir: Path | None = Field(
-        None, description="Built-engine cache so restarts skip the build; default: state dir."
-    )
+BACKEND_SECTIONS: dict[str, type[Strict]] = {
+    backend.name: _strict(backend) for backend in registry.declared()
+}
+"""The `type:` union's members, one per backend in engines.registry (the only list)."""
 
-    @field_validator("int8_calibration_cache")
-    @classmethod
-    def _calibration_for_int8(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        # validate_default runs this when the key is absent too: int8 without it is an error.
-        if value is None and info.data.get("precision") == "int8":
-            raise PydanticCustomError(
-                "int8_needs_calibration",
-                "required when precision is int8: the calibration cache TensorRT reads "
-                "(see docs/tensorrt.md); or use precision fp16",
-            )
-        return value
+OpenVinoBackend = BACKEND_SECTIONS["openvino"]
+TensorRtBackend = BACKEND_SECTIONS["tensorrt"]
+"""Names kept for code and tests that build these sections directly."""
 
 
 class AutoBackend(Strict):
@@ -103,7 +69,8 @@ class AutoBackend(Strict):
 
 
 BackendConfig = Annotated[
-    OpenVinoBackend | TensorRtBackend | AutoBackend, Field(discriminator="type")
+    Union[(*BACKEND_SECTIONS.values(), AutoBackend)],
+    Field(discriminator="type"),
 ]
 
 

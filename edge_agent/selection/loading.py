@@ -13,22 +13,16 @@ from typing import Any
 
 import numpy as np
 
-from edge_agent.config.model import (
-    AgentConfig,
-    BackendConfig,
-    ModelConfig,
-    OpenVinoBackend,
-    TensorRtBackend,
-)
+from edge_agent.config.model import AgentConfig, BackendConfig, ModelConfig
 from edge_agent.errors import ConfigError
 from edge_agent.selection import policy
 from edge_agent.selection.policy import Candidate
 from edge_agent.selection.probe import HardwareReport
 from engines import registry
 from engines.base import Engine
-from engines.decoders import DecodeOptions
 from engines.errors import EngineError, LabelsFileError
 from engines.model_info import read_labels
+from engines.postprocess import DetectionFilter
 
 log = logging.getLogger(__name__)
 
@@ -39,29 +33,6 @@ def model_options(model: ModelConfig) -> dict[str, Any]:
         "family": model.family,
         "class_names": read_labels(model.labels) if model.labels else None,
         "name": model.name,
-    }
-
-
-def openvino_options(backend: OpenVinoBackend, state_dir: Path) -> dict[str, Any]:
-    return {
-        "device": backend.device,
-        "precision": backend.precision,
-        "performance_hint": backend.performance_hint,
-        "num_requests": backend.num_requests,
-        "cache_dir": backend.cache_dir or state_dir / "cache" / "openvino",
-        "host_convert": backend.input_conversion == "host",
-    }
-
-
-def tensorrt_options(backend: TensorRtBackend, state_dir: Path) -> dict[str, Any]:
-    """The keyword arguments of engines.tensorrt.TensorRtEngine."""
-    return {
-        "device": backend.device,
-        "precision": backend.precision,
-        "cache_dir": backend.cache_dir or state_dir / "cache" / "tensorrt",
-        "workspace_mb": backend.workspace_mb,
-        "int8_calibration_cache": backend.int8_calibration_cache,
-        "num_contexts": backend.num_contexts,
     }
 
 
@@ -103,7 +74,7 @@ def select_engine(config: AgentConfig, report: HardwareReport) -> Selection:
             # EngineError is the expected failure; AttributeError, TypeError or RuntimeError
             # come from a runtime whose API differs from the one the backend was written
             # for. With `auto` both fall back: one odd runtime must not stop the boot.
-            label = _label(candidate)
+            label = candidate.label
             why = str(exc) if isinstance(exc, EngineError) else f"{type(exc).__name__}: {exc}"
             if policy.forced(backend):
                 raise EngineError(
@@ -126,7 +97,7 @@ def select_engine(config: AgentConfig, report: HardwareReport) -> Selection:
 
 
 def model_class_count(family: str, output_shapes: tuple[tuple[int, ...], ...]) -> int | None:
-    """Classes the model scores, where its output shape tells (see engines.decoders).
+    """Classes the model scores, where its output shape tells (see engines.postprocess).
 
     YOLOX and YOLOv5 rows are 5 + classes wide, Ultralytics has 4 + classes channels;
     end-to-end models output a class id and SSD counts a background class, so those
@@ -159,25 +130,23 @@ def _check_label_count(model: ModelConfig, engine: Engine) -> None:
 
 
 def _options(backend: BackendConfig, candidate: Candidate, state_dir: Path) -> dict[str, Any]:
-    """The candidate's backend settings: the config's own, or that backend's defaults."""
-    if candidate.backend == "tensorrt":
-        settings = backend if isinstance(backend, TensorRtBackend) else TensorRtBackend(
-            type="tensorrt"
+    """The candidate's own backend settings as its engine's options, never another's.
+
+    The config's section when it is this backend's type; else that backend's defaults,
+    on the candidate's device where the policy chose one (`auto`).
+    """
+    declared = registry.get(candidate.backend)
+    if isinstance(backend, declared.config):
+        return declared.options(backend, state_dir)
+    settings = declared.default_settings()
+    if candidate.device is not None and "device" in declared.config.model_fields:
+        settings = declared.config.model_validate(
+            {**settings.model_dump(), "device": candidate.device}
         )
-        return tensorrt_options(settings, state_dir)
-    settings = backend if isinstance(backend, OpenVinoBackend) else OpenVinoBackend()
-    if candidate.device is not None:
-        settings = settings.model_copy(update={"device": candidate.device})
-    return openvino_options(settings, state_dir)
+    return declared.options(settings, state_dir)
 
 
-def _label(candidate: Candidate) -> str:
-    if candidate.backend == "openvino" and candidate.device:
-        return f"openvino/{candidate.device}"
-    return candidate.backend
-
-
-def decode_options(model: ModelConfig, class_names: tuple[str, ...]) -> DecodeOptions:
+def detection_filter(model: ModelConfig, class_names: tuple[str, ...]) -> DetectionFilter:
     """Threshold settings, with the class allow-list turned into ids of this model."""
     class_ids = None
     if model.classes is not None:
@@ -195,7 +164,7 @@ def decode_options(model: ModelConfig, class_names: tuple[str, ...]) -> DecodeOp
                     f"model.classes: {wanted!r} is not a class of this model; classes: {known}"
                 )
         class_ids = np.array(sorted(set(ids)), dtype=np.int32)
-    return DecodeOptions(
+    return DetectionFilter(
         score_threshold=model.score_threshold,
         iou_threshold=model.iou_threshold,
         max_detections=model.max_detections,

@@ -4,19 +4,22 @@ Everything is read relative to a root so that tests (and `edge-agent probe --roo
 run on recorded /proc and /sys trees. A missing file means "absent"; an unreadable or
 garbled one is listed in `problems`, never fatal: the agent must boot on odd hardware.
 The human and log views are in edge_agent/selection/report.py, the `probe` command in
-edge_agent/tools/probe_command.py.
+edge_agent/tools/probe_command.py; the runtimes are read by each backend
+(edge_agent/selection/runtimes.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import logging
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
+
+from edge_agent.selection.runtimes import Runtimes, detect_runtimes
+
+__all__ = ["HardwareReport", "Runtimes", "detect_runtimes", "probe"]
 
 log = logging.getLogger(__name__)
 
@@ -45,41 +48,6 @@ X86_FEATURES = (
 )
 ARM_FEATURES = ("asimd", "asimdhp", "asimddp", "i8mm", "bf16", "sve", "sve2")
 """The ISA features that change how fast (or whether) an inference runtime runs here."""
-
-
-@dataclass(frozen=True)
-class Runtimes:
-    """Versions of the inference runtimes that import here (None: it does not import)."""
-
-    tensorrt: str | None = None
-    pycuda: str | None = None
-    openvino: str | None = None
-    openvino_devices: tuple[str, ...] = ()
-    errors: Mapping[str, str] = field(default_factory=dict)
-    """module -> why it does not import (or why OpenVINO lists no devices)."""
-    TENSORRT_MIN_MAJOR: ClassVar[int] = 10
-    """engines/tensorrt_runtime.py refuses older TensorRT (MIN_TENSORRT_MAJOR); keep in step."""
-
-    @property
-    def tensorrt_usable(self) -> bool:
-        return self.tensorrt is not None and self.pycuda is not None and not self._tensorrt_old
-
-    @property
-    def _tensorrt_old(self) -> bool:
-        """TensorRT 8 (JetPack 4/5) imports, but lacks the tensor API the backend calls."""
-        major = self.tensorrt.split(".", maxsplit=1)[0] if self.tensorrt else ""
-        return major.isdigit() and int(major) < self.TENSORRT_MIN_MAJOR
-
-    def tensorrt_problem(self) -> str:
-        """Why TensorRT cannot run here, in one phrase ("" when it can)."""
-        parts = [f"{name} does not import: {self.errors.get(name, 'not installed')}"
-                 for name in ("tensorrt", "pycuda") if getattr(self, name) is None]
-        if self._tensorrt_old:
-            parts.insert(0, f"tensorrt {self.tensorrt} is too old (the backend needs "
-                         f"TensorRT >= {self.TENSORRT_MIN_MAJOR}, JetPack 6.1 or later on Orin; "
-                         "older boards such as the Jetson Nano and TX2 run on OpenVINO, see "
-                         "docs/tensorrt.md)")
-        return "; ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -156,8 +124,8 @@ class HardwareReport:
         return ", ".join(names) or None
 
     def to_dict(self) -> dict[str, Any]:
-        body = dataclasses.asdict(self)
-        body["runtimes"]["errors"] = dict(self.runtimes.errors)
+        body = dataclasses.asdict(dataclasses.replace(self, runtimes=Runtimes()))
+        body["runtimes"] = self.runtimes.to_dict()
         return body
 
 
@@ -391,40 +359,3 @@ def _driver(reader: _Reader, device: Path) -> str | None:
     match = re.search(r"^DRIVER=(\S+)", text or "", re.MULTILINE)
     return match.group(1) if match else None
 
-
-# --- runtimes ---------------------------------------------------------------------------------
-
-
-def detect_runtimes() -> Runtimes:
-    """Import each runtime now; a failure is recorded with its message, never raised."""
-    versions: dict[str, str | None] = {}
-    errors: dict[str, str] = {}
-    for name, module_name in (("tensorrt", "tensorrt"), ("pycuda", "pycuda.driver"),
-                              ("openvino", "openvino")):
-        try:
-            module = importlib.import_module(module_name)
-        except (ImportError, OSError) as exc:  # OSError: a shared library is missing
-            versions[name] = None
-            errors[name] = str(exc) or type(exc).__name__
-            continue
-        versions[name] = _version_of(name, module)
-    devices: tuple[str, ...] = ()
-    if versions["openvino"] is not None:
-        try:
-            import openvino
-
-            devices = tuple(openvino.Core().available_devices)
-        except RuntimeError as exc:
-            errors["openvino_devices"] = str(exc).splitlines()[0] if str(exc) else "RuntimeError"
-    return Runtimes(versions["tensorrt"], versions["pycuda"], versions["openvino"], devices,
-                    errors)
-
-
-def _version_of(name: str, module: Any) -> str:
-    if name == "pycuda":
-        import pycuda
-
-        return str(getattr(pycuda, "VERSION_TEXT", "unknown"))
-    if name == "openvino":
-        return str(getattr(module, "__version__", None) or module.get_version()).split("-")[0]
-    return str(getattr(module, "__version__", "unknown"))

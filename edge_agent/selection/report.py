@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 
 from edge_agent.selection.probe import HardwareReport
+from engines import registry
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +44,19 @@ def summary_line(report: HardwareReport) -> str:
     parts.append(f"Intel: {', '.join(intel) or 'none'}")
     runtimes = report.runtimes
     parts.append("runtimes: " + ", ".join(
-        f"{name} {version}" if version else f"{name} missing"
-        for name, version in (("tensorrt", runtimes.tensorrt), ("pycuda", runtimes.pycuda),
-                              ("openvino", runtimes.openvino))
-    ) + (f" [{' '.join(runtimes.openvino_devices)}]" if runtimes.openvino_devices else ""))
+        (f"{name} {version}" if version else f"{name} missing")
+        + (f" [{' '.join(runtimes.devices[name])}]" if runtimes.devices.get(name) else "")
+        for name, version in _module_versions(report)
+    ))
     if report.problems:
         parts.append(f"{len(report.problems)} problem(s)")
     return "; ".join(parts)
+
+
+def _module_versions(report: HardwareReport) -> list[tuple[str, str | None]]:
+    """Each runtime module every registered backend reads, and its version here."""
+    return [(label, report.runtimes.versions.get(label))
+            for backend in registry.backends() for label in backend.modules]
 
 
 def _gpu_names(report: HardwareReport) -> str:
@@ -90,14 +97,20 @@ def format_table(report: HardwareReport) -> str:
         ) or "none"))
     if Path(report.root) != Path("/"):
         rows.append(("note", "runtimes are this machine's; hardware is read from root"))
-    for name in ("tensorrt", "pycuda", "openvino"):
-        version = getattr(runtimes, name)
-        rows.append((name, version if version else
+    chooser = {backend.name for backend in registry.backends() if backend.takes_auto_device}
+    for name, version in _module_versions(report):
+        listed = None if name in chooser else runtimes.devices.get(name)
+        rows.append((name, (version + (f" [{' '.join(listed)}]" if listed else ""))
+                     if version else
                      f"does not import: {runtimes.errors.get(name, 'not installed')}"))
-    if runtimes.tensorrt and not runtimes.tensorrt_usable:
-        rows.append(("tensorrt backend", f"not usable: {runtimes.tensorrt_problem()}"))
-    devices = " ".join(runtimes.openvino_devices) or runtimes.errors.get("openvino_devices", "-")
-    rows.append(("openvino devices", devices))
+    for backend in registry.backends():
+        status = runtimes.status(backend.name)
+        if status.summary and not status.usable:  # it imports, but cannot run
+            rows.append((f"{backend.name} backend", f"not usable: {status.problem}"))
+        if backend.takes_auto_device:  # the devices `auto` and `device:` choose among
+            devices = " ".join(runtimes.devices.get(backend.name, ()))
+            rows.append((f"{backend.name} devices",
+                         devices or runtimes.errors.get(f"{backend.name}_devices", "-")))
     rows += [("problem", problem) for problem in report.problems] or [("problems", "none")]
     width = max(len(key) for key, _ in rows)
     return "\n".join(f"{key:<{width}}  {value}" for key, value in rows)

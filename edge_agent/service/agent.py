@@ -21,7 +21,7 @@ from edge_agent.publish.camera_state import CameraStates
 from edge_agent.publish.payload import info_payload, iso_utc
 from edge_agent.publish.publisher import Publisher
 from edge_agent.redact import redact
-from edge_agent.selection.loading import Selection, decode_options, select_engine
+from edge_agent.selection.loading import Selection, detection_filter, select_engine
 from edge_agent.selection.probe import probe
 from edge_agent.selection.report import summary_line
 from edge_agent.service import state_files
@@ -31,8 +31,8 @@ from edge_agent.service.signals import SignalReceiver
 from edge_agent.supervision import is_broken
 from edge_agent.workers import Worker, inject_faults_from_environment
 from engines.base import Engine
-from engines.decoders import DecodeOptions
 from engines.errors import EngineError
+from engines.postprocess import DetectionFilter
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class Agent:
         self.engine: Engine | None = None
         self.backend_reason = ""
         self.fallbacks: tuple[str, ...] = ()
-        self.options: DecodeOptions | None = None
+        self.options: DetectionFilter | None = None
         self.publisher: Publisher | None = None
         self.last_reload: dict[str, object] | None = None
         self.camera_states: CameraStates | None = None
@@ -69,7 +69,7 @@ class Agent:
             report = probe()
             log.info("hardware: %s", summary_line(report))
             selection = select_engine(config, report)
-            self._use(selection, decode_options(config.model, selection.engine.info.class_names))
+            self._use(selection, detection_filter(config.model, selection.engine.info.class_names))
             stack.callback(lambda: self.engine and self.engine.close())
 
             publisher = Publisher(config.mqtt, config.device_id, config.state_dir)
@@ -103,7 +103,7 @@ class Agent:
         agent_wide = self.health.essential_workers() if self.health is not None else []
         return [*agent_wide, *cameras]
 
-    def _use(self, selection: Selection, options: DecodeOptions) -> None:
+    def _use(self, selection: Selection, options: DetectionFilter) -> None:
         engine = selection.engine
         self.engine, self.options = engine, options
         self.backend_reason, self.fallbacks = selection.reason, selection.fallbacks
@@ -246,7 +246,7 @@ class Agent:
             plan = plan_reload(self.config, new, self.engine.info.sha256)
             swap = self._load_new_model(new) if plan.model_changed else None
             engine = swap.engine if swap is not None else self.engine
-            options = decode_options(new.model, engine.info.class_names)
+            options = detection_filter(new.model, engine.info.class_names)
         except Exception as exc:  # whatever goes wrong, the running config stays in service
             if swap is not None:
                 swap.engine.close()
@@ -260,7 +260,7 @@ class Agent:
         self._reloaded(ok=True, error=None, applied=applied)
 
     def _apply(
-        self, plan: ReloadPlan, swap: Selection | None, options: DecodeOptions
+        self, plan: ReloadPlan, swap: Selection | None, options: DetectionFilter
     ) -> list[str]:
         """Stop what goes or changes, swap the engine, start what is new; what was done."""
         applied = list(plan.needs_restart_notes)
@@ -269,7 +269,7 @@ class Agent:
                 log.info("reload: stopping camera %s (removed or disabled)", camera_id)
                 self._stop_camera(camera_id)
         restart = set(plan.cameras_changed)
-        if swap is not None or plan.decode_changed:
+        if swap is not None or plan.filter_changed:
             restart |= {cam.id for cam in plan.kept.cameras if cam.enabled}
         if plan.log_level_changed:
             logging.getLogger().setLevel(plan.kept.log_level.upper())

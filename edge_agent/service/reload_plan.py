@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 ENGINE_FIELDS = {"path", "name", "family", "labels"}
 """Model settings that need the engine loaded again; the rest (thresholds, classes)
-only change how outputs are decoded."""
+only change the detection filter (what postprocessing keeps)."""
 
 RESTART_ONLY = ("device_id", "state_dir", "mqtt", "health")
 """Sections a running agent cannot change in place: topics, files and the broker session
@@ -28,7 +28,7 @@ class ReloadPlan:
     kept: AgentConfig
     """The config to run: the new file, except sections that need a restart."""
     model_changed: bool
-    decode_changed: bool
+    filter_changed: bool
     cameras_changed: tuple[str, ...]
     """Cameras to (re)start: added or with changed settings (enabled ones)."""
     cameras_removed: tuple[str, ...]
@@ -45,7 +45,7 @@ def plan_reload(running: AgentConfig, new: AgentConfig, running_sha256: str) -> 
     if not model_changed and _sha256(new) not in (running_sha256, None):
         log.info("reload: %s has new contents", new.model.path)
         model_changed = True
-    decode_changed = running.model.model_dump(exclude=ENGINE_FIELDS) != new.model.model_dump(
+    filter_changed = running.model.model_dump(exclude=ENGINE_FIELDS) != new.model.model_dump(
         exclude=ENGINE_FIELDS
     )
     notes = tuple(
@@ -61,7 +61,7 @@ def plan_reload(running: AgentConfig, new: AgentConfig, running_sha256: str) -> 
     return ReloadPlan(
         kept=kept,
         model_changed=model_changed,
-        decode_changed=decode_changed,
+        filter_changed=filter_changed,
         cameras_changed=tuple(i for i, cam in wanted.items() if old.get(i) != cam),
         cameras_removed=tuple(i for i in old if i not in wanted),
         log_level_changed=running.log_level != new.log_level,

@@ -1,9 +1,11 @@
 """`edge-agent bench`: engine alone, decode alone, their serial bound and the whole loop.
 
 All four run in one process on the same model, video and CPU, so the ratio
-loop/bound says how much the agent's own work costs. The loop publishes every frame
-to a real Mosquitto (a private one started here unless the config names a reachable
-broker with --use-config-broker).
+loop/bound says how much the agent's own work costs. `--backend NAME` measures that
+backend instead of the config's; `--backend all` measures every backend whose runtime
+is present here, one after the other, and prints their figures side by side. The loop
+publishes every frame to a real Mosquitto (a private one started here unless the config
+names a reachable broker with --use-config-broker).
 """
 
 from __future__ import annotations
@@ -24,13 +26,14 @@ import cv2
 
 from edge_agent.capture.camera import Camera
 from edge_agent.config.loader import load_config
-from edge_agent.config.model import AgentConfig, FileCamera, MqttConfig
+from edge_agent.config.model import BACKEND_SECTIONS, AgentConfig, FileCamera, MqttConfig
 from edge_agent.errors import AgentError
 from edge_agent.pipeline import STAGES, CameraPipeline, StageTimes
 from edge_agent.publish.publisher import Publisher
-from edge_agent.selection.loading import decode_options, select_engine
-from edge_agent.selection.probe import probe
+from edge_agent.selection.loading import detection_filter, select_engine
+from edge_agent.selection.probe import HardwareReport, detect_runtimes, probe
 from engines.base import Engine
+from engines.detector import Detector
 
 WARMUP_S = 1.0
 
@@ -92,7 +95,7 @@ def loop_figures(
     publisher = Publisher(mqtt, config.device_id, Path(spool_dir.name))
     publisher.start()
     camera = Camera(FileCamera(id="bench", type="file", path=video, loop=True, realtime=False))
-    options = decode_options(config.model, engine.info.class_names)
+    options = detection_filter(config.model, engine.info.class_names)
     pipeline = CameraPipeline(camera, engine, publisher, options)
     pipeline.start()
     camera.start()
@@ -118,6 +121,18 @@ def loop_figures(
     }
 
 
+def configs_to_bench(config: AgentConfig, backend: str | None) -> list[AgentConfig]:
+    """The config as is, with one backend forced, or once per backend present here."""
+    if backend is None:
+        return [config]
+    runtimes = detect_runtimes() if backend == "all" else None
+    names = [backend] if runtimes is None else [
+        name for name in BACKEND_SECTIONS if runtimes.status(name).usable
+    ]
+    return [config.model_copy(update={"backend": BACKEND_SECTIONS[name].model_validate(
+        {"type": name})}) for name in names]
+
+
 def main(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     video = args.video or next(
@@ -125,20 +140,35 @@ def main(args: argparse.Namespace) -> int:
     )
     if video is None:
         raise AgentError("no video: pass --video or put a file camera in the config")
-    report = probe()
-    selection = select_engine(config, report)
+    hardware = probe()
+    video_fps = decode_fps(video, args.seconds)
+    reports = [measure(each, hardware, video, video_fps, args.seconds)
+               for each in configs_to_bench(config, getattr(args, "backend", None))]
+    if args.json:
+        print(json.dumps(reports[0] if len(reports) == 1 else {"runs": reports}, indent=2))
+    else:
+        print("\n\n".join(format_report(report) for report in reports))
+        if len(reports) > 1:
+            print("\n" + format_comparison(reports))
+    return 0
+
+
+def measure(
+    config: AgentConfig, hardware: HardwareReport, video: Path, video_fps: float, seconds: float
+) -> dict:
+    """One backend's figures: engine alone, the serial bound and the whole loop."""
+    selection = select_engine(config, hardware)
     engine, reason = selection.engine, selection.reason
     if selection.fallbacks:
         reason += f" (after: {'; '.join(selection.fallbacks)})"
     try:
-        engine_fps = engine.raw_throughput(args.seconds)
-        video_fps = decode_fps(video, args.seconds)
+        engine_fps = Detector(engine).raw_throughput(seconds)
         bound = 1.0 / (1.0 / engine_fps + 1.0 / video_fps)
         with private_broker() as mqtt:
-            loop = loop_figures(config, engine, video, mqtt, args.seconds)
+            loop = loop_figures(config, engine, video, mqtt, seconds)
     finally:
         engine.close()
-    report = {
+    return {
         "model": engine.info.name,
         "backend": engine.backend,
         "device": engine.device,
@@ -157,8 +187,18 @@ def main(args: argparse.Namespace) -> int:
         "dropped": loop["dropped"],
         "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
-    print(json.dumps(report, indent=2) if args.json else format_report(report))
-    return 0
+
+
+def format_comparison(reports: list[dict]) -> str:
+    """Backends side by side, same model, video and CPU."""
+    lines = ["backend/device              engine fps  loop fps  infer ms  loop/bound"]
+    lines += [
+        f"{report['backend'] + '/' + report['device']:<26} {report['engine_fps']:11.1f}"
+        f" {report['loop_fps']:9.1f} {report['stage_ms']['infer']:9.2f}"
+        f" {report['loop_over_bound']:11.2f}"
+        for report in reports
+    ]
+    return "\n".join(lines)
 
 
 def format_report(report: dict) -> str:

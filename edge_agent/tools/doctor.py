@@ -115,7 +115,7 @@ def _model_load_error(exc: BaseException) -> Any:
 def check_model(config: AgentConfig) -> Check:
     import numpy as np
 
-    from edge_agent.selection.loading import decode_options
+    from edge_agent.selection.loading import detection_filter
     from edge_agent.tools.snapshot import detect, open_engine
     from engines.errors import EngineError, LabelsFileError
 
@@ -141,11 +141,15 @@ def check_model(config: AgentConfig) -> Check:
     engine = selection.engine
     try:
         try:
-            decode_options(config.model, engine.info.class_names)
+            detection_filter(config.model, engine.info.class_names)
         except ConfigError as exc:
             return Check("model", FAIL, str(exc), "fix model.classes in the config")
         blank = np.full((engine.input.height, engine.input.width, 3), 114, np.uint8)
-        _, infer_ms = detect(engine, config, blank)
+        try:
+            _, infer_ms = detect(engine, config, blank)
+        except EngineError as exc:
+            return Check("model", FAIL, f"test inference: {exc}",
+                         "re-export the model, or run it at full precision (docs/backends.md)")
         info = engine.info
         detail = (f"{Path(info.path).name} ({info.family}, {len(info.class_names)} classes, "
                   f"input {engine.input.width}x{engine.input.height}) on {engine.backend}/"

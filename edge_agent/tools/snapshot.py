@@ -181,19 +181,20 @@ def open_engine(config: AgentConfig) -> Selection:
 
 
 def detect(engine: Engine, config: AgentConfig, image: np.ndarray) -> tuple[Detections, float]:
-    """One frame through the model with the configured thresholds; (detections, infer ms)."""
-    from edge_agent.selection.loading import decode_options
-    from engines.decoders import postprocess
-    from engines.preprocess import prepare
+    """One frame through the model with the configured filter; (detections, infer ms).
 
-    options = decode_options(config.model, engine.info.class_names)
-    tensor, letterbox = prepare(image, engine.input)
-    result = engine.infer(tensor)
-    height, width = image.shape[:2]
-    found = postprocess(
-        engine.info.family, result.outputs, engine.input, options, letterbox, width, height
-    )
-    return found, result.latency_ms
+    An output with no finite value at all is an EngineError naming the likely cause,
+    not an empty picture.
+    """
+    from edge_agent.selection.loading import detection_filter
+    from engines.detector import Detector
+    from engines.errors import EngineError
+
+    detector = Detector(engine, detection_filter(config.model, engine.info.class_names))
+    detected = detector.detect(image)
+    if detected.detections is None:
+        raise EngineError(detected.output_problem or "the model produced no usable output")
+    return detected.detections, detected.infer_ms
 
 
 def label_of(class_id: int, class_names: tuple[str, ...]) -> str:

@@ -25,8 +25,8 @@ from edge_agent.capture.camera import Camera, Frame
 from edge_agent.config.model import FileCamera
 from edge_agent.pipeline import CameraPipeline
 from engines.base import Detections, Engine, InferResult
-from engines.decoders import DecodeOptions
 from engines.openvino import OpenVinoEngine
+from engines.postprocess import DetectionFilter
 
 YEAR_S = 365 * 24 * 3600.0
 
@@ -94,7 +94,7 @@ def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def make_pipeline(samples: Path, engine: Engine, sink: ListSink) -> CameraPipeline:
     config = FileCamera(id="cam", type="file", path=samples / "media" / "vtest.mp4")
-    return CameraPipeline(Camera(config), engine, sink, DecodeOptions())
+    return CameraPipeline(Camera(config), engine, sink, DetectionFilter())
 
 
 def feed(pipeline: CameraPipeline, frames: list[Frame]) -> None:

@@ -17,9 +17,9 @@ import cv2
 import numpy as np
 import pytest
 
-from engines.decoders import DecodeOptions, postprocess
 from engines.model_info import read_labels
 from engines.openvino import OpenVinoEngine
+from engines.postprocess import DetectionFilter, postprocess
 from engines.preprocess import prepare
 
 EXPECTED: dict[str, list[tuple[str, tuple[int, int, int, int]]]] = {
@@ -67,7 +67,7 @@ def test_finds_what_a_person_sees(engine: OpenVinoEngine, samples: Path, image_n
     tensor, letterbox = prepare(image, engine.input)
     result = engine.infer(tensor)
     found = postprocess(
-        engine.info.family, result.outputs, engine.input, DecodeOptions(score_threshold=0.3),
+        engine.info.family, result.outputs, engine.input, DetectionFilter(score_threshold=0.3),
         letterbox, image.shape[1], image.shape[0],
     )
     labels = [engine.info.class_names[c] for c in found.class_ids]

@@ -17,9 +17,9 @@ import pytest
 
 from engines import registry
 from engines.base import Engine, InferResult
-from engines.decoders import DecodeOptions, postprocess
 from engines.errors import EngineError
 from engines.model_info import read_labels
+from engines.postprocess import DetectionFilter, postprocess
 from engines.preprocess import prepare
 from tests.engines import fake_tensorrt
 from tests.engines.test_tensorrt_gpu import real_gpu_missing
@@ -70,7 +70,7 @@ def test_outputs_decode_to_detections(engine: Engine, samples: Path) -> None:
     tensor, letterbox = prepare(image, engine.input)
     found = postprocess(
         engine.info.family, engine.infer(tensor).outputs, engine.input,
-        DecodeOptions(score_threshold=0.3), letterbox, image.shape[1], image.shape[0],
+        DetectionFilter(score_threshold=0.3), letterbox, image.shape[1], image.shape[0],
     )
     names = [engine.info.class_names[c] for c in found.class_ids]
     assert names.count("dog") == 2, names

@@ -11,12 +11,12 @@ import openvino as ov
 import pytest
 
 from engines.base import Detections, InputSpec
-from engines.decoders import (
+from engines.postprocess import (
     FAMILIES,
-    DecodeOptions,
+    DetectionFilter,
     NonFiniteOutputError,
+    boxes_in_input,
     count_nonfinite,
-    decode,
     detect_family,
     postprocess,
 )
@@ -24,7 +24,7 @@ from engines.preprocess import Letterbox, prepare
 
 SPEC_416 = FAMILIES["yolox"].input_spec("images", 416, 416)
 SPEC_640 = FAMILIES["ultralytics"].input_spec("images", 640, 640)
-OPTIONS = DecodeOptions()
+OPTIONS = DetectionFilter()
 
 
 def assert_valid(found: Detections) -> None:
@@ -55,7 +55,7 @@ def test_yolox_decodes_grid_offsets_exactly() -> None:
     # stride 32, last cell x=12 y=12, plus a weaker second class that must not win.
     scores = yolox_row(output, 3548, (0.5, 0.5, math.log(3), math.log(3)), 0.7)
     scores[[5, 6]] = (0.9, 0.5)
-    found = decode("yolox", [output], SPEC_416, OPTIONS)
+    found = boxes_in_input("yolox", [output], SPEC_416, OPTIONS)
     assert_valid(found)
     assert found.class_ids.tolist() == [17, 5, 0]
     np.testing.assert_allclose(found.scores, [0.72, 0.63, 0.6], rtol=1e-6)
@@ -70,7 +70,7 @@ def test_yolox_score_is_objectness_times_class() -> None:
     output = np.zeros((1, 3549, 85), np.float32)
     yolox_row(output, 10, (0, 0, 0, 0), 0.5)[3] = 0.6  # 0.30: below 0.35
     yolox_row(output, 20, (0, 0, 0, 0), 0.2)[3] = 1.0  # objectness alone below
-    assert len(decode("yolox", [output], SPEC_416, OPTIONS)) == 0
+    assert len(boxes_in_input("yolox", [output], SPEC_416, OPTIONS)) == 0
 
 
 # --- ultralytics ---------------------------------------------------------------------------
@@ -94,7 +94,7 @@ def test_ultralytics_nms_is_per_class() -> None:
             (305, 300, 60, 60, 2, 0.7),  # overlaps the third, same class: suppressed
         ]
     )
-    found = decode("ultralytics", [output], SPEC_640, OPTIONS)
+    found = boxes_in_input("ultralytics", [output], SPEC_640, OPTIONS)
     assert_valid(found)
     assert found.class_ids.tolist() == [0, 2, 1]
     np.testing.assert_allclose(found.scores, [0.9, 0.85, 0.8], rtol=1e-6)
@@ -106,7 +106,7 @@ def test_ultralytics_nms_is_per_class() -> None:
 def test_nms_keeps_classes_apart_for_boxes_past_the_edge() -> None:
     """cv2.dnn.NMSBoxesBatched would suppress the second box here: it shifts classes by max x."""
     output = ultralytics_output([(615, 615, 50, 50, 0, 0.9), (-15, -15, 50, 50, 1, 0.8)])
-    found = decode("ultralytics", [output], SPEC_640, DecodeOptions(iou_threshold=0.3))
+    found = boxes_in_input("ultralytics", [output], SPEC_640, DetectionFilter(iou_threshold=0.3))
     assert found.class_ids.tolist() == [0, 1]
 
 
@@ -114,8 +114,8 @@ def test_class_allow_list() -> None:
     output = ultralytics_output(
         [(100, 100, 50, 50, 0, 0.9), (300, 300, 60, 60, 2, 0.6), (500, 500, 20, 20, 7, 0.5)]
     )
-    options = DecodeOptions(class_ids=np.array([2, 7]))
-    found = decode("ultralytics", [output], SPEC_640, options)
+    options = DetectionFilter(class_ids=np.array([2, 7]))
+    found = boxes_in_input("ultralytics", [output], SPEC_640, options)
     assert found.class_ids.tolist() == [2, 7]
 
 
@@ -123,7 +123,8 @@ def test_allow_list_does_not_promote_a_weaker_class() -> None:
     """A dog that scores a little 'person' stays a dog, and is dropped by a person-only list."""
     output = ultralytics_output([(100, 100, 50, 50, 16, 0.9)])
     output[0, 4 + 0, 0] = 0.5
-    found = decode("ultralytics", [output], SPEC_640, DecodeOptions(class_ids=np.array([0])))
+    only = DetectionFilter(class_ids=np.array([0]))
+    found = boxes_in_input("ultralytics", [output], SPEC_640, only)
     assert len(found) == 0
 
 
@@ -132,7 +133,7 @@ def test_max_detections_keeps_the_highest_scores() -> None:
     output = ultralytics_output(
         [(40 + 100 * i, 320, 30, 30, i % 3, s) for i, s in enumerate(scores)]
     )
-    found = decode("ultralytics", [output], SPEC_640, DecodeOptions(max_detections=3))
+    found = boxes_in_input("ultralytics", [output], SPEC_640, DetectionFilter(max_detections=3))
     np.testing.assert_allclose(found.scores, [0.95, 0.9, 0.8], rtol=1e-6)
 
 
@@ -148,12 +149,12 @@ def test_end2end_threshold_and_max_without_nms() -> None:
         (100, 100, 150, 150, 0.6, 3),
         (200, 200, 250, 250, 0.4, 5),
     ]
-    found = decode("end2end", [output], SPEC_640, OPTIONS)
+    found = boxes_in_input("end2end", [output], SPEC_640, OPTIONS)
     assert_valid(found)
     np.testing.assert_allclose(found.scores, [0.9, 0.6, 0.5, 0.4], rtol=1e-6)
     assert found.class_ids.tolist() == [0, 3, 0, 5]
     np.testing.assert_allclose(found.boxes[2], [12, 12, 52, 52])
-    capped = decode("end2end", [output], SPEC_640, DecodeOptions(max_detections=2))
+    capped = boxes_in_input("end2end", [output], SPEC_640, DetectionFilter(max_detections=2))
     np.testing.assert_allclose(capped.scores, [0.9, 0.6], rtol=1e-6)
 
 
@@ -168,7 +169,7 @@ def test_yolov5_multiplies_objectness() -> None:
     output[0, 1, 5 + 4] = 0.3  # 0.27: dropped
     output[0, 2, :5] = (500, 500, 20, 20, 0.3)
     output[0, 2, 5 + 1] = 1.0  # objectness below threshold: dropped
-    found = decode("yolov5", [output], SPEC_640, OPTIONS)
+    found = boxes_in_input("yolov5", [output], SPEC_640, OPTIONS)
     assert_valid(found)
     assert found.class_ids.tolist() == [2]
     np.testing.assert_allclose(found.scores, [0.45], rtol=1e-6)
@@ -190,7 +191,7 @@ def test_ssd_detection_output_scales_and_stops_at_the_terminating_row() -> None:
         (-1, 0, 0, 0, 0, 0, 0),  # end of list
         (0, 4, 0.99, 0.3, 0.3, 0.4, 0.4),  # after the end: ignored
     ]
-    found = decode("ssd", [output], SPEC_SSD, OPTIONS)
+    found = boxes_in_input("ssd", [output], SPEC_SSD, OPTIONS)
     assert_valid(found)
     assert found.class_ids.tolist() == [1, 2]
     np.testing.assert_allclose(found.boxes, [[30, 40, 150, 120], [0, 100, 300, 200]], atol=1e-4)
@@ -204,7 +205,7 @@ def test_ssd_two_outputs_skip_background_and_run_nms() -> None:
     boxes[0, 1], scores[0, 1] = (0.11, 0.1, 0.5, 0.5), (0.2, 0.7, 0.1)  # suppressed by row 0
     boxes[0, 2], scores[0, 2] = (0.6, 0.6, 0.9, 0.9), (0.3, 0.0, 0.6)
     for outputs in ([boxes, scores], [scores, boxes]):
-        found = decode("ssd", outputs, SPEC_SSD, OPTIONS)
+        found = boxes_in_input("ssd", outputs, SPEC_SSD, OPTIONS)
         assert_valid(found)
         assert found.class_ids.tolist() == [1, 2]
         np.testing.assert_allclose(found.boxes, [[30, 20, 150, 100], [180, 120, 270, 180]])
@@ -223,7 +224,7 @@ EMPTY_OUTPUTS = {
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_nothing_found_gives_empty_detections(family: str) -> None:
-    found = decode(family, EMPTY_OUTPUTS[family], SPEC_416, OPTIONS)
+    found = boxes_in_input(family, EMPTY_OUTPUTS[family], SPEC_416, OPTIONS)
     assert len(found) == 0
     assert_valid(found)
 
@@ -243,19 +244,19 @@ def test_wrong_shape_raises_a_helpful_value_error(
     family: str, shape: tuple[int, ...], match: str
 ) -> None:
     with pytest.raises(ValueError, match=match):
-        decode(family, [np.zeros(shape, np.float32)], SPEC_416, OPTIONS)
+        boxes_in_input(family, [np.zeros(shape, np.float32)], SPEC_416, OPTIONS)
 
 
 def test_unknown_family_and_missing_outputs() -> None:
     with pytest.raises(ValueError, match="allowed: yolox, ultralytics, end2end, yolov5, ssd"):
-        decode("detr", [], SPEC_416, OPTIONS)
+        boxes_in_input("detr", [], SPEC_416, OPTIONS)
     with pytest.raises(ValueError, match="no output arrays"):
-        decode("yolox", [], SPEC_416, OPTIONS)
+        boxes_in_input("yolox", [], SPEC_416, OPTIONS)
 
 
 def test_float16_outputs_decode_to_float32() -> None:
     output = ultralytics_output([(100, 100, 50, 50, 3, 0.9)]).astype(np.float16)
-    found = decode("ultralytics", [output], SPEC_640, OPTIONS)
+    found = boxes_in_input("ultralytics", [output], SPEC_640, OPTIONS)
     assert_valid(found)
     np.testing.assert_allclose(found.boxes, [[75, 75, 125, 125]])
 
@@ -384,7 +385,7 @@ def candidates(family: str, rows: list[tuple[float, float]]) -> list[np.ndarray]
 def test_non_finite_candidates_are_dropped(family: str, bad: float, where: str) -> None:
     """A +inf score passes any threshold and a NaN box reaches JSON: neither may survive."""
     poisoned = (bad, 0.9) if where == "box" else (0.0, bad)
-    found = decode(family, candidates(family, [(0.0, 0.8), poisoned]), SPEC_416, OPTIONS)
+    found = boxes_in_input(family, candidates(family, [(0.0, 0.8), poisoned]), SPEC_416, OPTIONS)
     assert_valid(found)
     assert len(found) == 1
     assert np.isfinite(found.boxes).all()

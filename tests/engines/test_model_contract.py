@@ -13,10 +13,10 @@ import cv2
 import numpy as np
 import pytest
 
-from engines.decoders import DecodeOptions, NonFiniteOutputError, count_nonfinite, postprocess
 from engines.engine_cache import concrete_shape
 from engines.errors import ModelLoadError
 from engines.openvino import OpenVinoEngine
+from engines.postprocess import DetectionFilter, NonFiniteOutputError, count_nonfinite, postprocess
 from engines.preprocess import prepare
 from tests.models import batch_model, dynamic_batch_model, poisoned_model
 
@@ -56,7 +56,7 @@ def _run(model: Path, samples: Path) -> tuple[list[np.ndarray], object]:
         outputs = list(engine.infer(tensor).outputs)
         height, width = frame.shape[:2]
         return outputs, lambda: postprocess(
-            engine.info.family, outputs, engine.input, DecodeOptions(), letterbox, width, height
+            engine.info.family, outputs, engine.input, DetectionFilter(), letterbox, width, height
         )
 
 

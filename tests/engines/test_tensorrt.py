@@ -21,7 +21,6 @@ import openvino as ov
 import pytest
 
 from engines import registry
-from engines.decoders import DecodeOptions, anchor_count, postprocess
 from engines.engine_cache import (
     MAGIC,
     CachedEngine,
@@ -33,12 +32,13 @@ from engines.engine_cache import (
 from engines.errors import BackendUnavailableError, EngineError, ModelLoadError
 from engines.model_info import read_labels
 from engines.openvino import OpenVinoEngine
+from engines.postprocess import DetectionFilter, anchor_count, postprocess
 from engines.preprocess import prepare
 from tests.engines import fake_tensorrt
 from tests.engines.fake_tensorrt import FakeGpu
 from tests.engines.test_openvino import _metadata_entry
 
-OPTIONS = DecodeOptions(score_threshold=0.3)
+OPTIONS = DetectionFilter(score_threshold=0.3)
 
 
 @pytest.fixture
@@ -488,7 +488,7 @@ def test_tensorrt_8_is_refused_with_what_to_use_instead(
 
 def test_registry_lists_tensorrt_first_for_auto() -> None:
     assert registry.BACKENDS["tensorrt"] == "engines.tensorrt:TensorRtEngine"
-    assert registry.AUTO_ORDER == ("tensorrt", "openvino")
+    assert registry.AUTO_ORDER == ("tensorrt", "openvino", "onnxruntime")
 
 
 def test_no_usable_gpu(gpu: FakeGpu, engine_class: Any, onnx: Path) -> None:

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 
 from engines.base import Detections, Engine
-from engines.decoders import DecodeOptions, postprocess
 from engines.model_info import read_labels
 from engines.openvino import OpenVinoEngine
+from engines.postprocess import DetectionFilter, postprocess
 from engines.preprocess import prepare
 from tests.engines.test_accuracy import iou
 
@@ -53,7 +53,7 @@ def detections(engine: Engine, image: np.ndarray) -> Detections:
     tensor, letterbox = prepare(image, engine.input)
     result = engine.submit(tensor).result(timeout=60)
     return postprocess(engine.info.family, result.outputs, engine.input,
-                       DecodeOptions(score_threshold=THRESHOLD), letterbox,
+                       DetectionFilter(score_threshold=THRESHOLD), letterbox,
                        image.shape[1], image.shape[0])
 
 

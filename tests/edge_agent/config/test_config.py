@@ -220,7 +220,8 @@ MISTAKES = [
         "unknown-backend",
         GOOD + "backend:\n  type: tensorflow\n",
         15,
-        ["backend.type: unknown type (got 'tensorflow'); allowed: openvino, tensorrt, auto"],
+        ["backend.type: unknown type (got 'tensorflow'); allowed: openvino, tensorrt, "
+         "onnxruntime, auto"],
     ),
     (
         "number-where-text-goes",

@@ -16,8 +16,8 @@ from edge_agent.config.model import AgentConfig, HealthConfig, MqttConfig, RtspC
 from edge_agent.health.monitor import HealthMonitor
 from edge_agent.pipeline import CameraPipeline
 from edge_agent.publish.publisher import Publisher
-from engines.decoders import DecodeOptions
 from engines.openvino import OpenVinoEngine
+from engines.postprocess import DetectionFilter
 from tests.conftest import REPO, Broker, first_frames
 from tests.edge_agent.test_agent import frame_count, start_agent, stop_agent, write_config
 from tests.rtsp import RtspServer
@@ -191,7 +191,7 @@ def test_slow_consumer_drops_are_counted_exactly(
         publisher.start()
         parts = AgentParts(config, engine, publisher)
         camera = Camera(camera_config)
-        pipeline = CameraPipeline(camera, engine, SlowSink(publisher), DecodeOptions())
+        pipeline = CameraPipeline(camera, engine, SlowSink(publisher), DetectionFilter())
         parts.pipelines["gate"] = pipeline
         monitor = HealthMonitor(parts)
         try:

@@ -20,10 +20,11 @@ from edge_agent.config.model import (
     TensorRtBackend,
 )
 from edge_agent.errors import ConfigError
-from edge_agent.selection.loading import select_engine, tensorrt_options
+from edge_agent.selection.loading import select_engine
 from edge_agent.selection.policy import candidates, forced, passed_over
 from edge_agent.selection.probe import HardwareReport, Runtimes, detect_runtimes, probe
 from engines.errors import EngineError
+from engines.tensorrt_config import tensorrt_options
 from tests.engines import fake_tensorrt
 
 TREES = Path(__file__).resolve().parents[2] / "hardware"

@@ -1,6 +1,9 @@
-"""Turn a detector's raw output arrays into Detections, the same way for every backend.
+"""Postprocessing: a detector's raw output arrays into Detections, the same for every backend.
 
-Each family decodes one frame (batch 1) into candidate boxes in model-input pixels, one
+"Decode" is a video word here; turning outputs into boxes is postprocessing, and what
+to keep (thresholds, NMS, the class list) is the DetectionFilter.
+
+Each family turns one frame (batch 1) into candidate boxes in model-input pixels, one
 class per candidate (the argmax), dropping low scores before anything costly; a common
 step then applies the class allow-list, per-class NMS and the detection cap.
 """
@@ -26,7 +29,7 @@ STRIDES = (8, 16, 32)
 
 
 @dataclass(frozen=True)
-class DecodeOptions:
+class DetectionFilter:
     """What to keep: `class_ids` is the allow-list of class ids (None keeps every class)."""
 
     score_threshold: float = 0.35
@@ -40,9 +43,9 @@ class NonFiniteOutputError(ValueError):
 
 
 def count_nonfinite(outputs: Sequence[np.ndarray]) -> int:
-    """How many output values are NaN or +-inf (decoding drops the boxes they touch).
+    """How many output values are NaN or +-inf (postprocessing drops the boxes they touch).
 
-    Raises NonFiniteOutputError when no value at all is finite: nothing can be decoded,
+    Raises NonFiniteOutputError when no value at all is finite: no box can be made,
     and the usual cause is a model that overflows in fp16.
     """
     bad = total = 0
@@ -62,15 +65,15 @@ def count_nonfinite(outputs: Sequence[np.ndarray]) -> int:
     return bad
 
 
-Decoder = Callable[[Sequence[np.ndarray], InputSpec, DecodeOptions], Detections]
+Postprocessor = Callable[[Sequence[np.ndarray], InputSpec, DetectionFilter], Detections]
 
 
 @dataclass(frozen=True)
 class Family:
-    """A decoder and the input convention (colour, scale, padding) its models were trained on."""
+    """A postprocessor and the input convention (colour, scale, padding) of its models."""
 
     name: str
-    decode: Decoder
+    postprocess: Postprocessor
     color: str
     scale: float
     pad_align: str
@@ -116,13 +119,15 @@ def _yolox_grid(input_height: int, input_width: int) -> tuple[np.ndarray, np.nda
 
 def _output(outputs: Sequence[np.ndarray], family: str, expected: str) -> np.ndarray:
     if len(outputs) == 0:
-        raise ValueError(f"{family} decoder got no output arrays; expected one shaped {expected}")
+        raise ValueError(
+            f"{family} postprocessing got no output arrays; expected one shaped {expected}"
+        )
     return np.asarray(outputs[0])
 
 
 def _shape_error(family: str, expected: str, array: np.ndarray) -> ValueError:
     return ValueError(
-        f"{family} decoder expects an output shaped {expected}, got {tuple(array.shape)}; "
+        f"{family} postprocessing expects an output shaped {expected}, got {tuple(array.shape)}; "
         "check model.family in the config"
     )
 
@@ -140,7 +145,7 @@ def _xywh_to_xyxy(centre_size: np.ndarray) -> np.ndarray:
 
 
 def _best_class(
-    scores: np.ndarray, options: DecodeOptions
+    scores: np.ndarray, options: DetectionFilter
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Row indices above the threshold, their argmax class and its score, for (N, C) scores."""
     best = scores.max(axis=1)
@@ -153,7 +158,7 @@ def _finish(
     boxes: np.ndarray,
     scores: np.ndarray,
     class_ids: np.ndarray,
-    options: DecodeOptions,
+    options: DetectionFilter,
     nms: bool,
 ) -> Detections:
     """Allow-list, per-class NMS (when the model did not do it), cap, highest score first."""
@@ -190,8 +195,8 @@ def _finish(
     )
 
 
-def decode_yolox(
-    outputs: Sequence[np.ndarray], spec: InputSpec, options: DecodeOptions
+def postprocess_yolox(
+    outputs: Sequence[np.ndarray], spec: InputSpec, options: DetectionFilter
 ) -> Detections:
     """[1, N, 5+nc]: raw grid offsets cx, cy, w, h, objectness, class scores (sigmoided)."""
     expected = f"[1, {anchor_count(spec.height, spec.width)}, 5+classes]"
@@ -210,8 +215,8 @@ def decode_yolox(
     return _finish(boxes, scores, class_ids, options, nms=True)
 
 
-def decode_ultralytics(
-    outputs: Sequence[np.ndarray], spec: InputSpec, options: DecodeOptions
+def postprocess_ultralytics(
+    outputs: Sequence[np.ndarray], spec: InputSpec, options: DetectionFilter
 ) -> Detections:
     """[1, 4+nc, N]: cx, cy, w, h in input pixels then class scores, no objectness."""
     expected = "[1, 4+classes, N]"
@@ -227,8 +232,8 @@ def decode_ultralytics(
     return _finish(boxes, best[keep], class_ids, options, nms=True)
 
 
-def decode_end2end(
-    outputs: Sequence[np.ndarray], spec: InputSpec, options: DecodeOptions
+def postprocess_end2end(
+    outputs: Sequence[np.ndarray], spec: InputSpec, options: DetectionFilter
 ) -> Detections:
     """[1, N, 6]: x1, y1, x2, y2, score, class_id in input pixels; the model did NMS."""
     expected = "[1, N, 6]"
@@ -239,8 +244,8 @@ def decode_end2end(
     return _finish(rows[:, :4], rows[:, 4], np.rint(rows[:, 5]), options, nms=False)
 
 
-def decode_yolov5(
-    outputs: Sequence[np.ndarray], spec: InputSpec, options: DecodeOptions
+def postprocess_yolov5(
+    outputs: Sequence[np.ndarray], spec: InputSpec, options: DetectionFilter
 ) -> Detections:
     """[1, N, 5+nc]: cx, cy, w, h in input pixels, objectness, class scores."""
     expected = "[1, N, 5+classes]"
@@ -251,8 +256,8 @@ def decode_yolov5(
     return _finish(boxes, scores, class_ids, options, nms=True)
 
 
-def decode_ssd(
-    outputs: Sequence[np.ndarray], spec: InputSpec, options: DecodeOptions
+def postprocess_ssd(
+    outputs: Sequence[np.ndarray], spec: InputSpec, options: DetectionFilter
 ) -> Detections:
     """DetectionOutput [1, 1, N, 7], or boxes [1, N, 4] + scores [1, N, C]; coords 0..1.
 
@@ -274,7 +279,7 @@ def decode_ssd(
         labels = np.rint(rows[:, 1])
         return _finish(rows[:, 3:7] * to_pixels, rows[:, 2], labels, options, nms=False)
     if len(outputs) != 2:
-        raise ValueError(f"ssd decoder expects {expected}, got {len(outputs)} outputs")
+        raise ValueError(f"ssd postprocessing expects {expected}, got {len(outputs)} outputs")
     first, second = (np.asarray(o) for o in outputs)
     boxes, scores = (first, second) if first.shape[-1] == 4 else (second, first)
     if (
@@ -287,7 +292,7 @@ def decode_ssd(
         or scores.shape[2] < 2
     ):
         shapes = f"{tuple(first.shape)} and {tuple(second.shape)}"
-        raise ValueError(f"ssd decoder expects {expected}, got {shapes}")
+        raise ValueError(f"ssd postprocessing expects {expected}, got {shapes}")
     keep, class_ids, best = _best_class(scores[0], options)
     foreground = class_ids != 0
     keep, class_ids, best = keep[foreground], class_ids[foreground], best[foreground]
@@ -295,13 +300,15 @@ def decode_ssd(
 
 
 FAMILIES: dict[str, Family] = {
-    "yolox": Family("yolox", decode_yolox, color="BGR", scale=1.0, pad_align="topleft"),
+    "yolox": Family("yolox", postprocess_yolox, color="BGR", scale=1.0, pad_align="topleft"),
     "ultralytics": Family(
-        "ultralytics", decode_ultralytics, color="RGB", scale=1 / 255, pad_align="center"
+        "ultralytics", postprocess_ultralytics, color="RGB", scale=1 / 255, pad_align="center"
     ),
-    "end2end": Family("end2end", decode_end2end, color="RGB", scale=1 / 255, pad_align="center"),
-    "yolov5": Family("yolov5", decode_yolov5, color="RGB", scale=1 / 255, pad_align="center"),
-    "ssd": Family("ssd", decode_ssd, color="BGR", scale=1.0, pad_align="topleft"),
+    "end2end": Family(
+        "end2end", postprocess_end2end, color="RGB", scale=1 / 255, pad_align="center"
+    ),
+    "yolov5": Family("yolov5", postprocess_yolov5, color="RGB", scale=1 / 255, pad_align="center"),
+    "ssd": Family("ssd", postprocess_ssd, color="BGR", scale=1.0, pad_align="topleft"),
 }
 
 
@@ -322,7 +329,7 @@ def choose_family(
     model_path: str,
 ) -> str:
     """The configured family, else the metadata's hint, else the output shapes' verdict;
-    a model no decoder fits is a ModelLoadError naming the file."""
+    a model no postprocessor fits is a ModelLoadError naming the file."""
     if family != "auto":
         return family
     try:
@@ -363,26 +370,26 @@ def detect_family(
     )
 
 
-def decode(
-    family: str, outputs: Sequence[np.ndarray], spec: InputSpec, options: DecodeOptions
+def boxes_in_input(
+    family: str, outputs: Sequence[np.ndarray], spec: InputSpec, options: DetectionFilter
 ) -> Detections:
     """Detections of one frame with boxes in model-input pixels."""
-    decoder = _family(family).decode
+    postprocessor = _family(family).postprocess
     with np.errstate(over="ignore", invalid="ignore"):  # non-finite boxes are dropped
-        return decoder(outputs, spec, options)
+        return postprocessor(outputs, spec, options)
 
 
 def postprocess(  # noqa: PLR0917 -- positional order is the pipeline's documented call
     family: str,
     outputs: Sequence[np.ndarray],
     spec: InputSpec,
-    options: DecodeOptions,
+    options: DetectionFilter,
     letterbox: Letterbox,
     frame_width: int,
     frame_height: int,
 ) -> Detections:
     """Detections of one frame with boxes in frame pixels; boxes wholly in padding vanish."""
-    found = decode(family, outputs, spec, options)
+    found = boxes_in_input(family, outputs, spec, options)
     if len(found) == 0:
         return found
     boxes = letterbox.to_frame(found.boxes, frame_width, frame_height)

@@ -1,0 +1,159 @@
+"""The engine that detects: a camera frame in, detections in that frame's pixels out.
+
+Letterbox (engines/preprocess.py), infer (the backend's Engine), postprocess and filter
+(engines/postprocess.py), un-letterbox: callers ask for the result, not the steps. The
+pipeline, `snapshot`, `bench` and `doctor` use this and nothing else from engines/
+(apart from types and errors).
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+import numpy as np
+
+from engines.base import Detections, Engine, InferResult, InputSpec, ModelInfo
+from engines.errors import PostprocessError
+from engines.postprocess import DetectionFilter, NonFiniteOutputError, count_nonfinite, postprocess
+from engines.preprocess import Letterbox, prepare
+
+
+@dataclass(frozen=True)
+class Detected:
+    """One frame's result and what each stage cost.
+
+    `detections` is None when no value the model produced was finite (`output_problem`
+    says so): an empty list would claim "nothing there" when the model saw nothing.
+    """
+
+    detections: Detections | None
+    frame_width: int
+    frame_height: int
+    preprocess_ms: float
+    infer_ms: float
+    """The runtime's own latency for this request (it overlaps others in flight)."""
+    postprocess_ms: float
+    nonfinite: int = 0
+    """NaN/inf values in the outputs; the boxes they touch are dropped."""
+    output_problem: str | None = None
+
+
+class PendingDetection:
+    """A frame in flight. `result()` postprocesses on the thread that asks, never on the
+    runtime's callback thread, and only once."""
+
+    def __init__(
+        self, detector: Detector, future: Future[InferResult], letterbox: Letterbox,
+        *, size: tuple[int, int], preprocess_ms: float, detection_filter: DetectionFilter,
+    ) -> None:
+        self._detector = detector
+        self._future = future
+        self._letterbox = letterbox
+        self._size = size
+        self._preprocess_ms = preprocess_ms
+        self._filter = detection_filter
+        self._result: Detected | None = None
+
+    def done(self) -> bool:
+        return self._future.done()
+
+    def cancel(self) -> bool:
+        return self._future.cancel()
+
+    def result(self, timeout: float | None = None) -> Detected:
+        """The detections; the engine's own error if inference failed, PostprocessError
+        (with the cause chained) if its output could not be turned into boxes."""
+        if self._result is None:
+            raw = self._future.result(timeout)
+            self._result = self._detector.finish(
+                raw, self._letterbox, self._size, preprocess_ms=self._preprocess_ms,
+                detection_filter=self._filter,
+            )
+        return self._result
+
+
+class Detector:
+    """One loaded engine and the filter to apply, seen as frame -> detections."""
+
+    def __init__(self, engine: Engine, detection_filter: DetectionFilter | None = None) -> None:
+        self.engine = engine
+        self.filter = detection_filter or DetectionFilter()
+
+    @property
+    def info(self) -> ModelInfo:
+        return self.engine.info
+
+    @property
+    def input(self) -> InputSpec:
+        return self.engine.input
+
+    @property
+    def backend(self) -> str:
+        return self.engine.backend
+
+    @property
+    def device(self) -> str:
+        return self.engine.device
+
+    @property
+    def parallelism(self) -> int:
+        """Frames the backend wants in flight at once."""
+        return self.engine.parallelism
+
+    def submit(
+        self, frame: np.ndarray, detection_filter: DetectionFilter | None = None
+    ) -> PendingDetection:
+        """Letterbox an HxWx3 uint8 BGR frame and start inference on it.
+
+        Blocks while the backend already has `parallelism` frames in flight.
+        """
+        started = time.perf_counter()
+        tensor, letterbox = prepare(frame, self.engine.input)
+        preprocess_ms = (time.perf_counter() - started) * 1000
+        future = self.engine.submit(tensor)
+        size = (int(frame.shape[1]), int(frame.shape[0]))
+        return PendingDetection(self, future, letterbox, size=size, preprocess_ms=preprocess_ms,
+                                detection_filter=detection_filter or self.filter)
+
+    def detect(
+        self, frame: np.ndarray, detection_filter: DetectionFilter | None = None
+    ) -> Detected:
+        """One frame, synchronously (tools, tests); the loop uses `submit`."""
+        return self.submit(frame, detection_filter).result()
+
+    def finish(
+        self, raw: InferResult, letterbox: Letterbox, size: tuple[int, int],
+        *, preprocess_ms: float, detection_filter: DetectionFilter,
+    ) -> Detected:
+        """Postprocess one inference's outputs into frame-pixel detections."""
+        width, height = size
+        started = time.perf_counter()
+        try:
+            nonfinite, problem = count_nonfinite(raw.outputs), None
+        except NonFiniteOutputError as exc:
+            nonfinite = sum(np.asarray(out).size for out in raw.outputs)
+            problem = str(exc)
+        try:
+            found = None if problem else postprocess(
+                self.engine.info.family, raw.outputs, self.engine.input, detection_filter,
+                letterbox, width, height,
+            )
+        except Exception as exc:
+            raise PostprocessError(f"{type(exc).__name__}: {exc}") from exc
+        return Detected(found, width, height, preprocess_ms, raw.latency_ms,
+                        (time.perf_counter() - started) * 1000, nonfinite, problem)
+
+    def raw_throughput(self, seconds: float) -> float:
+        """Frames/s of the bare engine: the ceiling `bench` compares the loop with."""
+        return self.engine.raw_throughput(seconds)
+
+    def close(self) -> None:
+        self.engine.close()
+
+    def __enter__(self) -> Detector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,103 @@
+"""The OpenVINO backend as the agent sees it, without importing OpenVINO.
+
+Its settings (the `type: openvino` config section), the engine options they become,
+how to read and judge the runtime here, and its place in `auto`: Intel GPU, then NPU,
+then CPU, after TensorRT. The engine is engines/openvino.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from engines.backend import Backend, BackendSettings, RuntimeReading, RuntimeStatus, import_versions
+from engines.backend import below_floor as _below_floor
+
+VERSION_FLOOR = "2024.0"
+"""pyproject.toml's openvino>=2024.0; keep in step."""
+
+
+class OpenVinoSettings(BackendSettings):
+    type: Literal["openvino"] = Field("openvino", description="Intel CPU, iGPU or NPU.")
+    device: str = Field("CPU", description="OpenVINO device: CPU, GPU, NPU, AUTO, GPU.1 ...")
+    precision: Literal["auto", "bf16", "f16", "f32"] = Field(
+        "auto", description="Inference precision hint; auto lets OpenVINO pick (bf16 on AMX CPUs)."
+    )
+    performance_hint: Literal["throughput", "latency"] = Field(
+        "throughput", description="throughput: many cameras; latency: one camera, fastest frame."
+    )
+    num_requests: int = Field(0, ge=0, le=64, description="Infer requests in flight; 0: optimal.")
+    input_conversion: Literal["model", "host"] = Field(
+        "model",
+        description="Where uint8 -> float, layout and colour conversion run: inside the "
+        "compiled model (faster on CPU) or on the host.",
+    )
+    cache_dir: Path | None = Field(
+        None, description="Compiled-model cache so restarts skip compilation; default: state dir."
+    )
+
+
+def openvino_options(settings: OpenVinoSettings, state_dir: Path) -> dict[str, Any]:
+    """The keyword arguments of engines.openvino.OpenVinoEngine."""
+    return {
+        "device": settings.device,
+        "precision": settings.precision,
+        "performance_hint": settings.performance_hint,
+        "num_requests": settings.num_requests,
+        "cache_dir": settings.cache_dir or state_dir / "cache" / "openvino",
+        "host_convert": settings.input_conversion == "host",
+    }
+
+
+def _version(label: str, module: Any) -> str:
+    return str(getattr(module, "__version__", None) or module.get_version()).split("-")[0]
+
+
+def read_runtime() -> RuntimeReading:
+    """Import OpenVINO and list its devices; a failure is recorded, never raised."""
+    reading = import_versions({"openvino": "openvino"}, _version)
+    if reading.versions["openvino"] is None:
+        return RuntimeReading(reading.versions, reading.errors, ())
+    errors = dict(reading.errors)
+    devices: tuple[str, ...] = ()
+    try:
+        import openvino
+
+        devices = tuple(openvino.Core().available_devices)
+    except RuntimeError as exc:
+        errors["openvino_devices"] = str(exc).splitlines()[0] if str(exc) else "RuntimeError"
+    return RuntimeReading(reading.versions, errors, devices)
+
+
+def judge_runtime(
+    versions: Mapping[str, str | None], errors: Mapping[str, str], devices: tuple[str, ...]
+) -> RuntimeStatus:
+    version = versions.get("openvino")
+    if version is None:
+        return RuntimeStatus(False, "", "OpenVINO does not import: "
+                             + errors.get("openvino", "not installed"), devices)
+    if _below_floor(version, VERSION_FLOOR):
+        return RuntimeStatus(False, f"openvino {version}", f"OpenVINO {version} is older than "
+                             f"{VERSION_FLOOR}; pip install 'openvino>={VERSION_FLOOR}'", devices)
+    return RuntimeStatus(True, f"openvino {version}", "", devices)
+
+
+BACKEND = Backend(
+    name="openvino",
+    title="OpenVINO",
+    config=OpenVinoSettings,
+    options=openvino_options,
+    modules=("openvino",),
+    read_runtime=read_runtime,
+    judge_runtime=judge_runtime,
+    version_floor=VERSION_FLOOR,
+    engine="engines.openvino:OpenVinoEngine",
+    auto_rank=20,
+    hardware=("intel-gpu", "intel-npu", "cpu"),
+    install_hint="pip install openvino (a dependency of edge-agent)",
+    required=True,
+    takes_auto_device=True,
+)
