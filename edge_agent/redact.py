@@ -44,8 +44,10 @@ HOST_AFTER_AT = re.compile(
 """What must follow the '@' that ends the userinfo: a host, an optional port, then the
 path, query, parameters or the end."""
 
-PARAMETER = re.compile(r"(?<![A-Za-z0-9_.%\-])([A-Za-z0-9_.%\-]+)(=)([^&;#\s\"'<>,]*)")
-"""`name=value` in free text: the value ends at a comma, a quote or whitespace."""
+WORD = re.compile(r"[^\s\"'<>,`]*=[^\s\"'<>,`]*")
+"""A run of text holding a `name=value` pair: it ends at whitespace, a quote or a comma.
+Its pairs are masked as a URL's are, so a URL quoted without its scheme
+(`/user=admin_password=..._channel=1`) loses its secrets too."""
 
 URL_NAME = re.compile(r"[A-Za-z0-9_.%\-]+$")
 """The parameter name just before an '=' inside a URL."""
@@ -98,7 +100,7 @@ def redact(text: str | None) -> str:
         if secret in text:
             text = text.replace(secret, MASK)
     text = URL.sub(lambda match: redact_url(match.group(0)), text)
-    return _mask_parameters(text, PARAMETER)
+    return WORD.sub(lambda match: _mask_url_parameters(match.group(0)), text)
 
 
 def _userinfo_end(rest: str) -> int:
@@ -139,16 +141,6 @@ def _mask_url_parameters(text: str) -> str:
         position = text.find("=", position + 1)
     out.append(text[done:])
     return "".join(out)
-
-
-def _mask_parameters(text: str, pattern: re.Pattern[str]) -> str:
-    def mask(match: re.Match[str]) -> str:
-        name, equals, value = match.groups()
-        if value and not value.startswith(MASK) and is_secret_name(name):
-            return f"{name}{equals}{MASK}"
-        return match.group(0)
-
-    return pattern.sub(mask, text)
 
 
 class RedactFilter(logging.Filter):

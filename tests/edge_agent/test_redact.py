@@ -285,3 +285,15 @@ def test_doctor_output_has_no_camera_password(
         assert "camera door" in done.stdout, done.stdout + done.stderr
         for secret in (PASSWORD, "p@ss", "ss/word", *EXTRA_SECRETS):
             assert secret not in done.stdout + done.stderr, done.stdout
+
+
+@pytest.mark.parametrize(("url", "name", "after"), GENERATED[::3],
+                         ids=[g[0] for g in GENERATED[::3]])
+def test_pairs_in_free_text_are_masked_as_in_urls(url: str, name: str, after: str) -> None:
+    """The same pairs quoted without the URL's scheme (a path in an FFmpeg or GStreamer
+    message, a `key=value` log field) lose their values too."""
+    path = url.split("554", 1)[1]
+    for text in (f"cannot open {path}: 401", f"stream {path}, retrying", f'"{path}"'):
+        shown = redact(text)
+        assert "vW9" not in shown, shown
+        assert redact(shown) == shown
