@@ -171,13 +171,15 @@ def check_files(config: AgentConfig, root: yaml.Node, shown: str) -> list[Proble
 
 
 def _not_regular_files(config: AgentConfig, root: yaml.Node, shown: str) -> list[Problem]:
-    """Files read later (labels, video files, the model) that exist but are a FIFO, a
+    """Files read later (labels, video files, the model, the spool) that exist but are a FIFO, a
     device, a socket (or, but for a model folder, a directory): `run` would hang or fail."""
     found: list[tuple[Loc, Path, str]] = []
     if config.model.labels is not None:
         found.append((("model", "labels"), config.model.labels, "labels file"))
     if not _is_dir(config.model.path):
         found.append((("model", "path"), config.model.path, "model file"))
+    if config.mqtt.spool.path is not None:
+        found.append((("mqtt", "spool", "path"), config.mqtt.spool.path, "spool file"))
     found += [(("cameras", index, "path"), cam.path, "video file")
               for index, cam in enumerate(config.cameras) if isinstance(cam, FileCamera)]
     problems: list[Problem] = []

@@ -79,7 +79,7 @@ def _config(tmp_path: Path, samples: Path, **paths: Path) -> Path:
         "model": samples / "models" / "yolox_nano.onnx",
         "labels": samples / "models" / "coco_labels.txt",
         "ca_file": regular, "cert_file": regular, "key_file": regular,
-        "video": tmp_path / "clip.mp4",
+        "video": tmp_path / "clip.mp4", "spool": tmp_path / "spool.sqlite3",
     } | paths
     (tmp_path / "clip.mp4").write_bytes(b"\0")
     config = tmp_path / "agent.yaml"
@@ -90,6 +90,7 @@ def _config(tmp_path: Path, samples: Path, **paths: Path) -> Path:
         "mqtt:\n  host: 127.0.0.1\n  port: 1883\n  tls:\n"
         f"    ca_file: {files['ca_file']}\n    cert_file: {files['cert_file']}\n"
         f"    key_file: {files['key_file']}\n"
+        f"  spool:\n    path: {files['spool']}\n"
         f"cameras:\n  - id: door\n    type: file\n    path: {files['video']}\n"
     )
     return config
@@ -102,7 +103,8 @@ FIELDS = [
     ("cert_file", "mqtt.tls.cert_file", 14, "TLS client certificate"),
     ("key_file", "mqtt.tls.key_file", 15, "TLS client key"),
     ("model", "model.path", 4, "model file"),
-    ("video", "cameras[0].path", 19, "video file"),
+    ("spool", "mqtt.spool.path", 17, "spool file"),
+    ("video", "cameras[0].path", 21, "video file"),
 ]
 
 
