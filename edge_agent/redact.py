@@ -49,8 +49,8 @@ WORD = re.compile(r"[^\s\"'<>,`]*=[^\s\"'<>,`]*")
 Its pairs are masked as a URL's are, so a URL quoted without its scheme
 (`/user=admin_password=..._channel=1`) loses its secrets too."""
 
-URL_NAME = re.compile(r"[A-Za-z0-9_.%\-]+$")
-"""The parameter name just before an '=' inside a URL."""
+URL_NAME = re.compile(r"[A-Za-z0-9_.%\[\]\-]+$")
+"""The parameter name just before an '=' inside a URL (`auth[token]` included)."""
 
 URL_VALUE_END = re.compile(r"[&;]|[_/](?=[A-Za-z0-9.%\-][A-Za-z0-9_.%\-]*=)")
 """Where a secret value inside a URL ends: at '&' or ';', or at a '_' or '/' that starts

@@ -178,6 +178,9 @@ def _not_regular_files(config: AgentConfig, root: yaml.Node, shown: str) -> list
         found.append((("model", "labels"), config.model.labels, "labels file"))
     if not _is_dir(config.model.path):
         found.append((("model", "path"), config.model.path, "model file"))
+    calibration = getattr(config.backend, "int8_calibration_cache", None)
+    if calibration is not None:
+        found.append((("backend", "int8_calibration_cache"), calibration, "calibration cache"))
     if config.mqtt.spool.path is not None:
         found.append((("mqtt", "spool", "path"), config.mqtt.spool.path, "spool file"))
     found += [(("cameras", index, "path"), cam.path, "video file")

@@ -59,6 +59,8 @@ URLS = [
     ("rtsp://h:1/cam?%70%61%73%73=SECRETEx", ["SECRETEx"], ["h:1/cam"]),
     ("rtsp://h:1/s?api_key=my_secret_pw&x=1", ["my_secret_pw", "secret_pw"], ["&x=1"]),
     ("rtsp://h:1/user=admin_p=SECRETGx_channel=1", ["SECRETGx"], ["user=admin", "_channel=1"]),
+    ("rtsp://h:1/s?auth[token]=SECRETHx&x=1", ["SECRETHx"], ["auth[token]=***&x=1"]),
+    ("rtsp://h:1/s?a=1&pass%2577ord=SECRETIx", ["SECRETIx"], ["a=1&"]),
 ]
 
 SECRET_NAMES = sorted([

@@ -195,3 +195,20 @@ def test_a_file_camera_on_a_non_regular_path_says_what_it_is(
     assert isinstance(outcome, SourceError), outcome
     assert str(outcome) == (f"camera door: video file {odd_files[kind]} is not a regular file "
                             f"({KIND_WORDS[kind]})")
+
+
+@pytest.mark.parametrize("kind", list(KIND_WORDS))
+def test_the_tensorrt_calibration_cache_must_be_regular(
+    tmp_path: Path, samples: Path, odd_files: dict[str, Path], kind: str,
+) -> None:
+    config = _config(tmp_path, samples)
+    text = config.read_text().replace(
+        "  type: openvino\n  device: CPU\n",
+        f"  type: tensorrt\n  precision: int8\n  int8_calibration_cache: {odd_files[kind]}\n")
+    config.write_text(text)
+    outcome = within(HANG_S, lambda: load_config(config))
+    assert isinstance(outcome, ConfigError), outcome
+    assert outcome.problems == [
+        f"{config}:9: backend.int8_calibration_cache: calibration cache {odd_files[kind]} "
+        f"is not a regular file ({KIND_WORDS[kind]})"
+    ]
