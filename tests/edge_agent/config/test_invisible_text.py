@@ -110,3 +110,15 @@ def test_check_config_refuses_the_reviewers_example(tmp_path: Path) -> None:
     assert "\u202e" not in done.stdout + done.stderr
     assert (f"{path}:9: mqtt.topic_prefix: contains an invisible format character "
             "(U+202E RIGHT-TO-LEFT OVERRIDE) at position 6") in done.stderr
+
+
+@pytest.mark.parametrize("char", CHARACTERS[:6], ids=[f"U+{ord(c):04X}" for c in CHARACTERS[:6]])
+def test_error_lines_never_carry_the_raw_character(tmp_path: Path, char: str) -> None:
+    """An unknown key or a wrong-typed value quoted back in the error is escaped."""
+    path = tmp_path / "agent.yaml"
+    text = BASE.format(**CLEAN).replace("  port: 1883\n", f"  po{char}rt: 1883\n")
+    path.write_text(text.replace("device_id: box1", f"device_id: [bo{char}x]"), encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert char not in str(caught.value)
+    assert f"\\u{ord(char):04x}" in str(caught.value)
