@@ -44,15 +44,17 @@ HOST_AFTER_AT = re.compile(
 """What must follow the '@' that ends the userinfo: a host, an optional port, then the
 path, query, parameters or the end."""
 
-WORD = re.compile(r"[^\s\"'<>,`]*=[^\s\"'<>,`]*")
+WORD = re.compile(r"[^\s\"'<>,`]+")
 """A run of text holding a `name=value` pair: it ends at whitespace, a quote or a comma.
 Its pairs are masked as a URL's are, so a URL quoted without its scheme
 (`/user=admin_password=..._channel=1`) loses its secrets too."""
 
-URL_NAME = re.compile(r"[A-Za-z0-9_.%\[\]\-]+$")
-"""The parameter name just before an '=' inside a URL (`auth[token]` included)."""
+NAME_CHARS = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.%[]-"
+)
+"""What a parameter name before an '=' is made of (`auth[token]` included)."""
 
-URL_VALUE_END = re.compile(r"[&;]|[_/](?=[A-Za-z0-9.%\-][A-Za-z0-9_.%\-]*=)")
+URL_VALUE_END = re.compile(r"[&;]|[_/](?=[A-Za-z0-9.%\-][A-Za-z0-9_.%\-]{0,63}=)")
 """Where a secret value inside a URL ends: at '&' or ';', or at a '_' or '/' that starts
 the next `name=` (the XMeye form). A '#' does not end it: RTSP has no fragments, and a
 '#' there is most often an unescaped part of the password; a URL whose shape is unclear
@@ -100,7 +102,8 @@ def redact(text: str | None) -> str:
         if secret in text:
             text = text.replace(secret, MASK)
     text = URL.sub(lambda match: redact_url(match.group(0)), text)
-    return WORD.sub(lambda match: _mask_url_parameters(match.group(0)), text)
+    return WORD.sub(lambda match: _mask_url_parameters(match.group(0))
+                    if "=" in match.group(0) else match.group(0), text)
 
 
 def _userinfo_end(rest: str) -> int:
@@ -128,8 +131,10 @@ def _mask_url_parameters(text: str) -> str:
     done = 0  # text[:done] is already in `out`
     position = text.find("=")
     while position >= 0:
-        name = URL_NAME.search(text, done, position)
-        if name is not None and is_secret_name(name.group(0)):
+        start = position
+        while start > done and text[start - 1] in NAME_CHARS:  # linear: no regex backtracking
+            start -= 1
+        if start < position and is_secret_name(text[start:position]):
             end_match = URL_VALUE_END.search(text, position + 1)
             end = end_match.start() if end_match else len(text)
             value = text[position + 1:end]

@@ -299,3 +299,16 @@ def test_pairs_in_free_text_are_masked_as_in_urls(url: str, name: str, after: st
         shown = redact(text)
         assert "vW9" not in shown, shown
         assert redact(shown) == shown
+
+
+@pytest.mark.parametrize("text", [
+    "x" * 100_000, "a" * 100_000 + "!b=c", "password=x" + "_a" * 50_000, "p=" + "a_" * 50_000,
+    "=" * 100_000, "a=" * 50_000, "rtsp://" + "@" * 100_000, "/" * 100_000 + "=",
+    "rtsp://h/" + "user=a_" * 15_000, "é" * 100_000,
+], ids=lambda text: repr(text[:10]))
+def test_redaction_time_is_linear_in_the_text(text: str) -> None:
+    """Config errors quote values of up to 128 KiB: no pattern may backtrack over them
+    (a 70,000-character value took seconds per line)."""
+    started = time.perf_counter()
+    redact(text)
+    assert time.perf_counter() - started < 2.0
