@@ -80,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="measure engine, decode and the whole loop")
     add_config_option(bench, "agent YAML (model, backend)")
     bench.add_argument("--video", type=Path, help="video to decode; default: first file camera")
-    bench.add_argument("--seconds", type=float, default=10.0, help="length of each measurement")
+    bench.add_argument("--seconds", type=float, default=10.0,
+                       help="length of each of the 3 measurements (default: %(default)s s)")
     bench.add_argument("--backend", choices=[*(b.name for b in registry.declared()), "all"],
                        help="measure this backend instead of the config's; all: every "
                        "backend whose runtime is present here, side by side")

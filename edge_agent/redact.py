@@ -1,11 +1,13 @@
 """One redaction function for every text that leaves the process: logs, files, MQTT.
 
-Camera URLs carry passwords in three places: the userinfo (`rtsp://user:pass@host`),
-the query (`?user=a&password=...`, common on some cameras) and path parameters
-(`/stream;password=...`). FFmpeg, OpenCV and our own errors quote those URLs inside
-longer texts. `redact` finds every URL in a text and masks all three; it also masks
-`name=value` pairs whose name looks secret anywhere in the text, and any value the
-config registered as a secret (the MQTT password), wherever it appears.
+Camera URLs carry passwords in many places: the userinfo (`rtsp://user:pass@host`),
+the query (`?user=a&password=...`), the fragment, path parameters (`/stream;password=...`)
+and the XMeye/NVR path form (`/user=admin_password=..._channel=1_stream=0.sdp`).
+FFmpeg, OpenCV and our own errors quote those URLs inside longer texts. `redact` finds
+every URL in a text and masks every `name=value` pair whose name (percent-escapes
+decoded) looks secret, wherever in the URL it sits and whichever of `_ & ; / # ?`
+separates it; it also masks such pairs in free text, and any value the config
+registered as a secret (the MQTT password), wherever it appears.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from urllib.parse import unquote
 
 MASK = "***"
 
@@ -21,6 +24,16 @@ SECRET_NAME = re.compile(
 )
 """A parameter whose name contains one of these is a secret: password, passwd, pwd,
 pass, api_key, access_token, X-Amz-Signature, authorization, secret, ..."""
+
+SHORT_SECRET_NAMES = frozenset({
+    "p", "pw", "pass", "pwd", "passwd", "password", "token", "key", "secret", "auth",
+    "sig", "signature", "apikey", "api_key", "access_token", "credential", "credentials",
+})
+"""Conventional names too short to find as a part of a longer one (`?p=...`): a secret
+when the whole name, or one of its `_`/`-`/`.` parts, is one of these. `u`, `user` and
+`username` are not secrets and stay visible."""
+
+NAME_PART = re.compile(r"[_.\-]")
 
 URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]{1,15}://[^\s\"'<>`]+")
 """A URL inside a longer text; it ends at whitespace or a quote."""
@@ -31,11 +44,21 @@ HOST_AFTER_AT = re.compile(
 """What must follow the '@' that ends the userinfo: a host, an optional port, then the
 path, query, parameters or the end."""
 
-PARAMETER = re.compile(r"(?<![A-Za-z0-9_.\-])([A-Za-z0-9_.\-]+)(=)([^&;#\s\"'<>,]*)")
-"""`name=value` in free text: the value ends at a comma, a quote or whitespace."""
+WORD = re.compile(r"[^\s\"'<>,`]+")
+"""A run of text holding a `name=value` pair: it ends at whitespace, a quote or a comma.
+Its pairs are masked as a URL's are, so a URL quoted without its scheme
+(`/user=admin_password=..._channel=1`) loses its secrets too."""
 
-URL_PARAMETER = re.compile(r"(?<![A-Za-z0-9_.\-])([A-Za-z0-9_.\-]+)(=)([^&;#\s\"'<>]*)")
-"""`name=value` in a URL's query or path parameters (`;name=value`): it ends at & ; #."""
+NAME_CHARS = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.%[]-"
+)
+"""What a parameter name before an '=' is made of (`auth[token]` included)."""
+
+URL_VALUE_END = re.compile(r"[&;]|[_/](?=[A-Za-z0-9.%\-][A-Za-z0-9_.%\-]{0,63}=)")
+"""Where a secret value inside a URL ends: at '&' or ';', or at a '_' or '/' that starts
+the next `name=` (the XMeye form). A '#' does not end it: RTSP has no fragments, and a
+'#' there is most often an unescaped part of the password; a URL whose shape is unclear
+loses more, never less."""
 
 MIN_SECRET_LENGTH = 4
 """Registered secrets shorter than this are not replaced as text (too many false hits)."""
@@ -60,9 +83,9 @@ def redact_url(url: str) -> str:
     """
     scheme, separator, rest = url.partition("://")
     if not separator:
-        return _mask_parameters(url, URL_PARAMETER)
+        return _mask_url_parameters(url)
     # Parameters first: an '@' inside a masked value must not pass for the userinfo's end.
-    rest = _mask_parameters(rest, URL_PARAMETER)
+    rest = _mask_url_parameters(rest)
     end = _userinfo_end(rest)
     if end >= 0:
         rest = f"{MASK}@" + rest[end + 1:]
@@ -79,7 +102,8 @@ def redact(text: str | None) -> str:
         if secret in text:
             text = text.replace(secret, MASK)
     text = URL.sub(lambda match: redact_url(match.group(0)), text)
-    return _mask_parameters(text, PARAMETER)
+    return WORD.sub(lambda match: _mask_url_parameters(match.group(0))
+                    if "=" in match.group(0) else match.group(0), text)
 
 
 def _userinfo_end(rest: str) -> int:
@@ -93,14 +117,35 @@ def _userinfo_end(rest: str) -> int:
     return rest.rfind("@")
 
 
-def _mask_parameters(text: str, pattern: re.Pattern[str]) -> str:
-    def mask(match: re.Match[str]) -> str:
-        name, equals, value = match.groups()
-        if value and value != MASK and SECRET_NAME.search(name):
-            return f"{name}{equals}{MASK}"
-        return match.group(0)
+def is_secret_name(name: str) -> bool:
+    """Whether a parameter called `name` (percent-escapes and all) holds a secret."""
+    decoded = unquote(name).lower()
+    if SECRET_NAME.search(decoded) or decoded in SHORT_SECRET_NAMES:
+        return True
+    return any(part in SHORT_SECRET_NAMES for part in NAME_PART.split(decoded))
 
-    return pattern.sub(mask, text)
+
+def _mask_url_parameters(text: str) -> str:
+    """Every secret `name=value` in a URL (after '://') masked, wherever it sits."""
+    out: list[str] = []
+    done = 0  # text[:done] is already in `out`
+    position = text.find("=")
+    while position >= 0:
+        start = position
+        while start > done and text[start - 1] in NAME_CHARS:  # linear: no regex backtracking
+            start -= 1
+        if start < position and is_secret_name(text[start:position]):
+            end_match = URL_VALUE_END.search(text, position + 1)
+            end = end_match.start() if end_match else len(text)
+            value = text[position + 1:end]
+            if value and not value.startswith(MASK):
+                out.append(text[done:position + 1] + MASK)
+                done = end
+                position = text.find("=", end)
+                continue
+        position = text.find("=", position + 1)
+    out.append(text[done:])
+    return "".join(out)
 
 
 class RedactFilter(logging.Filter):

@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from engines.errors import LabelsFileError, ModelLoadError
+from engines.regular_file import open_regular
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ def read_labels(path: Path) -> tuple[str, ...]:
     with the line and byte, never guessed: a wrong guess would publish wrong names.
     """
     try:
-        with path.open("rb") as handle:
+        with open_regular(path) as handle:  # a FIFO or /dev/zero would block or never end
             raw = handle.read(MAX_LABELS_BYTES + 1)
     except FileNotFoundError:
         raise LabelsFileError(str(path), f"not found {LABELS_FORM}") from None

@@ -45,6 +45,7 @@ from edge_agent.errors import SourceError
 from edge_agent.redact import redact
 from edge_agent.supervision import GuardedWorker
 from edge_agent.workers import Worker
+from engines.regular_file import not_regular
 
 log = logging.getLogger(__name__)
 
@@ -124,8 +125,10 @@ def open_capture(camera: CameraConfig, *, log_level: int = logging.INFO) -> cv2.
     """Open the OpenCV capture for one camera, or raise SourceError saying why."""
     elements: tuple[str, ...] = ()  # GStreamer elements to name if the open fails
     if isinstance(camera, FileCamera):
-        if not camera.path.is_file():
-            raise SourceError(f"camera {camera.id}: video file {camera.path} not found")
+        if not camera.path.is_file():  # a FIFO, /dev/null, a directory: say what it is
+            kind = not_regular(camera.path)
+            why = f"is {kind}" if kind else "not found"
+            raise SourceError(f"camera {camera.id}: video file {camera.path} {why}")
         capture = cv2.VideoCapture(str(camera.path), cv2.CAP_FFMPEG)
         what = f"video file {camera.path}"
     elif isinstance(camera, RtspCamera):

@@ -20,11 +20,13 @@ from pydantic import BaseModel, ValidationError
 
 from edge_agent.config.located import Loc, Problem, explain, key_path, locate, syntax_problem
 from edge_agent.config.model import AgentConfig, FileCamera, RtspCamera
+from edge_agent.config.rules import printable
 from edge_agent.config.yaml_loader import MAX_FILE_BYTES, StrictLoader, TooBigError, measure
 from edge_agent.errors import ConfigError
 from edge_agent.redact import redact, register_secret
 from engines.errors import EngineError
 from engines.model_info import read_labels
+from engines.regular_file import not_regular, open_regular
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +34,6 @@ ENV_REFERENCE = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)\}")
 """`${NAME}` is replaced by the environment variable NAME; `$${NAME}` is a literal `${NAME}`."""
 MAX_PROBLEMS = 50
 MAX_LINE = 500
-CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class CheckResult(NamedTuple):
@@ -83,7 +84,7 @@ def _clean(lines: list[str], shown: str) -> ConfigError:
     """One line per problem, printable, not too long, no secrets; at most MAX_PROBLEMS."""
     cleaned = []
     for raw in lines[:MAX_PROBLEMS]:
-        line = CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", redact(raw))
+        line = printable(redact(raw))  # no raw control or bidi character reaches a terminal
         cleaned.append(line if len(line) <= MAX_LINE else line[: MAX_LINE - 3] + "...")
     if len(lines) > MAX_PROBLEMS:
         cleaned.append(f"{shown}: ... and {len(lines) - MAX_PROBLEMS} more problems")
@@ -156,15 +157,49 @@ def check_files(config: AgentConfig, root: yaml.Node, shown: str) -> list[Proble
     for loc, file, what in needed:
         if file is not None and not _is_file(file):
             line = locate(root, loc)[0]
-            problems.append((line, f"{shown}:{line}: {key_path(loc)}: {what} {file} not found"))
+            kind = not_regular(file)
+            why = f"is {kind}" if kind else "not found"
+            problems.append((line, f"{shown}:{line}: {key_path(loc)}: {what} {file} {why}"))
+    problems += _not_regular_files(config, root, shown)
     labels = config.model.labels
-    if labels is not None and _exists(labels):
+    if labels is not None and _is_file(labels):
         try:
             read_labels(labels)
         except EngineError as error:
             line = locate(root, ("model", "labels"))[0]
             problems.append((line, f"{shown}:{line}: model.labels: {error}"))
     return problems
+
+
+def _not_regular_files(config: AgentConfig, root: yaml.Node, shown: str) -> list[Problem]:
+    """Files read later (labels, video files, the model, the spool) that exist but are a FIFO, a
+    device, a socket (or, but for a model folder, a directory): `run` would hang or fail."""
+    found: list[tuple[Loc, Path, str]] = []
+    if config.model.labels is not None:
+        found.append((("model", "labels"), config.model.labels, "labels file"))
+    if not _is_dir(config.model.path):
+        found.append((("model", "path"), config.model.path, "model file"))
+    calibration = getattr(config.backend, "int8_calibration_cache", None)
+    if calibration is not None:
+        found.append((("backend", "int8_calibration_cache"), calibration, "calibration cache"))
+    if config.mqtt.spool.path is not None:
+        found.append((("mqtt", "spool", "path"), config.mqtt.spool.path, "spool file"))
+    found += [(("cameras", index, "path"), cam.path, "video file")
+              for index, cam in enumerate(config.cameras) if isinstance(cam, FileCamera)]
+    problems: list[Problem] = []
+    for loc, file, what in found:
+        kind = not_regular(file)
+        if kind:
+            line = locate(root, loc)[0]
+            problems.append((line, f"{shown}:{line}: {key_path(loc)}: {what} {file} is {kind}"))
+    return problems
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
 
 
 def _is_file(path: Path) -> bool:
@@ -179,7 +214,7 @@ def _is_file(path: Path) -> bool:
 
 def _read_yaml(path: Path, shown: str) -> tuple[yaml.Node, Any, list[Problem]]:
     try:
-        with path.open("rb") as handle:  # never more than the limit, even from /dev/zero
+        with open_regular(path) as handle:  # never a FIFO, a device or more than the limit
             raw = handle.read(MAX_FILE_BYTES + 1)
     except OSError as error:
         reason = error.strerror or str(error)

@@ -12,6 +12,7 @@ import os
 import re
 import socket
 import types
+import unicodedata
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
@@ -39,6 +40,36 @@ MULTILINE_FIELDS = frozenset({"pipeline"})
 """Fields where a newline or tab is ordinary text (a GStreamer pipeline over lines)."""
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 CONTROL_NOT_SPACE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf"})
+"""Unicode controls (C1) and format characters (category Cf: bidi overrides and isolates
+such as U+202E and U+2066..2069, zero-width U+200B..200D, U+FEFF inside text): invisible
+or reordering in a terminal or the journal, so an id, topic or log line could read as
+something it is not. Refused in every text field, as ASCII controls are."""
+
+
+def describe_char(char: str) -> str:
+    """`U+202E RIGHT-TO-LEFT OVERRIDE`, named by its kind: never the raw character."""
+    kind = "a control character" if unicodedata.category(char) == "Cc" else (
+        "an invisible format character")
+    name = unicodedata.name(char, "")
+    return f"{kind} (U+{ord(char):04X}{' ' + name if name else ''})"
+
+
+def first_invisible(text: str) -> int:
+    """Index of the first non-ASCII control or format character in `text`, or -1."""
+    if text.isascii():
+        return -1
+    return next((index for index, char in enumerate(text)
+                 if ord(char) > 0x7f and unicodedata.category(char) in INVISIBLE_CATEGORIES), -1)
+
+
+def printable(text: str) -> str:
+    """`text` with every control and format character written as an escape (\\u202e)."""
+    text = CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
+    if text.isascii():
+        return text
+    return "".join(f"\\u{ord(char):04x}" if unicodedata.category(char) in INVISIBLE_CATEGORIES
+                   else char for char in text)
 
 
 def _error(kind: str, message: str, **context: Any) -> PydanticCustomError:
@@ -106,6 +137,10 @@ def text_problem(value: str, field: str, *, is_path: bool = False) -> str | None
         value.encode("utf-8")
     except UnicodeEncodeError as error:
         return f"contains {error.object[error.start]!r}, which is not a Unicode character"
+    invisible = first_invisible(value)
+    if invisible >= 0:
+        return (f"contains {describe_char(value[invisible])} at position {invisible + 1}; "
+                "only printable text is allowed")
     if len(value) > MAX_TEXT and field not in OWN_LIMITS:
         return f"is {len(value)} characters long; allowed: at most {MAX_TEXT}"
     if is_path:

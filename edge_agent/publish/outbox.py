@@ -25,8 +25,8 @@ from edge_agent.publish.dead_letter import CONTROL, DeadLetters
 from edge_agent.publish.drops import DropLog
 from edge_agent.publish.message_size import fit_payload
 from edge_agent.publish.mqtt_client import forget_message
-from edge_agent.publish.poison import PoisonWatch
-from edge_agent.publish.spool import Spool, SpoolError
+from edge_agent.publish.poison import PoisonWatch, unsendable_topic
+from edge_agent.publish.spool import Message, Spool, SpoolError
 from edge_agent.publish.stats import OutboxStats
 from edge_agent.workers import Worker
 
@@ -249,7 +249,15 @@ class Outbox(DeadLetters):
                 self._spool.delete([message.id])  # counted by _fit; nothing to send
                 self._cursor = message.id
                 continue
-            info = self._client.publish(message.topic, payload, qos=self._qos)
+            refused = unsendable_topic(message.topic)
+            try:  # a topic no broker takes (a damaged spool row): set aside, go on
+                info = None if refused else self._client.publish(
+                    message.topic, payload, qos=self._qos)
+            except (ValueError, TypeError) as exc:
+                refused, info = f"the MQTT client refused it: {exc}", None
+            if info is None:
+                self._set_aside_unsendable(message, refused or "refused")
+                continue
             # QoS>0 while disconnected reports NO_CONN but is queued and sent on reconnect.
             if not (
                 info.rc == mqtt.MQTT_ERR_SUCCESS
@@ -262,6 +270,15 @@ class Outbox(DeadLetters):
                 self.register_locked(info.mid, message.id)
             self._cursor = message.id
         return True
+
+    def _set_aside_unsendable(self, message: Message, reason: str) -> None:
+        """A row the client refuses outright: dead-lettered and counted, never retried."""
+        self._spool.set_aside(message.id, reason)
+        self._cursor = message.id
+        with self._lock:
+            self.dead_lettered += 1
+        log.error("MQTT set aside spooled message %d on topic %.80r (dead letter %d in this "
+                  "run): %s", message.id, message.topic, self.dead_lettered, reason)
 
     def _fit(self, topic: str, payload: bytes) -> bytes | None:
         """The payload within the size limit (trimmed), or None: dropped and counted."""

@@ -11,6 +11,9 @@ are trimmed before they are sent instead of costing three disconnects each.
 
 from __future__ import annotations
 
+MAX_TOPIC_BYTES = 65535
+"""MQTT's limit on a topic name (a two-byte length)."""
+
 STRIKES = 3
 """Disconnects in a row with the same head message before it counts as poison."""
 MIN_LEARNED_LIMIT = 1024
@@ -55,3 +58,25 @@ class PoisonWatch:
             return None
         self.learned_limit = limit
         return limit
+
+
+def unsendable_topic(topic: object) -> str | None:
+    """Why no broker can ever take a message on `topic` (None: it can).
+
+    A spooled row from a damaged or edited file may carry a topic paho refuses by
+    raising, or one that makes the broker drop the connection: either would block the
+    queue forever, so the sender sets such a row aside at once.
+    """
+    if not isinstance(topic, str) or not topic:
+        return "the topic is empty" if topic == "" else f"the topic is not text: {topic!r:.40}"
+    if "+" in topic or "#" in topic:
+        return "the topic contains an MQTT wildcard ('+' or '#')"
+    if "\x00" in topic:
+        return "the topic contains a NUL character"
+    try:
+        size = len(topic.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "the topic is not valid UTF-8"
+    if size > MAX_TOPIC_BYTES:
+        return f"the topic is {size} bytes (MQTT allows {MAX_TOPIC_BYTES})"
+    return None

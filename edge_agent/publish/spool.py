@@ -234,8 +234,9 @@ class Spool:
         with self._lock:
             try:
                 with _transaction(self._db):
-                    row = self._db.execute(
-                        "DELETE FROM messages WHERE id = ? RETURNING topic, payload", (row_id,)
+                    row = self._db.execute(  # as bytes: a damaged topic may not be UTF-8
+                        "DELETE FROM messages WHERE id = ? "
+                        "RETURNING CAST(topic AS BLOB), CAST(payload AS BLOB)", (row_id,)
                     ).fetchone()
                     if row is None:
                         return False
@@ -257,20 +258,24 @@ class Spool:
     def dead_letters(self) -> list[tuple[str, str, bytes]]:
         """(reason, topic, payload) of the messages set aside, oldest first."""
         with self._lock:
-            return [(r, t, bytes(p)) for r, t, p in self._db.execute(
-                "SELECT reason, topic, payload FROM dead_letter ORDER BY id")]
+            return [(r, _topic(t), bytes(p)) for r, t, p in self._db.execute(
+                "SELECT reason, CAST(topic AS BLOB), CAST(payload AS BLOB) FROM dead_letter "
+                "ORDER BY id")]
 
     # -- reading -----------------------------------------------------------------------
 
     def after(self, last_id: int, limit: int) -> list[Message]:
         """The next `limit` waiting messages with id > last_id, oldest first."""
         with self._lock:
+            # As bytes: a row a damaged or edited file holds (a non-UTF-8 topic, a text
+            # payload) must reach the sender, which sets it aside, not fail the read.
             rows = self._db.execute(
-                "SELECT id, topic, payload FROM messages WHERE id > ? ORDER BY id LIMIT ?",
+                "SELECT id, CAST(topic AS BLOB), CAST(payload AS BLOB) FROM messages "
+                "WHERE id > ? ORDER BY id LIMIT ?",
                 (last_id, limit + len(self._acked)),
             ).fetchall()
             acked = set(self._acked)
-        messages = [Message(i, t, bytes(p)) for i, t, p in rows if i not in acked]
+        messages = [Message(i, _topic(t), bytes(p or b"")) for i, t, p in rows if i not in acked]
         return messages[:limit]
 
     # -- the file ----------------------------------------------------------------------
@@ -366,6 +371,12 @@ class Spool:
     def _counter(self, name: str) -> int:
         row = self._db.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
         return int(row[0]) if row else 0
+
+
+def _topic(raw: bytes | None) -> str:
+    """A stored topic as text; bytes that are not UTF-8 survive as surrogates, which
+    the sender's topic check (`edge_agent.publish.poison.unsendable_topic`) refuses."""
+    return bytes(raw or b"").decode("utf-8", "surrogateescape")
 
 
 @contextlib.contextmanager

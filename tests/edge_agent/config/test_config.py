@@ -335,7 +335,7 @@ def test_double_dollar_keeps_a_literal_reference(tmp_path: Path) -> None:
     ("reader", "expected"),
     [
         (lambda p: p / "missing.yaml", "missing.yaml: cannot read the config file: No such file"),
-        (lambda p: p, "cannot read the config file: Is a directory"),
+        (lambda p: p, r"cannot read the config file: not a regular file \(a directory\)"),
     ],
     ids=["missing-file", "directory"],
 )

@@ -66,7 +66,7 @@ def test_a_missing_labels_file_is_named_as_a_labels_file(tmp_path: Path) -> None
     with pytest.raises(LabelsFileError) as caught:
         read_labels(path)
     assert str(caught.value).startswith(f"labels file {path} not found (one class name per line")
-    with pytest.raises(LabelsFileError, match="cannot be read: Is a directory"):
+    with pytest.raises(LabelsFileError, match=r"cannot be read: not a regular file \(a dir"):
         read_labels(tmp_path)
 
 
