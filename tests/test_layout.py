@@ -173,3 +173,13 @@ def test_the_known_long_modules_are_split() -> None:
                for path, _, text in sources("edge_agent", "engines")}
     still = {path: lengths[path] for path in KNOWN_LONG if lengths.get(path, 0) > MAX_LINES}
     assert not still, f"still over {MAX_LINES} lines: {still}"
+
+
+def test_tests_mirror_the_packages() -> None:
+    """tests/edge_agent/<package>/ for each edge_agent/<package>/, and no test folder for
+    a package that does not exist (a leftover of a move)."""
+    for package in ("edge_agent", "engines"):
+        code = {p.name for p in (REPO / package).iterdir() if (p / "__init__.py").is_file()}
+        tests = {p.name for p in (REPO / "tests" / package).iterdir()
+                 if p.is_dir() and p.name != "__pycache__"}
+        assert tests == code, f"tests/{package}/ has {sorted(tests)}, {package}/ {sorted(code)}"
