@@ -11,9 +11,6 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from edge_agent.config.model import MqttConfig
-from edge_agent.publish.publisher import Publisher
-
 # Older test files imported these from here; they keep working, but new code imports
 # from tests.helpers.
 from tests.helpers import (  # noqa: F401
@@ -82,6 +79,9 @@ def unique_prefix() -> str:
 @pytest.fixture
 def publishers() -> Iterator:
     """Make Publishers that are closed at the end of the test whatever happens."""
+    from edge_agent.config.model import MqttConfig
+    from edge_agent.publish.publisher import Publisher
+
     made: list[Publisher] = []
 
     def make(
