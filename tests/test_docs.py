@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import REPO, free_port
+from tests.helpers import REPO, free_port
 
 DOCS = REPO / "docs"
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, Broker, free_port
+from tests.helpers import REPO, Broker, free_port
 
 
 def readme_box_commands() -> list[str]:

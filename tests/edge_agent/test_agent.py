@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import cv2
 import jsonschema
 import pytest
 
-from tests.conftest import REPO, Broker, first_frames
+from tests.helpers import (
+    REPO,
+    Broker,
+    first_frames,
+    frame_count,
+    start_agent,
+    write_config,
+)
 from tests.rtsp import RtspServer
 
 SCHEMA = json.loads((REPO / "docs" / "schemas" / "detections.schema.json").read_text())
@@ -25,68 +29,6 @@ CLIP_FRAMES = 30
 @pytest.fixture(scope="session")
 def clip(samples: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return first_frames(samples, tmp_path_factory.mktemp("clip") / "street.mp4", CLIP_FRAMES)
-
-
-def frame_count(video: Path) -> int:
-    capture = cv2.VideoCapture(str(video))
-    count = 0
-    while capture.read()[0]:
-        count += 1
-    capture.release()
-    return count
-
-
-def write_config(
-    tmp_path: Path, samples: Path, broker: Broker, prefix: str, cameras: str
-) -> Path:
-    config = tmp_path / "agent.yaml"
-    config.write_text(
-        f"""
-device_id: box1
-state_dir: {tmp_path / "state"}
-model:
-  path: {samples / "models" / "yolox_nano.onnx"}
-  labels: {samples / "models" / "coco_labels.txt"}
-backend:
-  type: openvino
-  device: CPU
-mqtt:
-  host: 127.0.0.1
-  port: {broker.port}
-  topic_prefix: {prefix}
-cameras:
-{cameras}
-"""
-    )
-    return config
-
-
-def start_agent(
-    config: Path, log: Path | None = None, env: dict[str, str] | None = None
-) -> subprocess.Popen[str]:
-    """The real agent process; its output goes to `log` (for long runs) or a pipe.
-
-    `env` adds variables to this process's environment (EDGE_AGENT_FAULT, say).
-    """
-    with log.open("w") if log else contextlib.nullcontext() as sink:
-        return subprocess.Popen(
-            [sys.executable, "-m", "edge_agent.cli", "run", "--config", str(config)],
-            stdout=sink or subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env={**os.environ, **(env or {})},
-        )
-
-
-def stop_agent(agent: subprocess.Popen[str], log: Path, timeout: float = 60.0) -> None:
-    """SIGTERM, then wait; on a hang, kill it and fail with what it logged."""
-    agent.send_signal(signal.SIGTERM)
-    try:
-        agent.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        agent.kill()
-        agent.wait()
-        pytest.fail(f"agent did not stop within {timeout}s after SIGTERM:\n{log.read_text()}")
 
 
 def test_video_file_every_frame_published_in_order(

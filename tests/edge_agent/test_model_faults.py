@@ -15,9 +15,15 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from tests.conftest import REPO, Broker, first_frames
-from tests.edge_agent.health.test_health import wait_for_health
-from tests.edge_agent.test_agent import start_agent, stop_agent, write_config
+from tests.helpers import (
+    REPO,
+    Broker,
+    first_frames,
+    start_agent,
+    stop_agent,
+    wait_for_health,
+    write_config,
+)
 from tests.models import batch_model, poisoned_model
 
 DETECTIONS = json.loads((REPO / "docs" / "schemas" / "detections.schema.json").read_text())

@@ -16,8 +16,7 @@ import pytest
 
 from edge_agent.redact import RedactFilter, redact, redact_url, register_secret
 from edge_agent.service.logs import setup_logging
-from tests.conftest import Broker, free_port
-from tests.edge_agent.test_agent import start_agent, stop_agent
+from tests.helpers import Broker, free_port, start_agent, stop_agent
 
 # (url, what must be gone, what must stay)
 URLS = [

@@ -21,6 +21,7 @@ from engines.model_info import read_labels
 from engines.openvino import OpenVinoEngine
 from engines.postprocess import DetectionFilter, postprocess
 from engines.preprocess import prepare
+from tests.helpers import iou
 
 EXPECTED: dict[str, list[tuple[str, tuple[int, int, int, int]]]] = {
     "000000000139.jpg": [("tvmonitor", (7, 167, 156, 263)), ("person", (427, 165, 470, 296))],
@@ -34,14 +35,6 @@ EXPECTED: dict[str, list[tuple[str, tuple[int, int, int, int]]]] = {
     "kite_and_cold.jpg": [("kite", (591, 77, 673, 155)), ("person", (112, 608, 167, 763)),
                           ("person", (210, 685, 276, 868))],
 }
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
-    x2, y2 = min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union)
 
 
 @pytest.fixture(

@@ -22,7 +22,7 @@ from engines.model_info import read_labels
 from engines.postprocess import DetectionFilter, postprocess
 from engines.preprocess import prepare
 from tests.engines import fake_tensorrt
-from tests.engines.test_tensorrt_gpu import real_gpu_missing
+from tests.helpers import real_gpu_missing
 
 
 @pytest.fixture(

@@ -10,23 +10,7 @@ import pytest
 from engines import registry
 from engines.errors import BackendUnavailableError, ModelLoadError
 from engines.openvino import OpenVinoEngine
-
-
-def _metadata_entry(key: bytes, value: bytes) -> bytes:
-    """One ONNX ModelProto.metadata_props entry (field 14), appended as protobuf allows."""
-
-    def varint(number: int) -> bytes:
-        out = b""
-        while True:
-            low, number = number & 0x7F, number >> 7
-            if not number:
-                return out + bytes([low])
-            out += bytes([low | 0x80])
-
-    def field(num: int, data: bytes) -> bytes:
-        return varint((num << 3) | 2) + varint(len(data)) + data
-
-    return field(14, field(1, key) + field(2, value))
+from tests.helpers import onnx_metadata_entry
 
 
 def test_missing_file(tmp_path: Path) -> None:
@@ -61,7 +45,7 @@ def test_class_names_from_onnx_metadata(tmp_path: Path, samples: Path) -> None:
     names = "{" + ", ".join(f"{i}: 'thing{i}'" for i in range(80)) + "}"
     model.write_bytes(
         (samples / "models" / "yolox_nano.onnx").read_bytes()
-        + _metadata_entry(b"names", names.encode())
+        + onnx_metadata_entry(b"names", names.encode())
     )
     with OpenVinoEngine(model) as engine:
         assert engine.info.class_names[:2] == ("thing0", "thing1")

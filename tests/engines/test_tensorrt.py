@@ -36,7 +36,7 @@ from engines.postprocess import DetectionFilter, anchor_count, postprocess
 from engines.preprocess import prepare
 from tests.engines import fake_tensorrt
 from tests.engines.fake_tensorrt import FakeGpu
-from tests.engines.test_openvino import _metadata_entry
+from tests.helpers import onnx_metadata_entry
 
 OPTIONS = DetectionFilter(score_threshold=0.3)
 
@@ -427,7 +427,7 @@ def test_dynamic_input_gets_a_profile_and_a_shape(
 ) -> None:
     gpu.dynamic_input = True
     model = tmp_path / "dynamic.onnx"
-    model.write_bytes(onnx.read_bytes() + (_metadata_entry(b"imgsz", imgsz) if imgsz else b""))
+    model.write_bytes(onnx.read_bytes() + (onnx_metadata_entry(b"imgsz", imgsz) if imgsz else b""))
     with engine_class(model, num_contexts=2) as engine:
         shape = (1, 3, size, size)
         assert gpu.profiles == [("images", shape, shape, shape)]

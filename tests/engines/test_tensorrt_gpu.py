@@ -7,8 +7,6 @@ are clearly above the threshold: same labels, IoU >= 0.9 per matched box.
 
 from __future__ import annotations
 
-import functools
-import importlib
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,31 +20,12 @@ from engines.model_info import read_labels
 from engines.openvino import OpenVinoEngine
 from engines.postprocess import DetectionFilter, postprocess
 from engines.preprocess import prepare
-from tests.engines.test_accuracy import iou
+from tests.helpers import iou, real_gpu_missing
 
 pytestmark = pytest.mark.gpu
 
 THRESHOLD = 0.3
 CLEAR = 0.45  # a detection this confident in one backend must be found by the other
-
-
-@functools.cache
-def real_gpu_missing() -> str | None:
-    """Why the real TensorRT tests cannot run here, or None when they can."""
-    try:
-        tensorrt = importlib.import_module("tensorrt")
-        cuda = importlib.import_module("pycuda.driver")
-    except ImportError as exc:
-        return f"TensorRT/pycuda not installed ({exc}); see docs/tensorrt.md"
-    if not hasattr(tensorrt, "Builder"):
-        return "the tensorrt module here has no Builder: not NVIDIA's package"
-    try:
-        cuda.init()
-        if cuda.Device.count() == 0:
-            return "no CUDA device"
-    except Exception as exc:  # pycuda raises its own Error type
-        return f"CUDA is not usable: {exc}"
-    return None
 
 
 def detections(engine: Engine, image: np.ndarray) -> Detections:

@@ -21,8 +21,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from tests.conftest import Broker
-from tests.edge_agent.test_agent import start_agent, stop_agent, write_config
+from tests.helpers import Broker, start_agent, stop_agent, write_config
 from tests.rtsp import RtspServer
 
 pytestmark = pytest.mark.slow  # about 10-13 s each: the agent, two opens of an RTSP stream

@@ -22,7 +22,7 @@ import pytest
 
 from edge_agent.config.loader import load_config
 from edge_agent.errors import ConfigError
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 SEED = 9
 VARIANTS = 3000

@@ -15,8 +15,7 @@ import pytest
 from edge_agent.config.model import DriftConfig
 from edge_agent.health.drift import DriftWatch, image_stats
 from engines.base import Detections
-from tests.conftest import REPO, Broker
-from tests.edge_agent.test_agent import start_agent, write_config
+from tests.helpers import REPO, Broker, start_agent, write_config
 
 SCHEMA = json.loads((REPO / "docs" / "schemas" / "health.schema.json").read_text())
 FRAMES = 160

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import jsonschema
 import pytest
 
 from edge_agent.capture.camera import Camera
@@ -18,11 +16,18 @@ from edge_agent.pipeline import CameraPipeline
 from edge_agent.publish.publisher import Publisher
 from engines.openvino import OpenVinoEngine
 from engines.postprocess import DetectionFilter
-from tests.conftest import REPO, Broker, first_frames
-from tests.edge_agent.test_agent import frame_count, start_agent, stop_agent, write_config
+from tests.helpers import (
+    Broker,
+    first_frames,
+    frame_count,
+    health_config,
+    start_agent,
+    stop_agent,
+    validated_health,
+    wait_for_health,
+)
 from tests.rtsp import RtspServer
 
-SCHEMA = json.loads((REPO / "docs" / "schemas" / "health.schema.json").read_text())
 CLIP_FRAMES = 40
 
 
@@ -30,20 +35,6 @@ CLIP_FRAMES = 40
 def clip(samples: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("health-clip") / "street.mp4"
     return first_frames(samples, out, CLIP_FRAMES)
-
-
-def health_config(
-    tmp_path: Path, samples: Path, broker: Broker, prefix: str, cameras: str, health: str
-) -> Path:
-    config = write_config(tmp_path, samples, broker, prefix, cameras)
-    config.write_text(config.read_text() + "health:\n" + health)
-    return config
-
-
-def validated(payload: bytes) -> dict:
-    body = json.loads(payload)
-    jsonschema.validate(body, SCHEMA, format_checker=jsonschema.FormatChecker())
-    return body
 
 
 def test_health_is_retained_valid_and_counts_every_frame(
@@ -64,7 +55,7 @@ def test_health_is_retained_valid_and_counts_every_frame(
     message = late.wait_for("/box1/health", timeout=10)[0]
     assert message.retain
     assert message.qos == 1
-    health = validated(message.payload)
+    health = validated_health(message.payload)
     assert health["device_id"] == "box1"
     assert health["status"] == "ok", health["reasons"]
     assert health["backend"]["name"] == "openvino"
@@ -124,22 +115,6 @@ def test_broken_camera_makes_agent_degraded_naming_it(
     street = next(c for c in degraded["cameras"] if c["id"] == "street")
     assert street["state"] == "RUNNING"
     assert not any("street" in r for r in degraded["reasons"])
-
-
-def wait_for_health(collector, predicate, timeout: float) -> dict:
-    """The first health message that satisfies `predicate`, validated on the way."""
-    deadline = time.monotonic() + timeout
-    checked = 0
-    while time.monotonic() < deadline:
-        messages = collector.on_topic("/health")
-        for message in messages[checked:]:
-            body = validated(message.payload)
-            if predicate(body):
-                return body
-        checked = len(messages)
-        time.sleep(0.2)
-    seen = collector.json_on("/health")
-    raise AssertionError(f"no matching health message in {timeout}s: {seen}")
 
 
 class SlowSink:

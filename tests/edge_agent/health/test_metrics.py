@@ -14,8 +14,15 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from edge_agent.config.model import HealthConfig
-from tests.conftest import REPO, Broker, free_port, wait_for_port
-from tests.edge_agent.test_agent import start_agent, stop_agent, write_config
+from tests.helpers import (
+    REPO,
+    Broker,
+    free_port,
+    start_agent,
+    stop_agent,
+    wait_for_port,
+    write_config,
+)
 
 DASHBOARD = REPO / "docs" / "grafana" / "edge-agent.json"
 

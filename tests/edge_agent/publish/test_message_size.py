@@ -3,26 +3,11 @@
 from __future__ import annotations
 
 import json
-import random
 
 import pytest
 
 from edge_agent.publish.message_size import fit_payload
-
-
-def detection_message(count: int, seed: int = 0) -> bytes:
-    rng = random.Random(seed)
-    detections = [
-        {"label": "person", "class_id": 0, "score": round(rng.random(), 3),
-         "box": {"x1": 1.5, "y1": 2.5, "x2": 100.5, "y2": 200.5},
-         "box_normalized": {"x1": 0.0012, "y1": 0.0035, "x2": 0.0785, "y2": 0.2785}}
-        for _ in range(count)
-    ]
-    message = {"schema_version": 1, "timestamp": "2026-11-23T16:02:48.217Z", "camera": "gate",
-               "sequence": seed, "frame": {"width": 1280, "height": 720},
-               "model": {"name": "m", "sha256": "0" * 64}, "backend": "openvino",
-               "device": "CPU", "inference_ms": 7.5, "detections": detections}
-    return json.dumps(message, separators=(",", ":")).encode()
+from tests.helpers import detection_message
 
 
 def test_a_message_that_fits_is_sent_as_it_is() -> None:

@@ -4,44 +4,18 @@ every frame's detections arrive, in order, once the broker is back."""
 from __future__ import annotations
 
 import subprocess
-import threading
 import time
-import uuid
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
-
-from tests.conftest import Broker, Collector
-from tests.edge_agent.test_agent import start_agent, stop_agent, write_config
-
-
-def persistent_subscriber(broker: Broker, topic: str) -> Collector:
-    """A QoS 1 subscriber whose session the broker keeps across its own restart."""
-    client = mqtt.Client(
-        mqtt.CallbackAPIVersion.VERSION2, client_id=f"watcher-{uuid.uuid4().hex[:8]}",
-        clean_session=False,
-    )
-    collector = Collector(client)
-    client.on_message = collector.on_message
-    client.reconnect_delay_set(min_delay=1, max_delay=1)
-    subscribed = threading.Event()
-    client.on_subscribe = lambda *_args: subscribed.set()
-    client.connect(broker.host, broker.port)
-    client.subscribe(topic, qos=1)
-    client.loop_start()
-    if not subscribed.wait(10):
-        raise TimeoutError(f"subscription to {topic} not acknowledged")
-    return collector
-
-
-def persist_sessions(broker: Broker, tmp_path: Path) -> None:
-    """Restart the broker keeping sessions on disk, so a watcher misses nothing."""
-    broker.stop()
-    broker.conf.write_text(
-        f"listener {broker.port} 127.0.0.1\nallow_anonymous true\n"
-        f"persistence true\npersistence_location {tmp_path}/\nuser root\n"
-    )
-    broker.start()
+from tests.helpers import (
+    Broker,
+    Collector,
+    persist_sessions,
+    persistent_subscriber,
+    start_agent,
+    stop_agent,
+    write_config,
+)
 
 
 def watched_street_agent(

@@ -15,12 +15,12 @@ import pytest
 
 from edge_agent import workers
 from edge_agent.publish.publisher import Publisher
-from tests.conftest import Broker, free_port
-from tests.edge_agent.publish.test_message_size import detection_message
-from tests.edge_agent.publish.test_publish import (
+from tests.helpers import (
     DEVICE,
+    Broker,
     config_for,
-    publishers,  # noqa: F401 (fixture)
+    detection_message,
+    free_port,
     restart_with,
     wait_until,
 )
@@ -41,7 +41,7 @@ def status_changes(collector) -> int:
 
 
 def test_a_broker_with_a_small_max_packet_size_gets_every_frame(
-    broker: Broker, subscribe, unique_prefix, publishers, caplog,  # noqa: F811
+    broker: Broker, subscribe, unique_prefix, publishers, caplog,
 ) -> None:
     """The issue's example, on MQTT 5: the broker states its limit, nothing is poison."""
     restart_with(broker, "max_packet_size 2000\n")
@@ -66,7 +66,7 @@ def test_a_broker_with_a_small_max_packet_size_gets_every_frame(
 
 
 def test_a_broker_that_acknowledges_and_discards_big_messages(
-    broker: Broker, subscribe, unique_prefix, publishers, caplog,  # noqa: F811
+    broker: Broker, subscribe, unique_prefix, publishers, caplog,
 ) -> None:
     """`message_size_limit`: the broker states no limit; it refuses in its PUBACK (code
     149), which paho 2.2 takes for a malformed packet and drops the connection: so the
@@ -89,7 +89,7 @@ def test_a_broker_that_acknowledges_and_discards_big_messages(
 
 
 def test_on_mqtt_311_a_poison_message_is_set_aside_not_retried_forever(
-    broker: Broker, subscribe, unique_prefix, publishers, caplog,  # noqa: F811
+    broker: Broker, subscribe, unique_prefix, publishers, caplog,
 ) -> None:
     """3.1.1 cannot say why the broker hangs up: the disconnects themselves must tell."""
     caplog.set_level(logging.INFO)
@@ -115,7 +115,7 @@ def test_on_mqtt_311_a_poison_message_is_set_aside_not_retried_forever(
 
 
 def test_messages_an_acl_refuses_are_set_aside_without_trimming_the_rest(
-    broker: Broker, subscribe, unique_prefix, publishers, tmp_path, caplog,  # noqa: F811
+    broker: Broker, subscribe, unique_prefix, publishers, tmp_path, caplog,
 ) -> None:
     """Another member of the kind: MQTT 5 says "not authorized" in the PUBACK. The queue
     keeps moving, each refusal is set aside and counted, and no size limit is inferred."""
@@ -144,7 +144,7 @@ def test_messages_an_acl_refuses_are_set_aside_without_trimming_the_rest(
 
 
 def test_health_sized_control_messages_over_the_stated_limit_are_counted_not_sent(
-    broker: Broker, subscribe, unique_prefix, publishers,  # noqa: F811
+    broker: Broker, subscribe, unique_prefix, publishers,
 ) -> None:
     restart_with(broker, "max_packet_size 2000\n")
     publisher = publishers(config_for(broker, unique_prefix))
@@ -208,7 +208,7 @@ def _pipe(source: socket.socket, sink: socket.socket) -> None:
 
 
 def test_a_broker_that_refuses_mqtt5_gets_311(
-    broker: Broker, subscribe, unique_prefix, publishers, caplog,  # noqa: F811
+    broker: Broker, subscribe, unique_prefix, publishers, caplog,
 ) -> None:
     old = Mqtt311Only(broker.port)
     try:
@@ -228,7 +228,7 @@ def test_a_broker_that_refuses_mqtt5_gets_311(
         old.close()
 
 
-def test_mqtt5_is_used_with_a_clean_session(broker: Broker, unique_prefix, publishers) -> None:  # noqa: F811
+def test_mqtt5_is_used_with_a_clean_session(broker: Broker, unique_prefix, publishers) -> None:
     publisher = publishers(config_for(broker, unique_prefix))
     publisher.start()
     wait_until(lambda: publisher.connected, 10)
@@ -253,7 +253,7 @@ def crash_and_deliver(publisher: Publisher, collector, crashed: Callable[[], boo
 
 
 @pytest.fixture
-def running(broker: Broker, subscribe, unique_prefix, publishers):  # noqa: F811
+def running(broker: Broker, subscribe, unique_prefix, publishers):
     collector = subscribe(f"{unique_prefix}/#")
     publisher = publishers(config_for(broker, unique_prefix))
     publisher.start()

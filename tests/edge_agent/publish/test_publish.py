@@ -13,7 +13,6 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,52 +20,19 @@ import pytest
 from edge_agent.config.model import MqttConfig, SpoolConfig, TlsConfig
 from edge_agent.publish.outbox import MAX_INFLIGHT
 from edge_agent.publish.publisher import Publisher
-from tests.conftest import Broker, free_port, wait_for_port
-from tests.edge_agent.publish.test_outage import persist_sessions, persistent_subscriber
+from tests.helpers import (
+    DEVICE,
+    config_for,
+    free_port,
+    persist_sessions,
+    persistent_subscriber,
+    restart_with,
+    wait_for_port,
+    wait_until,
+)
 
-DEVICE = "box-1"
 PUBLISH_LOG = "edge_agent.publish.publisher"
 OUTBOX_LOG = "edge_agent.publish.outbox"
-
-
-def wait_until(condition: Callable[[], object], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {timeout}s: {condition}")
-        time.sleep(0.02)
-
-
-def config_for(broker: Broker, prefix: str, **overrides: object) -> MqttConfig:
-    return MqttConfig(host=broker.host, port=broker.port, topic_prefix=prefix, **overrides)
-
-
-@pytest.fixture
-def publishers() -> object:
-    """Make Publishers that are closed at the end of the test whatever happens."""
-    made: list[Publisher] = []
-
-    def make(
-        config: MqttConfig, device_id: str = DEVICE, state_dir: Path | None = None
-    ) -> Publisher:
-        publisher = Publisher(config, device_id, state_dir)
-        made.append(publisher)
-        return publisher
-
-    yield make
-    for publisher in made:
-        publisher.close(timeout=1.0)
-
-
-def restart_with(broker: Broker, extra: str) -> None:
-    """Give the test broker more listeners; its own port stays anonymous for `subscribe`."""
-    broker.stop()
-    broker.conf.write_text(
-        "user root\n"  # when run as root, do not drop to `mosquitto`: it cannot read tmp_path
-        "per_listener_settings true\npersistence false\n"
-        f"listener {broker.port} 127.0.0.1\nallow_anonymous true\n{extra}"
-    )
-    broker.start()
 
 
 # -- status, detections, info --------------------------------------------------------

@@ -12,13 +12,7 @@ import pytest
 
 from edge_agent.publish.poison import unsendable_topic
 from edge_agent.publish.spool import Spool
-from tests.conftest import Broker
-from tests.edge_agent.publish.test_publish import (
-    DEVICE,
-    config_for,
-    publishers,  # noqa: F401 (fixture)
-    wait_until,
-)
+from tests.helpers import DEVICE, Broker, config_for, wait_until
 
 # (how the topic is stored, value): str is stored as text, bytes as text that is not
 # UTF-8 ("text") or as a BLOB ("blob").
@@ -63,7 +57,7 @@ def _fill(path: Path, base: str) -> tuple[list[int], int]:
 
 
 def test_unsendable_rows_are_dead_lettered_and_the_rest_arrive_in_order(
-    tmp_path: Path, broker: Broker, subscribe, unique_prefix: str, publishers,  # noqa: F811
+    tmp_path: Path, broker: Broker, subscribe, unique_prefix: str, publishers,
 ) -> None:
     state = tmp_path / "state"
     state.mkdir()

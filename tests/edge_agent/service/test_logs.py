@@ -14,7 +14,7 @@ from collections import Counter
 import pytest
 
 from edge_agent.service.logs import JOURNAL_PRIORITY, JournalFormatter, RepeatFilter
-from tests.conftest import REPO
+from tests.helpers import REPO, free_port, start_agent, stop_agent
 
 
 class Clock:
@@ -202,9 +202,6 @@ def test_agent_logging_under_the_journal_is_one_line_per_event() -> None:
 def test_a_real_agent_logs_its_first_retries_then_holds_back(tmp_path, samples) -> None:
     """The agent with its broker down and its camera missing: the first 5 attempts of
     each retry loop are each one line (docs/tools.md), later ones are held back."""
-    from tests.conftest import free_port
-    from tests.edge_agent.test_agent import start_agent, stop_agent
-
     config = tmp_path / "agent.yaml"
     config.write_text(f"""
 state_dir: {tmp_path / "state"}

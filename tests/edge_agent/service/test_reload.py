@@ -13,8 +13,7 @@ from pathlib import Path
 
 import jsonschema
 
-from tests.conftest import REPO, Broker, free_port
-from tests.edge_agent.test_agent import start_agent, stop_agent, write_config
+from tests.helpers import REPO, Broker, free_port, start_agent, stop_agent, write_config
 
 STATE_SCHEMA = json.loads((REPO / "docs" / "schemas" / "camera-state.schema.json").read_text())
 

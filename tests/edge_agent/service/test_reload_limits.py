@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Broker
-from tests.edge_agent.test_agent import start_agent, stop_agent, write_config
+from tests.helpers import Broker, start_agent, stop_agent, write_config
 
 BOMB = 'a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]\n' + "".join(
     f"{name}: &{name} [{', '.join([f'*{previous}'] * 9)}]\n"

@@ -10,8 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.conftest import Broker
-from tests.edge_agent.test_agent import write_config
+from tests.helpers import Broker, write_config
 from tests.rtsp import RtspServer
 
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.conftest import Broker
-from tests.edge_agent.test_agent import start_agent, stop_agent, write_config
+from tests.helpers import Broker, start_agent, stop_agent, write_config
 
 
 def test_a_second_agent_on_the_same_state_dir_is_refused(

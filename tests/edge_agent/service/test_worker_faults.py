@@ -18,9 +18,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Broker, first_frames, free_port
-from tests.edge_agent.health.test_health import health_config, wait_for_health
-from tests.edge_agent.test_agent import start_agent, stop_agent
+from tests.helpers import (
+    Broker,
+    first_frames,
+    free_port,
+    health_config,
+    start_agent,
+    stop_agent,
+    wait_for_health,
+)
 
 CRASH_LOOP = (3.0, 7.0, 12.0, 20.0)
 """Four crashes, each after the previous restart's backoff (1, 2, 4 s +-20%) is over:

@@ -11,7 +11,7 @@ import pytest
 from edge_agent.cli import build_parser
 from edge_agent.tools.doctor import DEFAULT_CONFIG as DOCTOR_DEFAULT
 from edge_agent.tools.options import DEFAULT_CONFIG
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 
 def subcommands_with_config() -> dict[str, argparse.ArgumentParser]:

@@ -21,7 +21,7 @@ import pytest
 
 from edge_agent.errors import ConfigError
 from edge_agent.tools.doctor import FAIL, OK, Check, CheckTask, run_tasks
-from tests.conftest import REPO, Broker, free_port, wait_for_port
+from tests.helpers import REPO, Broker, free_port, wait_for_port
 from tests.rtsp import RtspServer
 
 
@@ -208,7 +208,6 @@ def test_each_check_has_a_time_limit() -> None:
     assert time.monotonic() - started < 3
     assert results[0] == Check("stuck", FAIL, "no answer within 0.5 s", "unplug it")
     assert results[1] == Check("quick", OK, "fine")
-
 
 
 def test_live_rtsp_camera_reports_resolution_and_measured_fps(

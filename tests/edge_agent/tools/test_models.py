@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from edge_agent.tools import catalog, models
-from tests.conftest import REPO, free_port
+from tests.helpers import REPO, free_port
 
 
 def sha256(path: Path) -> str:

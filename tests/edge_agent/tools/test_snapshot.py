@@ -12,7 +12,7 @@ import numpy as np
 
 from edge_agent.tools.snapshot import draw, write_jpeg
 from engines.base import Detections
-from tests.conftest import REPO, free_port
+from tests.helpers import REPO, free_port
 
 
 def write_config(tmp_path: Path, samples: Path, cameras: str) -> Path:

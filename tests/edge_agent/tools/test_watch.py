@@ -3,116 +3,27 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
-import numpy as np
-import paho.mqtt.client as mqtt
 import pytest
 
-from edge_agent.publish.payload import detections_payload, info_payload
 from edge_agent.tools.watch import WatchState, render
-from engines.base import Detections, InputSpec, ModelInfo
-from tests.conftest import REPO, Broker
-
-MODEL = ModelInfo(path="/models/yolox_nano.onnx", name="yolox_nano", sha256="0" * 64,
-                  family="yolox", class_names=("person", "bicycle", "car"))
-RATE = 20.0
-
-
-def frame_payload(camera: str, sequence: int, classes: list[int], captured_at: float) -> bytes:
-    count = len(classes)
-    boxes = np.tile(np.array([[10, 20, 110, 220]], np.float32), (count, 1))
-    return detections_payload(
-        camera_id=camera, sequence=sequence, captured_at=captured_at, frame_width=640,
-        frame_height=480, model=MODEL, backend="openvino", device="CPU", inference_ms=8.0,
-        detections=Detections(boxes, np.full(count, 0.8, np.float32),
-                              np.array(classes, np.int32)),
-    )
-
-
-class FakeAgentTraffic:
-    """A real MQTT client publishing what an agent publishes, at a steady frame rate."""
-
-    def __init__(self, broker: Broker, base: str) -> None:
-        self.base = base
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="fake-agent")
-        self.client.connect(broker.host, broker.port)
-        self.client.loop_start()
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def retained(self) -> None:
-        self.client.publish(f"{self.base}/status", "online", qos=1, retain=True).wait_for_publish(5)
-        info = info_payload(
-            device_id="box1", started_at=time.time() - 60, backend="openvino", device="CPU",
-            backend_reason="test", model=MODEL,
-            input_spec=InputSpec(name="images", height=416, width=416),
-            cameras=[("street", "rtsp"), ("yard", "rtsp")],
-        )
-        self.client.publish(f"{self.base}/info", info, qos=1, retain=True).wait_for_publish(5)
-
-    def _run(self) -> None:
-        sequence = 0
-        next_due = time.monotonic()
-        while not self.stop.is_set():
-            # two people and a car in every frame of camera street
-            payload = frame_payload("street", sequence, [0, 0, 2], time.time())
-            self.client.publish(f"{self.base}/street/detections", payload, qos=0)
-            sequence += 1
-            next_due += 1.0 / RATE
-            self.stop.wait(max(0.0, next_due - time.monotonic()))
-
-    def __enter__(self) -> FakeAgentTraffic:
-        self.retained()
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(5)
-        self.client.loop_stop()
-        self.client.disconnect()
-
-
-def write_config(tmp_path: Path, samples: Path, broker: Broker, prefix: str) -> Path:
-    config = tmp_path / "agent.yaml"
-    config.write_text(f"""
-device_id: box1
-model:
-  path: {samples / "models" / "yolox_nano.onnx"}
-mqtt:
-  host: 127.0.0.1
-  port: {broker.port}
-  topic_prefix: {prefix}
-cameras:
-  - id: street
-    type: rtsp
-    url: rtsp://127.0.0.1:8554/street
-""")
-    return config
-
-
-def watch(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "edge_agent.cli", "watch", "--config", str(config), *args],
-        capture_output=True, text=True, timeout=60, cwd=REPO, check=False,
-    )
-
-
-def table_row(output: str, camera: str) -> list[str]:
-    rows = [line.split() for line in output.splitlines() if line.split()[:1] == [camera]]
-    assert rows, output
-    return rows[-1]
+from tests.helpers import (
+    WATCH_RATE,
+    Broker,
+    FakeAgentTraffic,
+    frame_payload,
+    table_row,
+    watch,
+    watch_config,
+)
 
 
 def test_watch_shows_each_camera_with_fps_and_classes(
     tmp_path: Path, samples: Path, broker: Broker, unique_prefix: str
 ) -> None:
-    config = write_config(tmp_path, samples, broker, unique_prefix)
+    config = watch_config(tmp_path, samples, broker, unique_prefix)
     with FakeAgentTraffic(broker, f"{unique_prefix}/box1"):
         time.sleep(0.5)
         done = watch(config, "--once", "--seconds", "3")
@@ -124,7 +35,7 @@ def test_watch_shows_each_camera_with_fps_and_classes(
     street = table_row(out, "street")
     # camera, state, fps, in fps, dropped, infer ms, delay ms, last msg, classes
     fps = float(street[2])
-    assert 0.75 * RATE <= fps <= 1.25 * RATE, out
+    assert 0.75 * WATCH_RATE <= fps <= 1.25 * WATCH_RATE, out
     assert float(street[5]) == pytest.approx(8.0)
     assert "person 2.0" in " ".join(street)
     assert "car 1.0" in " ".join(street)
@@ -135,7 +46,7 @@ def test_watch_shows_each_camera_with_fps_and_classes(
 def test_watch_redraws_every_second_until_seconds(
     tmp_path: Path, samples: Path, broker: Broker, unique_prefix: str
 ) -> None:
-    config = write_config(tmp_path, samples, broker, unique_prefix)
+    config = watch_config(tmp_path, samples, broker, unique_prefix)
     with FakeAgentTraffic(broker, f"{unique_prefix}/box1"):
         started = time.monotonic()
         done = watch(config, "--seconds", "2.5")
@@ -148,7 +59,7 @@ def test_watch_redraws_every_second_until_seconds(
 
 def test_watch_reports_a_broker_it_cannot_reach(tmp_path: Path, samples: Path, broker: Broker,
                                                 unique_prefix: str) -> None:
-    config = write_config(tmp_path, samples, broker, unique_prefix)
+    config = watch_config(tmp_path, samples, broker, unique_prefix)
     broker.stop()
     done = watch(config, "--once", "--seconds", "1")
     assert done.returncode == 1

@@ -19,14 +19,7 @@ import pytest
 
 from edge_agent.tools.watch_message import BOOLEAN, DETECTIONS, HEALTH, INFO, INTEGER, NUMBER, TEXT
 from edge_agent.tools.watch_view import CONTROL, WatchState, render
-from tests.conftest import Broker
-from tests.edge_agent.tools.test_watch import (
-    FakeAgentTraffic,
-    frame_payload,
-    table_row,
-    watch,
-    write_config,
-)
+from tests.helpers import Broker, FakeAgentTraffic, frame_payload, table_row, watch, watch_config
 
 BASE = "p/box1"
 WALL = 1_800_000_000.0
@@ -228,7 +221,7 @@ def test_retained_garbage_on_a_real_broker_is_shown_and_watching_goes_on(
     try:
         for topic, payload in garbage.items():
             publisher.publish(topic, payload, qos=1, retain=True).wait_for_publish(5)
-        config = write_config(tmp_path, samples, broker, unique_prefix)
+        config = watch_config(tmp_path, samples, broker, unique_prefix)
         traffic = FakeAgentTraffic(broker, base)
         traffic.thread.start()  # live frames only: the retained info/status stay garbage
         try:
