@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -73,6 +73,29 @@ class InferResult:
 
     outputs: Sequence[np.ndarray]
     latency_ms: float
+
+
+def settle(
+    future: Future[InferResult], result: InferResult | None = None,
+    error: BaseException | None = None,
+) -> bool:
+    """Complete a request's future from a runtime's thread, once; False if it was not.
+
+    A waiter may cancel a request (a stopping pipeline does) while the runtime still
+    runs it; the late result is then dropped here, never raised on the runtime's
+    callback thread (OpenVINO re-raises callback errors from wait_all, so close() would
+    fail too). Every backend's completion path goes through this.
+    """
+    if future.done():
+        return False
+    try:
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+    except InvalidStateError:  # cancelled between the check and the set
+        return False
+    return True
 
 
 class Engine(abc.ABC):
