@@ -113,7 +113,7 @@ class OnnxRuntimeEngine(Engine):
             name=name or path.stem,
             sha256=file_sha256(*files),
             family=family,
-            class_names=tuple(class_names or class_names_from_metadata(metadata)),
+            class_names=tuple(class_names or class_names_from_metadata(metadata, str(path))),
             output_shapes=output_shapes,
             metadata=metadata,
         )

@@ -191,7 +191,7 @@ class TensorRtEngine(Engine):
             name=name or path.stem,
             sha256=file_sha256(path),
             family=family,
-            class_names=tuple(class_names or class_names_from_metadata(metadata)),
+            class_names=tuple(class_names or class_names_from_metadata(metadata, str(path))),
             output_shapes=output_shapes,
             metadata=metadata,
         )
