@@ -15,8 +15,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from engines.base import Detections, Engine, InferResult, InputSpec, ModelInfo
-from engines.errors import PostprocessError
-from engines.postprocess import DetectionFilter, NonFiniteOutputError, count_nonfinite, postprocess
+from engines.errors import ModelLoadError, PostprocessError
+from engines.postprocess import (
+    FAMILY_OUTPUTS,
+    DetectionFilter,
+    NonFiniteOutputError,
+    count_nonfinite,
+    postprocess,
+)
 from engines.preprocess import Letterbox, prepare
 
 
@@ -72,6 +78,45 @@ class PendingDetection:
                 detection_filter=self._filter,
             )
         return self._result
+
+
+def check_model(engine: Engine) -> None:
+    """One warm-up inference on a blank frame of the model's input size, postprocessed.
+
+    A model whose outputs can never fit its family's postprocessing (wrong rank, a batch
+    of 2, zero classes, a row count that does not match the input's grid, empty
+    outputs) is refused here, at load, as a ModelLoadError saying what it outputs and
+    what the family expects, instead of failing every frame in the camera's thread
+    (a crash loop that systemd would restart into). Non-finite values on a blank frame
+    are left to the per-frame checks.
+    """
+    info, spec = engine.info, engine.input
+    blank = np.full((spec.height, spec.width, 3), spec.pad_value, np.uint8)
+    tensor, letterbox = prepare(blank, spec)
+    try:
+        outputs = engine.infer(tensor).outputs
+    except Exception as exc:
+        raise ModelLoadError(info.path, f"a test inference on a blank frame failed: "
+                             f"{type(exc).__name__}: {exc}") from exc
+    shapes = [list(np.shape(out)) for out in outputs]
+    expectation = FAMILY_OUTPUTS.get(info.family, "")
+    empty = [shape for shape in shapes if 0 in shape or not shape]
+    if not outputs or empty:
+        raise ModelLoadError(info.path, f"it outputs {shapes}: empty or scalar outputs hold "
+                             f"no detections; {info.family} expects {expectation}",
+                             any_backend=True)
+    try:
+        postprocess(info.family, outputs, spec, DetectionFilter(), letterbox,
+                    spec.width, spec.height)
+    except Exception as exc:
+        raise ModelLoadError(
+            info.path,
+            f"its output {shapes} does not fit {info.family} postprocessing ({exc}); "
+            f"{info.family} expects {expectation} for a {spec.width}x{spec.height} input. "
+            f"Check model.family, or re-export the model with batch 1 and its own imgsz "
+            "(Ultralytics: model.export(format='onnx', imgsz=640, batch=1))",
+            any_backend=True,
+        ) from exc
 
 
 class Detector:

@@ -17,6 +17,12 @@ import yaml
 
 from engines.errors import ModelLoadError
 
+
+def _bad(where: str, cause: str) -> ModelLoadError:
+    """Bad metadata is the model's fault: every backend refuses it alike."""
+    return ModelLoadError(where, cause, any_backend=True)
+
+
 MAX_SIDECAR_BYTES = 64 * 1024
 MAX_LITERAL_CHARS = 64 * 1024
 MAX_DEPTH = 8
@@ -30,9 +36,9 @@ def read_sidecar(sidecar: Path) -> dict[str, str]:
         with sidecar.open("rb") as handle:
             raw = handle.read(MAX_SIDECAR_BYTES + 1)
     except OSError as exc:
-        raise ModelLoadError(where, f"cannot be read: {exc.strerror or exc}") from None
+        raise _bad(where, f"cannot be read: {exc.strerror or exc}") from None
     if len(raw) > MAX_SIDECAR_BYTES:
-        raise ModelLoadError(where, "is larger than 64 KiB; an Ultralytics metadata.yaml "
+        raise _bad(where, "is larger than 64 KiB; an Ultralytics metadata.yaml "
                              "is a few hundred bytes")
     try:
         text = raw.decode("utf-8-sig")
@@ -41,17 +47,17 @@ def read_sidecar(sidecar: Path) -> dict[str, str]:
     except ModelLoadError:
         raise
     except UnicodeDecodeError as exc:
-        raise ModelLoadError(where, f"not UTF-8 text (byte {exc.start})") from None
+        raise _bad(where, f"not UTF-8 text (byte {exc.start})") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         line = f"line {mark.line + 1}: " if mark is not None else ""
-        raise ModelLoadError(where, f"{line}not valid YAML: {exc.problem}") from None
+        raise _bad(where, f"{line}not valid YAML: {exc.problem}") from None
     except (yaml.YAMLError, ValueError, TypeError, OverflowError, RecursionError) as exc:
-        raise ModelLoadError(where, f"not valid YAML: {type(exc).__name__}: {exc}") from None
+        raise _bad(where, f"not valid YAML: {type(exc).__name__}: {exc}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ModelLoadError(where, f"is a YAML {type(data).__name__}, expected a mapping "
+        raise _bad(where, f"is a YAML {type(data).__name__}, expected a mapping "
                              "(names:, imgsz:, ...)")
     return {str(key): val if isinstance(val, str) else repr(val) for key, val in data.items()}
 
@@ -62,13 +68,13 @@ def _check_events(text: str, where: str) -> None:
     for event in yaml.parse(text, Loader=yaml.SafeLoader):
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
             line = event.start_mark.line + 1
-            raise ModelLoadError(where, f"line {line}: YAML anchors and aliases (&, *) are "
+            raise _bad(where, f"line {line}: YAML anchors and aliases (&, *) are "
                                  "not allowed in model metadata")
         if isinstance(event, yaml.CollectionStartEvent):
             depth += 1
             if depth > MAX_DEPTH:
                 line = event.start_mark.line + 1
-                raise ModelLoadError(where, f"line {line}: nested more than {MAX_DEPTH} deep")
+                raise _bad(where, f"line {line}: nested more than {MAX_DEPTH} deep")
         elif isinstance(event, yaml.CollectionEndEvent):
             depth -= 1
 
@@ -80,7 +86,7 @@ def literal(text: str, where: str, key: str) -> object:
     value that is not a literal is None: the caller decides whether that is an error.
     """
     if len(text) > MAX_LITERAL_CHARS:
-        raise ModelLoadError(where, f"metadata {key!r} is {len(text)} characters; at most "
+        raise _bad(where, f"metadata {key!r} is {len(text)} characters; at most "
                              f"{MAX_LITERAL_CHARS} are read")
     depth = deepest = 0
     for char in text:
@@ -90,7 +96,7 @@ def literal(text: str, where: str, key: str) -> object:
         elif char in ")]}":
             depth -= 1
     if deepest > MAX_DEPTH:
-        raise ModelLoadError(where, f"metadata {key!r} is nested more than {MAX_DEPTH} deep")
+        raise _bad(where, f"metadata {key!r} is nested more than {MAX_DEPTH} deep")
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
@@ -107,13 +113,13 @@ def class_names(parsed: object, where: str, key: str) -> tuple[str, ...] | None:
     if isinstance(parsed, dict):
         for name_key in parsed:
             if not isinstance(name_key, int) or isinstance(name_key, bool):
-                raise ModelLoadError(where, f"metadata {key!r}: key {name_key!r} is not a "
+                raise _bad(where, f"metadata {key!r}: key {name_key!r} is not a "
                                      "class id (expected the integers 0..n-1)")
         ids = sorted(parsed)
         if ids != list(range(len(ids))):
             missing = sorted(set(range(max(ids, default=-1) + 1)) - set(ids))
             what = f"id {missing[0]} is missing" if missing else f"id {ids[0]} is negative"
-            raise ModelLoadError(where, f"metadata {key!r}: class ids must be 0..n-1; {what}")
+            raise _bad(where, f"metadata {key!r}: class ids must be 0..n-1; {what}")
         names = [parsed[i] for i in ids]
     elif isinstance(parsed, list | tuple):
         names = list(parsed)
@@ -121,14 +127,14 @@ def class_names(parsed: object, where: str, key: str) -> tuple[str, ...] | None:
         return None
     for index, name in enumerate(names):
         if not isinstance(name, str) or not name.strip():
-            raise ModelLoadError(where, f"metadata {key!r}: class {index} is {name!r}, "
+            raise _bad(where, f"metadata {key!r}: class {index} is {name!r}, "
                                  "expected a name (text)")
     seen: dict[str, int] = {}
     for index, name in enumerate(names):
         if name in seen:
-            raise ModelLoadError(where, f"metadata {key!r}: classes {seen[name]} and {index} "
+            raise _bad(where, f"metadata {key!r}: classes {seen[name]} and {index} "
                                  f"are both named {name!r}")
         seen[name] = index
     if not names:
-        raise ModelLoadError(where, f"metadata {key!r} holds no class names")
+        raise _bad(where, f"metadata {key!r} holds no class names")
     return tuple(names)

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from engines.errors import LabelsFileError, ModelLoadError
+from engines.errors import LabelsFileError, ModelFileError, ModelLoadError
 from engines.metadata import class_names as checked_class_names
 from engines.metadata import literal, read_sidecar
 
@@ -49,12 +49,12 @@ def model_files(path: Path) -> list[Path]:
             )
         path = found[0]
     if not path.is_file():
-        raise ModelLoadError(str(path), "file not found" if not path.exists() else "not a file")
+        raise ModelFileError(str(path), "file not found" if not path.exists() else "not a file")
     files = [path]
     if path.suffix.lower() == ".xml":
         weights = path.with_suffix(".bin")
         if not weights.is_file():
-            raise ModelLoadError(str(path), f"its weights file {weights.name} is missing")
+            raise ModelFileError(str(path), f"its weights file {weights.name} is missing")
         files.append(weights)
     return files
 
@@ -82,7 +82,7 @@ def class_names_from_metadata(
         if found is not None:
             return found
         raise ModelLoadError(where, f"metadata 'names' is not a list or map of class names: "
-                             f"{names[:80]!r}")
+                             f"{names[:80]!r}", any_backend=True)
     labels = metadata.get("labels")
     if labels:
         found = checked_class_names(literal(labels, where, "labels"), where, "labels")
@@ -141,7 +141,8 @@ def image_size_from_metadata(
         if _usable_side(height) and _usable_side(width):
             return height, width
     raise ModelLoadError(where, f"metadata 'imgsz' is {text[:40]!r}; expected a size or "
-                         f"[height, width] of {MIN_IMAGE_SIDE}..{MAX_IMAGE_SIDE} pixels")
+                         f"[height, width] of {MIN_IMAGE_SIDE}..{MAX_IMAGE_SIDE} pixels",
+                         any_backend=True)
 
 
 def family_hint(metadata: Mapping[str, str]) -> str | None:
@@ -199,7 +200,7 @@ def input_size(
     if not _usable_side(height) or not _usable_side(width):
         raise ModelLoadError(where, f"its input is {width}x{height} pixels; the agent needs "
                              f"{MIN_IMAGE_SIDE}..{MAX_IMAGE_SIDE} per side (export with "
-                             "imgsz=640)")
+                             "imgsz=640)", any_backend=True)
     return height, width
 
 

@@ -223,6 +223,9 @@ def postprocess_ultralytics(
     array = _output(outputs, "ultralytics", expected)
     if array.ndim != 3 or array.shape[0] != 1 or array.shape[1] < 5:
         raise _shape_error("ultralytics", expected, array)
+    if array.shape[2] != anchor_count(spec.height, spec.width):
+        raise _shape_error("ultralytics",
+                           f"[1, 4+classes, {anchor_count(spec.height, spec.width)}]", array)
     channels = array[0]
     # max over the class axis of the channel-major array, argmax only where it passes.
     best = channels[4:].max(axis=0)
@@ -298,6 +301,15 @@ def postprocess_ssd(
     keep, class_ids, best = keep[foreground], class_ids[foreground], best[foreground]
     return _finish(boxes[0, keep] * to_pixels, best, class_ids, options, nms=True)
 
+
+FAMILY_OUTPUTS = {
+    "yolox": "[1, cells, 5+classes] (cells: 3549 at 416x416)",
+    "ultralytics": "[1, 4+classes, cells] (cells: 8400 at 640x640)",
+    "end2end": "[1, N, 6]",
+    "yolov5": "[1, N, 5+classes]",
+    "ssd": "boxes, scores (and classes)",
+}
+"""What each family's postprocessing takes, for load-time errors."""
 
 FAMILIES: dict[str, Family] = {
     "yolox": Family("yolox", postprocess_yolox, color="BGR", scale=1.0, pad_align="topleft"),

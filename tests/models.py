@@ -76,3 +76,25 @@ def slow_model(samples: Path, out: Path, channels: int = 128, kernel: int = 15) 
     path = out.with_suffix(".xml")
     ov.save_model(built, str(path), compress_to_fp16=False)
     return path
+
+
+def shaped_model(
+    out: Path, output_shape: list[int], input_shape: list[int] | None = None,
+    fill: float = 0.0,
+) -> Path:
+    """A tiny real model whose one output has `output_shape`, every value `fill` (plus the
+    input's mean times zero, so the output depends on the input and is not folded away).
+
+    `input_shape` may hold -1 (dynamic). For models whose outputs can never fit a
+    family's postprocessing, and for models whose values overflow in it.
+    """
+    image = ops.parameter(ov.PartialShape(input_shape or [1, 3, 416, 416]), ov.Type.f32,
+                          name="images")
+    mean = ops.reduce_mean(image, ops.constant(np.array([0, 1, 2, 3])), False)
+    scaled = ops.multiply(mean, ops.constant(np.float32(0.0)))
+    values = ops.constant(np.full(output_shape, fill, np.float32))
+    output = ops.add(values, scaled)
+    path = out.with_suffix(".xml")
+    ov.save_model(ov.Model([output.output(0)], [image], "shaped"), str(path),
+                  compress_to_fp16=False)
+    return path
