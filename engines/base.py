@@ -56,14 +56,20 @@ class Detections:
     boxes: np.ndarray  # (N, 4) float32 x1, y1, x2, y2
     scores: np.ndarray  # (N,) float32
     class_ids: np.ndarray  # (N,) int32
+    nonfinite: int = 0
+    """Candidate boxes dropped because postprocessing made their box or score inf/NaN
+    from finite outputs (1e30 overflows in exp() or obj*cls)."""
+    scores_clipped: int = 0
+    """Scores above 1 that were clipped to 1: the model outputs logits, not probabilities."""
 
     def __len__(self) -> int:
         return int(self.scores.shape[0])
 
     @classmethod
-    def empty(cls) -> Detections:
+    def empty(cls, nonfinite: int = 0, scores_clipped: int = 0) -> Detections:
         return cls(
-            np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0,), np.int32)
+            np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0,), np.int32),
+            nonfinite, scores_clipped,
         )
 
 

@@ -30,8 +30,10 @@ from engines.preprocess import Letterbox, prepare
 class Detected:
     """One frame's result and what each stage cost.
 
-    `detections` is None when no value the model produced was finite (`output_problem`
-    says so): an empty list would claim "nothing there" when the model saw nothing.
+    `detections` is None when no value the model produced was finite, or every candidate
+    overflowed in postprocessing (`output_problem` says so): an empty list would claim
+    "nothing there" when the model saw nothing. With scores clipped to 1 (a logits
+    model) the detections are kept and `output_problem` still says why health degrades.
     """
 
     detections: Detections | None
@@ -42,7 +44,8 @@ class Detected:
     """The runtime's own latency for this request (it overlaps others in flight)."""
     postprocess_ms: float
     nonfinite: int = 0
-    """NaN/inf values in the outputs; the boxes they touch are dropped."""
+    """NaN/inf values in the outputs, plus candidate boxes the postprocessing math made
+    inf/NaN (finite but huge outputs); the boxes they touch are dropped."""
     output_problem: str | None = None
 
 
@@ -187,8 +190,33 @@ class Detector:
             )
         except Exception as exc:
             raise PostprocessError(f"{type(exc).__name__}: {exc}") from exc
+        if found is not None:
+            nonfinite += found.nonfinite
+            problem = self._decode_problem(found)
+            if problem and found.nonfinite and not len(found):
+                found = None  # nothing finite came out: "no detections" would be a lie
         return Detected(found, width, height, preprocess_ms, raw.latency_ms,
                         (time.perf_counter() - started) * 1000, nonfinite, problem)
+
+    def _decode_problem(self, found: Detections) -> str | None:
+        """What postprocessing found wrong with finite outputs, for health (degraded).
+
+        Overflow: every candidate box became inf/NaN in the decode math (exp, obj * cls)
+        although the outputs were finite. Logits: scores above 1 were clipped to 1 so no
+        payload breaks the schema, but thresholds mean nothing on such a model.
+        """
+        family = self.engine.info.family
+        if found.nonfinite and not len(found):
+            return (f"every candidate box overflowed to inf/NaN in {family} postprocessing "
+                    f"({found.nonfinite} boxes) although the outputs were finite: the model "
+                    "outputs huge values (wrong export or precision); re-export it, or run it "
+                    "at full precision (backend.precision: f32 / fp32)")
+        if found.scores_clipped:
+            return (f"scores outside 0..1 ({found.scores_clipped} clipped to 1): the model "
+                    f"outputs logits, not probabilities; export {family} with its final "
+                    "sigmoid (YOLOX: decode_in_inference; Ultralytics: model.export) or set "
+                    "model.family to the family it really is")
+        return None
 
     def raw_throughput(self, seconds: float) -> float:
         """Frames/s of the bare engine: the ceiling `bench` compares the loop with."""

@@ -10,6 +10,7 @@ step then applies the class allow-list, per-class NMS and the detection cap.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -166,13 +167,22 @@ def _finish(
     scores = np.asarray(scores, np.float32).reshape(-1)
     class_ids = np.asarray(class_ids, np.int32).reshape(-1)
     # NaN fails the threshold; +inf passes it, so boxes and scores must also be finite.
-    keep = (scores > options.score_threshold) & np.isfinite(scores) & np.isfinite(boxes).all(1)
+    # These rows passed the family's own prefilter: a non-finite one is a candidate that
+    # the decode math overflowed (finite outputs such as 1e30), counted for health.
+    finite = np.isfinite(scores) & np.isfinite(boxes).all(1)
+    nonfinite = int(scores.size - np.count_nonzero(finite))
+    keep = (scores > options.score_threshold) & finite
     if options.class_ids is not None:
         keep &= np.isin(class_ids, np.asarray(options.class_ids))
     if not keep.all():
         boxes, scores, class_ids = boxes[keep], scores[keep], class_ids[keep]
+    # A probability is at most 1 (the detections schema says so): higher means logits.
+    above = scores > 1.0
+    clipped = int(np.count_nonzero(above))
+    if clipped:
+        scores = np.minimum(scores, np.float32(1.0))
     if scores.size == 0:
-        return Detections.empty()
+        return Detections.empty(nonfinite, clipped)
     if nms and scores.size > 1:
         # Per-class NMS by moving each class to its own disjoint square. NMSBoxesBatched
         # does the same but offsets by max coordinate only: boxes reaching below -1 px
@@ -192,6 +202,8 @@ def _finish(
         np.ascontiguousarray(boxes[index]),
         np.ascontiguousarray(scores[index]),
         np.ascontiguousarray(class_ids[index]),
+        nonfinite,
+        clipped,
     )
 
 
@@ -407,9 +419,10 @@ def postprocess(  # noqa: PLR0917 -- positional order is the pipeline's document
     boxes = letterbox.to_frame(found.boxes, frame_width, frame_height)
     visible = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
     if visible.all():
-        return Detections(boxes, found.scores, found.class_ids)
-    return Detections(
-        np.ascontiguousarray(boxes[visible]),
-        found.scores[visible],
-        found.class_ids[visible],
+        return dataclasses.replace(found, boxes=boxes)
+    return dataclasses.replace(
+        found,
+        boxes=np.ascontiguousarray(boxes[visible]),
+        scores=found.scores[visible],
+        class_ids=found.class_ids[visible],
     )
