@@ -22,6 +22,10 @@ import numpy as np
 from engines.base import Detections, InputSpec
 from engines.errors import ModelLoadError
 from engines.model_info import family_hint
+from engines.output_checks import (  # noqa: F401 - re-exported: callers import them here
+    NonFiniteOutputError,
+    count_nonfinite,
+)
 from engines.preprocess import Letterbox
 
 logger = logging.getLogger(__name__)
@@ -37,33 +41,6 @@ class DetectionFilter:
     iou_threshold: float = 0.45
     max_detections: int = 100
     class_ids: np.ndarray | None = None
-
-
-class NonFiniteOutputError(ValueError):
-    """Every value a model produced for a frame is NaN or infinite."""
-
-
-def count_nonfinite(outputs: Sequence[np.ndarray]) -> int:
-    """How many output values are NaN or +-inf (postprocessing drops the boxes they touch).
-
-    Raises NonFiniteOutputError when no value at all is finite: no box can be made,
-    and the usual cause is a model that overflows in fp16.
-    """
-    bad = total = 0
-    for output in outputs:
-        array = np.asarray(output)
-        if array.dtype.kind != "f":
-            total += array.size
-            continue
-        bad += array.size - int(np.count_nonzero(np.isfinite(array)))
-        total += array.size
-    if total and bad == total:
-        raise NonFiniteOutputError(
-            f"every model output value is NaN or infinite ({bad} values); the usual cause "
-            "is fp16 overflow: run the model at full precision (backend.precision: f32 on "
-            "OpenVINO, fp32 on TensorRT) or re-export it"
-        )
-    return bad
 
 
 Postprocessor = Callable[[Sequence[np.ndarray], InputSpec, DetectionFilter], Detections]
