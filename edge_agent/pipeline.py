@@ -304,13 +304,14 @@ class CameraPipeline:
                 self._frame_failed(frame, "drift watch failed", exc)
 
     def _note_outputs(self, detected: Detected) -> bool:
-        """Count NaN/inf output values; False (and degraded) when nothing is finite."""
+        """Count NaN/inf output values and keep the output problem (degraded); False when
+        nothing finite came out, so nothing is published."""
         self.nonfinite_values += detected.nonfinite
         if detected.output_problem is not None:
             if self.output_problem is None:
                 log.error("camera %s: %s", self.camera.id, detected.output_problem)
             self.output_problem = detected.output_problem
-            return False
+            return detected.detections is not None  # clipped logits are still published
         if self.output_problem is not None:
             log.info("camera %s: the model output is finite again", self.camera.id)
             self.output_problem = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -56,14 +56,20 @@ class Detections:
     boxes: np.ndarray  # (N, 4) float32 x1, y1, x2, y2
     scores: np.ndarray  # (N,) float32
     class_ids: np.ndarray  # (N,) int32
+    nonfinite: int = 0
+    """Candidate boxes dropped because postprocessing made their box or score inf/NaN
+    from finite outputs (1e30 overflows in exp() or obj*cls)."""
+    scores_clipped: int = 0
+    """Scores above 1 that were clipped to 1: the model outputs logits, not probabilities."""
 
     def __len__(self) -> int:
         return int(self.scores.shape[0])
 
     @classmethod
-    def empty(cls) -> Detections:
+    def empty(cls, nonfinite: int = 0, scores_clipped: int = 0) -> Detections:
         return cls(
-            np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0,), np.int32)
+            np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0,), np.int32),
+            nonfinite, scores_clipped,
         )
 
 
@@ -73,6 +79,29 @@ class InferResult:
 
     outputs: Sequence[np.ndarray]
     latency_ms: float
+
+
+def settle(
+    future: Future[InferResult], result: InferResult | None = None,
+    error: BaseException | None = None,
+) -> bool:
+    """Complete a request's future from a runtime's thread, once; False if it was not.
+
+    A waiter may cancel a request (a stopping pipeline does) while the runtime still
+    runs it; the late result is then dropped here, never raised on the runtime's
+    callback thread (OpenVINO re-raises callback errors from wait_all, so close() would
+    fail too). Every backend's completion path goes through this.
+    """
+    if future.done():
+        return False
+    try:
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+    except InvalidStateError:  # cancelled between the check and the set
+        return False
+    return True
 
 
 class Engine(abc.ABC):

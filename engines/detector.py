@@ -15,8 +15,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from engines.base import Detections, Engine, InferResult, InputSpec, ModelInfo
-from engines.errors import PostprocessError
-from engines.postprocess import DetectionFilter, NonFiniteOutputError, count_nonfinite, postprocess
+from engines.errors import ModelLoadError, PostprocessError
+from engines.postprocess import (
+    FAMILY_OUTPUTS,
+    DetectionFilter,
+    NonFiniteOutputError,
+    count_nonfinite,
+    postprocess,
+)
 from engines.preprocess import Letterbox, prepare
 
 
@@ -24,8 +30,10 @@ from engines.preprocess import Letterbox, prepare
 class Detected:
     """One frame's result and what each stage cost.
 
-    `detections` is None when no value the model produced was finite (`output_problem`
-    says so): an empty list would claim "nothing there" when the model saw nothing.
+    `detections` is None when no value the model produced was finite, or every candidate
+    overflowed in postprocessing (`output_problem` says so): an empty list would claim
+    "nothing there" when the model saw nothing. With scores clipped to 1 (a logits
+    model) the detections are kept and `output_problem` still says why health degrades.
     """
 
     detections: Detections | None
@@ -36,7 +44,8 @@ class Detected:
     """The runtime's own latency for this request (it overlaps others in flight)."""
     postprocess_ms: float
     nonfinite: int = 0
-    """NaN/inf values in the outputs; the boxes they touch are dropped."""
+    """NaN/inf values in the outputs, plus candidate boxes the postprocessing math made
+    inf/NaN (finite but huge outputs); the boxes they touch are dropped."""
     output_problem: str | None = None
 
 
@@ -72,6 +81,45 @@ class PendingDetection:
                 detection_filter=self._filter,
             )
         return self._result
+
+
+def check_model(engine: Engine) -> None:
+    """One warm-up inference on a blank frame of the model's input size, postprocessed.
+
+    A model whose outputs can never fit its family's postprocessing (wrong rank, a batch
+    of 2, zero classes, a row count that does not match the input's grid, empty
+    outputs) is refused here, at load, as a ModelLoadError saying what it outputs and
+    what the family expects, instead of failing every frame in the camera's thread
+    (a crash loop that systemd would restart into). Non-finite values on a blank frame
+    are left to the per-frame checks.
+    """
+    info, spec = engine.info, engine.input
+    blank = np.full((spec.height, spec.width, 3), spec.pad_value, np.uint8)
+    tensor, letterbox = prepare(blank, spec)
+    try:
+        outputs = engine.infer(tensor).outputs
+    except Exception as exc:
+        raise ModelLoadError(info.path, f"a test inference on a blank frame failed: "
+                             f"{type(exc).__name__}: {exc}") from exc
+    shapes = [list(np.shape(out)) for out in outputs]
+    expectation = FAMILY_OUTPUTS.get(info.family, "")
+    empty = [shape for shape in shapes if 0 in shape or not shape]
+    if not outputs or empty:
+        raise ModelLoadError(info.path, f"it outputs {shapes}: empty or scalar outputs hold "
+                             f"no detections; {info.family} expects {expectation}",
+                             any_backend=True)
+    try:
+        postprocess(info.family, outputs, spec, DetectionFilter(), letterbox,
+                    spec.width, spec.height)
+    except Exception as exc:
+        raise ModelLoadError(
+            info.path,
+            f"its output {shapes} does not fit {info.family} postprocessing ({exc}); "
+            f"{info.family} expects {expectation} for a {spec.width}x{spec.height} input. "
+            f"Check model.family, or re-export the model with batch 1 and its own imgsz "
+            "(Ultralytics: model.export(format='onnx', imgsz=640, batch=1))",
+            any_backend=True,
+        ) from exc
 
 
 class Detector:
@@ -142,8 +190,33 @@ class Detector:
             )
         except Exception as exc:
             raise PostprocessError(f"{type(exc).__name__}: {exc}") from exc
+        if found is not None:
+            nonfinite += found.nonfinite
+            problem = self._decode_problem(found)
+            if problem and found.nonfinite and not len(found):
+                found = None  # nothing finite came out: "no detections" would be a lie
         return Detected(found, width, height, preprocess_ms, raw.latency_ms,
                         (time.perf_counter() - started) * 1000, nonfinite, problem)
+
+    def _decode_problem(self, found: Detections) -> str | None:
+        """What postprocessing found wrong with finite outputs, for health (degraded).
+
+        Overflow: every candidate box became inf/NaN in the decode math (exp, obj * cls)
+        although the outputs were finite. Logits: scores above 1 were clipped to 1 so no
+        payload breaks the schema, but thresholds mean nothing on such a model.
+        """
+        family = self.engine.info.family
+        if found.nonfinite and not len(found):
+            return (f"every candidate box overflowed to inf/NaN in {family} postprocessing "
+                    f"({found.nonfinite} boxes) although the outputs were finite: the model "
+                    "outputs huge values (wrong export or precision); re-export it, or run it "
+                    "at full precision (backend.precision: f32 / fp32)")
+        if found.scores_clipped:
+            return (f"scores outside 0..1 ({found.scores_clipped} clipped to 1): the model "
+                    f"outputs logits, not probabilities; export {family} with its final "
+                    "sigmoid (YOLOX: decode_in_inference; Ultralytics: model.export) or set "
+                    "model.family to the family it really is")
+        return None
 
     def raw_throughput(self, seconds: float) -> float:
         """Frames/s of the bare engine: the ceiling `bench` compares the loop with."""

@@ -16,12 +16,25 @@ class PostprocessError(EngineError):
 
 
 class ModelLoadError(EngineError):
-    """The model file is missing, truncated, or not something this backend can run."""
+    """The model file is missing, truncated, or not something this backend can run.
 
-    def __init__(self, path: str, cause: str) -> None:
+    `any_backend` marks faults of the model itself (its metadata, its output shapes):
+    another backend would refuse it the same way, so nothing falls back and no message
+    suggests a different backend.
+    """
+
+    def __init__(self, path: str, cause: str, *, any_backend: bool = False) -> None:
         super().__init__(f"cannot load model {path}: {cause}")
         self.path = path
         self.cause = cause
+        self.any_backend = any_backend
+
+
+class ModelFileError(ModelLoadError):
+    """The model file (or a file it needs beside it) is missing or cannot be read."""
+
+    def __init__(self, path: str, cause: str) -> None:
+        super().__init__(path, cause, any_backend=True)
 
 
 class LabelsFileError(EngineError):

@@ -9,21 +9,22 @@ chosen in engines.postprocess from these facts and the output shapes.
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import yaml
-
-from engines.errors import LabelsFileError, ModelLoadError
+from engines.errors import LabelsFileError, ModelFileError, ModelLoadError
+from engines.metadata import class_names as checked_class_names
+from engines.metadata import literal, read_sidecar
 from engines.regular_file import open_regular
 
 log = logging.getLogger(__name__)
 
 DEFAULT_IMAGE_SIZE = 640
 """Ultralytics' default; used only when a dynamic-shape model carries no imgsz."""
+MIN_IMAGE_SIDE, MAX_IMAGE_SIDE = 32, 8192
+"""Input sides the postprocessing can use (a stride-32 grid needs at least one cell)."""
 
 
 def file_sha256(*paths: Path) -> str:
@@ -49,53 +50,44 @@ def model_files(path: Path) -> list[Path]:
             )
         path = found[0]
     if not path.is_file():
-        raise ModelLoadError(str(path), "file not found" if not path.exists() else "not a file")
+        raise ModelFileError(str(path), "file not found" if not path.exists() else "not a file")
     files = [path]
     if path.suffix.lower() == ".xml":
         weights = path.with_suffix(".bin")
         if not weights.is_file():
-            raise ModelLoadError(str(path), f"its weights file {weights.name} is missing")
+            raise ModelFileError(str(path), f"its weights file {weights.name} is missing")
         files.append(weights)
     return files
 
 
 def sidecar_metadata(path: Path) -> dict[str, str]:
-    """Ultralytics exports put `metadata.yaml` beside the model; read it if present."""
+    """Ultralytics exports put `metadata.yaml` beside the model; read it (bounded) if present.
+
+    A sidecar that is there but unusable is a ModelLoadError naming it, never ignored:
+    its class names would otherwise silently go missing.
+    """
     sidecar = path.parent / "metadata.yaml"
     if not sidecar.is_file():
         return {}
-    try:
-        data = yaml.safe_load(sidecar.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        log.warning("ignoring unreadable %s: %s", sidecar, exc)
-        return {}
-    if not isinstance(data, dict):
-        return {}
-    return {str(key): val if isinstance(val, str) else repr(val) for key, val in data.items()}
+    return read_sidecar(sidecar)
 
 
-def _literal(text: str) -> object:
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return None
-
-
-def class_names_from_metadata(metadata: Mapping[str, str]) -> tuple[str, ...]:
-    """Names from Ultralytics `names` ({0: 'person', ...}) or an IR's `labels` list."""
+def class_names_from_metadata(
+    metadata: Mapping[str, str], where: str = "model"
+) -> tuple[str, ...]:
+    """Names from Ultralytics `names` ({0: 'person', ...}) or an IR's `labels` list,
+    checked (ids 0..n-1, text names); a ModelLoadError naming `where` otherwise."""
     names = metadata.get("names")
     if names:
-        parsed = _literal(names)
-        if isinstance(parsed, dict):
-            return tuple(str(parsed[key]) for key in sorted(parsed))
-        if isinstance(parsed, list | tuple):
-            return tuple(str(name) for name in parsed)
+        found = checked_class_names(literal(names, where, "names"), where, "names")
+        if found is not None:
+            return found
+        raise ModelLoadError(where, f"metadata 'names' is not a list or map of class names: "
+                             f"{names[:80]!r}", any_backend=True)
     labels = metadata.get("labels")
     if labels:
-        parsed = _literal(labels)
-        if isinstance(parsed, list | tuple):
-            return tuple(str(name) for name in parsed)
-        return tuple(labels.split())
+        found = checked_class_names(literal(labels, where, "labels"), where, "labels")
+        return found if found is not None else tuple(labels.split())
     return ()
 
 
@@ -130,14 +122,28 @@ def read_labels(path: Path) -> tuple[str, ...]:
     return tuple(line.strip() for line in text.splitlines() if line.strip())
 
 
-def image_size_from_metadata(metadata: Mapping[str, str]) -> tuple[int, int] | None:
+def _usable_side(pixels: int) -> bool:
+    return MIN_IMAGE_SIDE <= pixels <= MAX_IMAGE_SIDE
+
+
+def image_size_from_metadata(
+    metadata: Mapping[str, str], where: str = "model"
+) -> tuple[int, int] | None:
     """Ultralytics `imgsz` ([h, w] or one int) for models exported with dynamic shapes."""
-    parsed = _literal(metadata.get("imgsz", ""))
-    if isinstance(parsed, int):
-        return parsed, parsed
-    if isinstance(parsed, list | tuple) and len(parsed) == 2:
-        return int(parsed[0]), int(parsed[1])
-    return None
+    text = metadata.get("imgsz", "")
+    if not text:
+        return None
+    parsed = literal(text, where, "imgsz")
+    if isinstance(parsed, int) and not isinstance(parsed, bool):
+        parsed = [parsed, parsed]
+    if (isinstance(parsed, list | tuple) and len(parsed) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in parsed)):
+        height, width = int(parsed[0]), int(parsed[1])
+        if _usable_side(height) and _usable_side(width):
+            return height, width
+    raise ModelLoadError(where, f"metadata 'imgsz' is {text[:40]!r}; expected a size or "
+                         f"[height, width] of {MIN_IMAGE_SIDE}..{MAX_IMAGE_SIDE} pixels",
+                         any_backend=True)
 
 
 def family_hint(metadata: Mapping[str, str]) -> str | None:
@@ -184,14 +190,18 @@ def input_layout(dims: Sequence[int]) -> str:
 
 
 def input_size(
-    dims: Sequence[int], layout: str, metadata: Mapping[str, str]
+    dims: Sequence[int], layout: str, metadata: Mapping[str, str], where: str = "model"
 ) -> tuple[int, int]:
     """Height and width we feed: the input's own, or imgsz (else 640) where dynamic."""
     height, width = (int(dims[2]), int(dims[3])) if layout == "NCHW" else (
         int(dims[1]), int(dims[2]))
     if height < 0 or width < 0:
         default = (DEFAULT_IMAGE_SIZE, DEFAULT_IMAGE_SIZE)
-        return image_size_from_metadata(metadata) or default
+        return image_size_from_metadata(metadata, where) or default
+    if not _usable_side(height) or not _usable_side(width):
+        raise ModelLoadError(where, f"its input is {width}x{height} pixels; the agent needs "
+                             f"{MIN_IMAGE_SIDE}..{MAX_IMAGE_SIDE} per side (export with "
+                             "imgsz=640)", any_backend=True)
     return height, width
 
 
@@ -204,5 +214,5 @@ def describe_input(
         layout = input_layout(dims)
     except ValueError as exc:
         raise ModelLoadError(path, str(exc)) from exc
-    height, width = input_size(dims, layout, metadata)
+    height, width = input_size(dims, layout, metadata, path)
     return layout, height, width

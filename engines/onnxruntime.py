@@ -113,7 +113,7 @@ class OnnxRuntimeEngine(Engine):
             name=name or path.stem,
             sha256=file_sha256(*files),
             family=family,
-            class_names=tuple(class_names or class_names_from_metadata(metadata)),
+            class_names=tuple(class_names or class_names_from_metadata(metadata, str(path))),
             output_shapes=output_shapes,
             metadata=metadata,
         )
@@ -132,15 +132,12 @@ class OnnxRuntimeEngine(Engine):
         )
 
     def _run(self, tensor: np.ndarray) -> InferResult:
-        try:
-            session = self._session
-            if session is None:
-                raise EngineError("engine is closed")
-            started = time.perf_counter()
-            outputs = session.run(None, {self._input_name: tensor})
-            return InferResult(outputs, (time.perf_counter() - started) * 1000)
-        finally:
-            self._slots.release()
+        session = self._session
+        if session is None:
+            raise EngineError("engine is closed")
+        started = time.perf_counter()
+        outputs = session.run(None, {self._input_name: tensor})
+        return InferResult(outputs, (time.perf_counter() - started) * 1000)
 
     def submit(self, tensor: np.ndarray) -> Future[InferResult]:
         """Queue one input; blocks while `in_flight` runs are already going."""
@@ -151,7 +148,11 @@ class OnnxRuntimeEngine(Engine):
             if self._closed:
                 self._slots.release()
                 raise EngineError("engine is closed")
-            return self._pool.submit(self._run, tensor)
+            future = self._pool.submit(self._run, tensor)
+        # The slot is freed when the future completes in any way, cancelled before it
+        # ran included (the pool then never calls _run, so a release there would leak).
+        future.add_done_callback(lambda _f: self._slots.release())
+        return future
 
     @property
     def parallelism(self) -> int:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engines.base import Engine, InferResult, ModelInfo
+from engines.base import Engine, InferResult, ModelInfo, settle
 from engines.errors import BackendUnavailableError, EngineError, ModelLoadError
 from engines.model_info import (
     class_names_from_metadata,
@@ -108,7 +108,7 @@ class OpenVinoEngine(Engine):
             name=name or path.stem,
             sha256=file_sha256(*files),
             family=family,
-            class_names=class_names or class_names_from_metadata(metadata),
+            class_names=class_names or class_names_from_metadata(metadata, str(path)),
             output_shapes=output_shapes,
             metadata=metadata,
         )
@@ -163,11 +163,15 @@ class OpenVinoEngine(Engine):
     @staticmethod
     def _done(request: ov.InferRequest, future: Future[InferResult]) -> None:
         """Runs on an OpenVINO thread: copy outputs out before the request is reused."""
+        if future.done():  # cancelled while it ran: nobody wants the outputs
+            return
         try:
-            outputs = [tensor.data.copy() for tensor in request.output_tensors]
-            future.set_result(InferResult(outputs, float(request.latency)))
+            result = InferResult([t.data.copy() for t in request.output_tensors],
+                                 float(request.latency))
         except Exception as exc:  # surfaced to the waiter, not lost
-            future.set_exception(exc)
+            settle(future, error=exc)
+        else:
+            settle(future, result)
 
     def submit(self, tensor: np.ndarray) -> Future[InferResult]:
         future: Future[InferResult] = Future()
@@ -199,7 +203,11 @@ class OpenVinoEngine(Engine):
             if self._closed:
                 return
             self._closed = True
-        self._queue.wait_all()
+        try:  # requests in flight finish; a late callback error must not fail the close
+            self._queue.wait_all()
+        except Exception as exc:  # logged: closing goes on regardless
+            log.warning("closing %s: a request in flight failed: %s", self.info.path,
+                        _first_line(exc, type(exc).__name__))
 
 
 def _first_line(exc: BaseException, fallback: str) -> str:

@@ -10,6 +10,7 @@ step then applies the class allow-list, per-class NMS and the detection cap.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -21,6 +22,10 @@ import numpy as np
 from engines.base import Detections, InputSpec
 from engines.errors import ModelLoadError
 from engines.model_info import family_hint
+from engines.output_checks import (  # noqa: F401 - re-exported: callers import them here
+    NonFiniteOutputError,
+    count_nonfinite,
+)
 from engines.preprocess import Letterbox
 
 logger = logging.getLogger(__name__)
@@ -36,33 +41,6 @@ class DetectionFilter:
     iou_threshold: float = 0.45
     max_detections: int = 100
     class_ids: np.ndarray | None = None
-
-
-class NonFiniteOutputError(ValueError):
-    """Every value a model produced for a frame is NaN or infinite."""
-
-
-def count_nonfinite(outputs: Sequence[np.ndarray]) -> int:
-    """How many output values are NaN or +-inf (postprocessing drops the boxes they touch).
-
-    Raises NonFiniteOutputError when no value at all is finite: no box can be made,
-    and the usual cause is a model that overflows in fp16.
-    """
-    bad = total = 0
-    for output in outputs:
-        array = np.asarray(output)
-        if array.dtype.kind != "f":
-            total += array.size
-            continue
-        bad += array.size - int(np.count_nonzero(np.isfinite(array)))
-        total += array.size
-    if total and bad == total:
-        raise NonFiniteOutputError(
-            f"every model output value is NaN or infinite ({bad} values); the usual cause "
-            "is fp16 overflow: run the model at full precision (backend.precision: f32 on "
-            "OpenVINO, fp32 on TensorRT) or re-export it"
-        )
-    return bad
 
 
 Postprocessor = Callable[[Sequence[np.ndarray], InputSpec, DetectionFilter], Detections]
@@ -166,13 +144,22 @@ def _finish(
     scores = np.asarray(scores, np.float32).reshape(-1)
     class_ids = np.asarray(class_ids, np.int32).reshape(-1)
     # NaN fails the threshold; +inf passes it, so boxes and scores must also be finite.
-    keep = (scores > options.score_threshold) & np.isfinite(scores) & np.isfinite(boxes).all(1)
+    # These rows passed the family's own prefilter: a non-finite one is a candidate that
+    # the decode math overflowed (finite outputs such as 1e30), counted for health.
+    finite = np.isfinite(scores) & np.isfinite(boxes).all(1)
+    nonfinite = int(scores.size - np.count_nonzero(finite))
+    keep = (scores > options.score_threshold) & finite
     if options.class_ids is not None:
         keep &= np.isin(class_ids, np.asarray(options.class_ids))
     if not keep.all():
         boxes, scores, class_ids = boxes[keep], scores[keep], class_ids[keep]
+    # A probability is at most 1 (the detections schema says so): higher means logits.
+    above = scores > 1.0
+    clipped = int(np.count_nonzero(above))
+    if clipped:
+        scores = np.minimum(scores, np.float32(1.0))
     if scores.size == 0:
-        return Detections.empty()
+        return Detections.empty(nonfinite, clipped)
     if nms and scores.size > 1:
         # Per-class NMS by moving each class to its own disjoint square. NMSBoxesBatched
         # does the same but offsets by max coordinate only: boxes reaching below -1 px
@@ -192,6 +179,8 @@ def _finish(
         np.ascontiguousarray(boxes[index]),
         np.ascontiguousarray(scores[index]),
         np.ascontiguousarray(class_ids[index]),
+        nonfinite,
+        clipped,
     )
 
 
@@ -223,6 +212,9 @@ def postprocess_ultralytics(
     array = _output(outputs, "ultralytics", expected)
     if array.ndim != 3 or array.shape[0] != 1 or array.shape[1] < 5:
         raise _shape_error("ultralytics", expected, array)
+    if array.shape[2] != anchor_count(spec.height, spec.width):
+        raise _shape_error("ultralytics",
+                           f"[1, 4+classes, {anchor_count(spec.height, spec.width)}]", array)
     channels = array[0]
     # max over the class axis of the channel-major array, argmax only where it passes.
     best = channels[4:].max(axis=0)
@@ -298,6 +290,15 @@ def postprocess_ssd(
     keep, class_ids, best = keep[foreground], class_ids[foreground], best[foreground]
     return _finish(boxes[0, keep] * to_pixels, best, class_ids, options, nms=True)
 
+
+FAMILY_OUTPUTS = {
+    "yolox": "[1, cells, 5+classes] (cells: 3549 at 416x416)",
+    "ultralytics": "[1, 4+classes, cells] (cells: 8400 at 640x640)",
+    "end2end": "[1, N, 6]",
+    "yolov5": "[1, N, 5+classes]",
+    "ssd": "boxes, scores (and classes)",
+}
+"""What each family's postprocessing takes, for load-time errors."""
 
 FAMILIES: dict[str, Family] = {
     "yolox": Family("yolox", postprocess_yolox, color="BGR", scale=1.0, pad_align="topleft"),
@@ -395,9 +396,10 @@ def postprocess(  # noqa: PLR0917 -- positional order is the pipeline's document
     boxes = letterbox.to_frame(found.boxes, frame_width, frame_height)
     visible = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
     if visible.all():
-        return Detections(boxes, found.scores, found.class_ids)
-    return Detections(
-        np.ascontiguousarray(boxes[visible]),
-        found.scores[visible],
-        found.class_ids[visible],
+        return dataclasses.replace(found, boxes=boxes)
+    return dataclasses.replace(
+        found,
+        boxes=np.ascontiguousarray(boxes[visible]),
+        scores=found.scores[visible],
+        class_ids=found.class_ids[visible],
     )

@@ -31,7 +31,7 @@ from engines.engine_cache import (
     resolve_precision,
     split_ultralytics_header,
 )
-from engines.errors import BackendUnavailableError, EngineError, ModelLoadError
+from engines.errors import BackendUnavailableError, EngineError, ModelFileError, ModelLoadError
 from engines.model_info import (
     class_names_from_metadata,
     file_sha256,
@@ -152,7 +152,7 @@ class TensorRtEngine(Engine):
         if num_contexts < 1:
             raise ValueError(f"num_contexts must be at least 1, not {num_contexts}")
         if not path.is_file():
-            raise ModelLoadError(str(path), "file not found" if not path.exists() else "not a file")
+            raise ModelFileError(str(path), "file not found" if not path.exists() else "not a file")
         if path.suffix.lower() not in (".onnx", *ENGINE_SUFFIXES):
             raise ModelLoadError(
                 str(path), "TensorRT runs .onnx, .engine or .plan files; an OpenVINO IR needs "
@@ -191,7 +191,7 @@ class TensorRtEngine(Engine):
             name=name or path.stem,
             sha256=file_sha256(path),
             family=family,
-            class_names=tuple(class_names or class_names_from_metadata(metadata)),
+            class_names=tuple(class_names or class_names_from_metadata(metadata, str(path))),
             output_shapes=output_shapes,
             metadata=metadata,
         )

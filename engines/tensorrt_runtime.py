@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from engines.base import InferResult
+from engines.base import InferResult, settle
 from engines.errors import BackendUnavailableError, EngineError
 
 try:
@@ -119,10 +119,10 @@ class ContextPool:
             while (job := self._jobs.get()) is not None:
                 tensor, future = job
                 try:
-                    if future.set_running_or_notify_cancel():
-                        future.set_result(slot.run(tensor))
+                    if not future.done():  # a cancelled request is skipped
+                        settle(future, slot.run(tensor))
                 except Exception as exc:  # surfaced to the waiter
-                    future.set_exception(exc)
+                    settle(future, error=exc)
                 finally:
                     self._free_slots.release()
             slot.free()

@@ -55,3 +55,46 @@ def dynamic_batch_model(samples: Path, out: Path) -> Path:
     path = out.with_suffix(".xml")
     ov.save_model(model, str(path), compress_to_fp16=False)
     return path
+
+
+def slow_model(samples: Path, out: Path, channels: int = 128, kernel: int = 15) -> Path:
+    """The sample behind three heavy convolutions on its input (3 -> C -> C -> 3
+    channels): inference takes seconds on a small CPU, so a request is still running
+    when a test cancels it or stops the agent. Its detections are meaningless."""
+    model = _sample(samples)
+    image = model.get_parameters()[0]
+    consumers = list(image.output(0).get_target_inputs())
+    rng = np.random.default_rng(0)
+    pad = [kernel // 2] * 2
+    node = image
+    for c_in, c_out in ((3, channels), (channels, channels), (channels, 3)):
+        weights = rng.random((c_out, c_in, kernel, kernel), np.float32) / (c_in * kernel**2)
+        node = ops.convolution(node, ops.constant(weights), [1, 1], pad, pad, [1, 1])
+    for target in consumers:
+        target.replace_source_output(node.output(0))
+    built = ov.Model([r.input_value(0) for r in model.get_results()], [image], "slow")
+    path = out.with_suffix(".xml")
+    ov.save_model(built, str(path), compress_to_fp16=False)
+    return path
+
+
+def shaped_model(
+    out: Path, output_shape: list[int], input_shape: list[int] | None = None,
+    fill: float = 0.0,
+) -> Path:
+    """A tiny real model whose one output has `output_shape`, every value `fill` (plus the
+    input's mean times zero, so the output depends on the input and is not folded away).
+
+    `input_shape` may hold -1 (dynamic). For models whose outputs can never fit a
+    family's postprocessing, and for models whose values overflow in it.
+    """
+    image = ops.parameter(ov.PartialShape(input_shape or [1, 3, 416, 416]), ov.Type.f32,
+                          name="images")
+    mean = ops.reduce_mean(image, ops.constant(np.array([0, 1, 2, 3])), False)
+    scaled = ops.multiply(mean, ops.constant(np.float32(0.0)))
+    values = ops.constant(np.full(output_shape, fill, np.float32))
+    output = ops.add(values, scaled)
+    path = out.with_suffix(".xml")
+    ov.save_model(ov.Model([output.output(0)], [image], "shaped"), str(path),
+                  compress_to_fp16=False)
+    return path

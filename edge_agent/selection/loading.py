@@ -20,7 +20,8 @@ from edge_agent.selection.policy import Candidate
 from edge_agent.selection.probe import HardwareReport
 from engines import registry
 from engines.base import Engine
-from engines.errors import EngineError, LabelsFileError
+from engines.detector import check_model
+from engines.errors import EngineError, LabelsFileError, ModelFileError, ModelLoadError
 from engines.model_info import read_labels
 from engines.postprocess import DetectionFilter
 
@@ -53,12 +54,17 @@ class Selection:
         return bool(self.fallbacks)
 
 
-def select_engine(config: AgentConfig, report: HardwareReport) -> Selection:
+def select_engine(
+    config: AgentConfig, report: HardwareReport, config_file: Path | str | None = None
+) -> Selection:
     """Load the model on the first candidate of the policy that works.
 
     With `backend: auto` a failing candidate (any exception, not only EngineError) is
     logged and the next one tried; a backend or device forced in the config is the only
-    candidate, and its failure is fatal as an EngineError.
+    candidate, and its failure is fatal as an EngineError. A fault of the model itself
+    (file missing, bad metadata, outputs that fit no postprocessing: found by one
+    warm-up inference, engines.detector.check_model) is fatal at once, without the
+    fallback hint: no other backend would do better.
     """
     backend = config.backend
     model = model_options(config.model)
@@ -70,22 +76,23 @@ def select_engine(config: AgentConfig, report: HardwareReport) -> Selection:
         options = _options(backend, candidate, config.state_dir)
         try:
             engine = registry.open_engine(candidate.backend, config.model.path, **model, **options)
+            _checked(engine)
+        except ModelFileError as exc:
+            where = f"{config_file}: " if config_file else ""
+            raise EngineError(
+                f"{where}model.path: {exc.path}: {exc.cause} (the model file; check the "
+                "path and that the agent's user can read it)"
+            ) from exc
+        except ModelLoadError as exc:
+            if exc.any_backend:
+                raise
+            _fall_back_or_fail(backend, candidate, exc, fallbacks)
+            continue
         except Exception as exc:  # a runtime mismatch raises anything; see below
             # EngineError is the expected failure; AttributeError, TypeError or RuntimeError
             # come from a runtime whose API differs from the one the backend was written
             # for. With `auto` both fall back: one odd runtime must not stop the boot.
-            label = candidate.label
-            why = str(exc) if isinstance(exc, EngineError) else f"{type(exc).__name__}: {exc}"
-            if policy.forced(backend):
-                raise EngineError(
-                    f"{label} is set in the config and cannot load the model: {why}. A forced "
-                    "backend does not fall back; use 'backend: {type: auto}' to allow that"
-                ) from exc
-            fallbacks.append(f"{label}: {why}")
-            if isinstance(exc, EngineError):
-                log.warning("%s failed, trying the next backend: %s", label, why)
-            else:
-                log.warning("%s failed, trying the next backend: %s", label, why, exc_info=exc)
+            _fall_back_or_fail(backend, candidate, exc, fallbacks)
             continue
         if model["class_names"] is not None:
             _check_label_count(config.model, engine)
@@ -94,6 +101,33 @@ def select_engine(config: AgentConfig, report: HardwareReport) -> Selection:
                         " | ".join(fallbacks))
         return Selection(engine, candidate.reason, tuple(fallbacks))
     raise EngineError("no inference backend could load the model: " + "; ".join(fallbacks))
+
+
+def _checked(engine: Engine) -> None:
+    """The warm-up check; the engine is closed when the model is refused."""
+    try:
+        check_model(engine)
+    except Exception:
+        engine.close()
+        raise
+
+
+def _fall_back_or_fail(
+    backend: BackendConfig, candidate: Candidate, exc: Exception, fallbacks: list[str]
+) -> None:
+    """A forced backend's failure is fatal; with auto it is noted and the next is tried."""
+    label = candidate.label
+    why = str(exc) if isinstance(exc, EngineError) else f"{type(exc).__name__}: {exc}"
+    if policy.forced(backend):
+        raise EngineError(
+            f"{label} is set in the config and cannot load the model: {why}. A forced "
+            "backend does not fall back; use 'backend: {type: auto}' to allow that"
+        ) from exc
+    fallbacks.append(f"{label}: {why}")
+    if isinstance(exc, EngineError):
+        log.warning("%s failed, trying the next backend: %s", label, why)
+    else:
+        log.warning("%s failed, trying the next backend: %s", label, why, exc_info=exc)
 
 
 def model_class_count(family: str, output_shapes: tuple[tuple[int, ...], ...]) -> int | None:

@@ -68,7 +68,7 @@ class Agent:
             stack.enter_context(state_files.exclusive(config.state_dir))
             report = probe()
             log.info("hardware: %s", summary_line(report))
-            selection = select_engine(config, report)
+            selection = select_engine(config, report, self.config_path)
             self._use(selection, detection_filter(config.model, selection.engine.info.class_names))
             stack.callback(lambda: self.engine and self.engine.close())
 
@@ -297,7 +297,7 @@ class Agent:
     def _load_new_model(self, new: AgentConfig) -> Selection:
         """The new engine, loaded while the old one keeps serving; raises on failure."""
         log.info("reload: loading model %s", new.model.path)
-        return select_engine(new, probe())
+        return select_engine(new, probe(), self.config_path)
 
     def _reloaded(self, *, ok: bool, error: str | None, applied: list[str]) -> None:
         """Record the outcome: log, retained info, and the file `edge-agent reload` reads."""

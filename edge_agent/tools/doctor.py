@@ -117,7 +117,7 @@ def check_model(config: AgentConfig) -> Check:
 
     from edge_agent.selection.loading import detection_filter
     from edge_agent.tools.snapshot import detect, open_engine
-    from engines.errors import EngineError, LabelsFileError
+    from engines.errors import EngineError, LabelsFileError, ModelFileError
 
     try:
         selection = open_engine(config)
@@ -126,6 +126,10 @@ def check_model(config: AgentConfig) -> Check:
         if isinstance(exc, LabelsFileError):  # the model is fine; its class names are not
             fix = (f"put the class names in {exc.path}, one per line in class-id order, as "
                    "UTF-8 text, or remove model.labels to use the model's own names")
+        elif damaged is not None and damaged.any_backend and not isinstance(
+                damaged, ModelFileError):  # its metadata or outputs: the file is intact
+            fix = ("re-export the model as the message says (docs/postprocess.md), or set "
+                   "model.family if it was guessed wrong")
         elif damaged is not None or "cannot load model" in str(exc):
             path = damaged.path if damaged is not None else config.model.path
             fix = (f"{path} is missing or damaged: copy it to the box again (compare its "

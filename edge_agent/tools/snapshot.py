@@ -172,12 +172,12 @@ def _measure_fps(capture: Any, seconds: float) -> float | None:
     return len(stamps) / elapsed if stamps and elapsed > 0 else None
 
 
-def open_engine(config: AgentConfig) -> Selection:
+def open_engine(config: AgentConfig, config_file: Path | str | None = None) -> Selection:
     """The engine the agent itself would run: same probe, same backend policy."""
     from edge_agent.selection.loading import select_engine
     from edge_agent.selection.probe import probe
 
-    return select_engine(config, probe())
+    return select_engine(config, probe(), config_file)
 
 
 def detect(engine: Engine, config: AgentConfig, image: np.ndarray) -> tuple[Detections, float]:
@@ -265,6 +265,7 @@ def describe(detections: Detections, class_names: tuple[str, ...]) -> list[str]:
 
 
 def _snapshot(args: argparse.Namespace) -> int:
+    from edge_agent import clock
     from edge_agent.config.loader import load_config
     from edge_agent.publish.payload import detections_payload
 
@@ -274,15 +275,16 @@ def _snapshot(args: argparse.Namespace) -> int:
     camera = find_camera(config, args.camera, str(args.config))
     output = args.output or Path(f"snapshot-{camera.id}.jpg")
     grab = grab_frame(camera)
-    selection = open_engine(config)
+    selection = open_engine(config, args.config)
     engine, reason = selection.engine, selection.reason
     try:
         detections, infer_ms = detect(engine, config, grab.image)
         names = engine.info.class_names
         write_jpeg(output, draw(grab.image, detections, names))
         if args.json:
-            payload = detections_payload(
+            payload = detections_payload(  # stamped and flagged as the agent's are
                 camera_id=camera.id, sequence=0, captured_at=time.time(),
+                clock_synced=clock.TRUST.synced(),
                 frame_width=grab.width, frame_height=grab.height, model=engine.info,
                 backend=engine.backend, device=engine.device, inference_ms=infer_ms,
                 detections=detections,
