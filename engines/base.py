@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
@@ -125,8 +126,22 @@ class Engine(abc.ABC):
         return self.submit(tensor).result()
 
     def raw_throughput(self, seconds: float) -> float:
-        """Frames/s of the bare engine on one fixed input, nothing else: the bench's ceiling."""
-        raise NotImplementedError
+        """Frames/s of the bare engine on one fixed input, nothing else: the bench's ceiling.
+
+        Every in-flight slot kept busy through `submit`; a backend with a faster bare path
+        of its own (OpenVINO's AsyncInferQueue) overrides this.
+        """
+        tensor = np.random.default_rng(0).random(self.input.shape).astype(self.input.dtype)
+        self.infer(tensor)  # warm-up
+        pending: list[Future[InferResult]] = []
+        count, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            pending = [f for f in pending if not f.done()]
+            pending.append(self.submit(tensor))
+            count += 1
+        for future in pending:
+            future.result()
+        return count / (time.perf_counter() - started)
 
     @property
     def parallelism(self) -> int:

@@ -158,20 +158,6 @@ class OnnxRuntimeEngine(Engine):
     def parallelism(self) -> int:
         return self._in_flight
 
-    def raw_throughput(self, seconds: float) -> float:
-        """Every slot busy on one fixed random input: the session's ceiling."""
-        tensor = np.random.default_rng(0).random(self.input.shape).astype(self.input.dtype)
-        self.infer(tensor)  # warm-up
-        pending: list[Future[InferResult]] = []
-        count, started = 0, time.perf_counter()
-        while time.perf_counter() - started < seconds:
-            pending = [f for f in pending if not f.done()]
-            pending.append(self.submit(tensor))
-            count += 1
-        for future in pending:
-            future.result()
-        return count / (time.perf_counter() - started)
-
     def close(self) -> None:
         """Runs in flight finish; later submits are refused."""
         with self._lock:

@@ -365,20 +365,6 @@ class TensorRtEngine(Engine):
     def parallelism(self) -> int:
         return self._pool.size if self._pool is not None else 0
 
-    def raw_throughput(self, seconds: float) -> float:
-        """All contexts busy on one fixed random input: the engine's ceiling, no postprocessing."""
-        tensor = np.random.default_rng(0).random(self.input.shape).astype(self.input.dtype)
-        self.infer(tensor)  # warm-up
-        pending: list[Future[InferResult]] = []
-        count, started = 0, time.perf_counter()
-        while time.perf_counter() - started < seconds:
-            pending = [f for f in pending if not f.done()]
-            pending.append(self.submit(tensor))
-            count += 1
-        for future in pending:
-            future.result()
-        return count / (time.perf_counter() - started)
-
     def close(self) -> None:
         """Queued jobs finish first; the engine is released once, by whoever stops the pool."""
         if self._pool is not None and self._pool.stop():

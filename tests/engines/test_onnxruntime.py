@@ -23,25 +23,9 @@ from engines.onnxruntime import OnnxRuntimeEngine
 from engines.openvino import OpenVinoEngine
 from engines.postprocess import DetectionFilter, postprocess
 from engines.preprocess import prepare
+from tests.helpers import onnx_metadata_entry
 
 FILTER = DetectionFilter(score_threshold=0.3)
-
-
-def _metadata_entry(key: bytes, value: bytes) -> bytes:
-    """One ONNX ModelProto.metadata_props entry (field 14), appended as protobuf allows."""
-
-    def varint(number: int) -> bytes:
-        out = b""
-        while True:
-            low, number = number & 0x7F, number >> 7
-            if not number:
-                return out + bytes([low])
-            out += bytes([low | 0x80])
-
-    def field(num: int, data: bytes) -> bytes:
-        return varint((num << 3) | 2) + varint(len(data)) + data
-
-    return field(14, field(1, key) + field(2, value))
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +81,7 @@ def test_model_is_described_as_openvino_describes_it(
 def test_class_names_and_imgsz_from_onnx_metadata(tmp_path: Path, model: Path) -> None:
     named = tmp_path / "named.onnx"
     names = "{" + ", ".join(f"{i}: 'thing{i}'" for i in range(80)) + "}"
-    named.write_bytes(model.read_bytes() + _metadata_entry(b"names", names.encode()))
+    named.write_bytes(model.read_bytes() + onnx_metadata_entry(b"names", names.encode()))
     with OnnxRuntimeEngine(named) as engine, OpenVinoEngine(named) as reference:
         assert engine.info.class_names[:2] == ("thing0", "thing1")
         assert engine.info.metadata["names"] == names
