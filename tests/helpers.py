@@ -200,6 +200,26 @@ def persistent_subscriber(broker: Broker, topic: str) -> Collector:
     return collector
 
 
+def snapshot_config(tmp_path: Path, samples: Path, cameras: str) -> Path:
+    """A config for the tools that need no broker (snapshot): its port is a free one."""
+    config = tmp_path / "agent.yaml"
+    config.write_text(f"""
+device_id: box1
+state_dir: {tmp_path / "state"}
+model:
+  path: {samples / "models" / "yolox_nano.onnx"}
+  labels: {samples / "models" / "coco_labels.txt"}
+backend:
+  type: openvino
+  device: CPU
+mqtt:
+  port: {free_port()}
+cameras:
+{cameras}
+""")
+    return config
+
+
 # -- the agent process -------------------------------------------------------------------
 
 

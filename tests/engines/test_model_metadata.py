@@ -20,7 +20,7 @@ from engines.errors import ModelLoadError
 from engines.model_info import class_names_from_metadata, image_size_from_metadata
 from engines.onnxruntime import OnnxRuntimeEngine
 from engines.openvino import OpenVinoEngine
-from tests.engines.test_openvino import _metadata_entry
+from tests.helpers import onnx_metadata_entry
 
 
 def billion_laughs(levels: int = 9) -> str:
@@ -104,7 +104,7 @@ def test_malformed_onnx_names_are_refused(
     folder: Path, names: str, said: str
 ) -> None:
     model = folder / "model.onnx"
-    model.write_bytes(model.read_bytes() + _metadata_entry(b"names", names.encode()))
+    model.write_bytes(model.read_bytes() + onnx_metadata_entry(b"names", names.encode()))
     for backend in (OpenVinoEngine, OnnxRuntimeEngine):
         with pytest.raises(ModelLoadError, match=r"model\.onnx") as caught:
             backend(model).close()

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Broker, first_frames
-from tests.edge_agent.test_agent import start_agent, write_config
+from tests.helpers import Broker, first_frames, start_agent, write_config
 from tests.models import slow_model
 
 

@@ -12,26 +12,7 @@ import numpy as np
 
 from edge_agent.tools.snapshot import draw, write_jpeg
 from engines.base import Detections
-from tests.helpers import REPO, free_port
-
-
-def write_config(tmp_path: Path, samples: Path, cameras: str) -> Path:
-    config = tmp_path / "agent.yaml"
-    config.write_text(f"""
-device_id: box1
-state_dir: {tmp_path / "state"}
-model:
-  path: {samples / "models" / "yolox_nano.onnx"}
-  labels: {samples / "models" / "coco_labels.txt"}
-backend:
-  type: openvino
-  device: CPU
-mqtt:
-  port: {free_port()}
-cameras:
-{cameras}
-""")
-    return config
+from tests.helpers import REPO, free_port, snapshot_config
 
 
 def snapshot(*args: str) -> subprocess.CompletedProcess[str]:
@@ -43,7 +24,8 @@ def snapshot(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_snapshot_draws_the_detections_of_one_frame(tmp_path: Path, samples: Path) -> None:
     video = samples / "media" / "vtest.mp4"
-    config = write_config(tmp_path, samples, f"  - id: street\n    type: file\n    path: {video}\n")
+    camera = f"  - id: street\n    type: file\n    path: {video}\n"
+    config = snapshot_config(tmp_path, samples, camera)
     out = tmp_path / "aim.jpg"
     done = snapshot("street", "--config", str(config), "-o", str(out))
     assert done.returncode == 0, done.stderr
@@ -72,7 +54,8 @@ def test_snapshot_draws_the_detections_of_one_frame(tmp_path: Path, samples: Pat
 
 def test_snapshot_json_is_the_agents_payload(tmp_path: Path, samples: Path) -> None:
     video = samples / "media" / "vtest.mp4"
-    config = write_config(tmp_path, samples, f"  - id: street\n    type: file\n    path: {video}\n")
+    camera = f"  - id: street\n    type: file\n    path: {video}\n"
+    config = snapshot_config(tmp_path, samples, camera)
     done = snapshot("street", "--config", str(config), "-o", str(tmp_path / "s.jpg"), "--json")
     assert done.returncode == 0, done.stderr
     body = json.loads(done.stdout)
@@ -86,7 +69,7 @@ def test_unknown_camera_lists_the_ids(tmp_path: Path, samples: Path) -> None:
     video = samples / "media" / "vtest.mp4"
     cameras = (f"  - id: street\n    type: file\n    path: {video}\n"
                f"  - id: yard\n    type: file\n    path: {video}\n")
-    done = snapshot("gate", "--config", str(write_config(tmp_path, samples, cameras)))
+    done = snapshot("gate", "--config", str(snapshot_config(tmp_path, samples, cameras)))
     assert done.returncode == 1
     assert "no camera with id 'gate'; cameras: street, yard" in done.stderr
 
@@ -95,7 +78,7 @@ def test_camera_without_frames_is_a_clear_error(tmp_path: Path, samples: Path) -
     port = free_port()  # nothing listens there
     cameras = f"  - id: gate\n    type: rtsp\n    url: rtsp://u:secret@127.0.0.1:{port}/live\n"
     out = tmp_path / "never.jpg"
-    done = snapshot("gate", "--config", str(write_config(tmp_path, samples, cameras)),
+    done = snapshot("gate", "--config", str(snapshot_config(tmp_path, samples, cameras)),
                     "-o", str(out))
     assert done.returncode == 1
     assert f"camera gate: nothing listens on 127.0.0.1:{port}" in done.stderr
@@ -105,7 +88,7 @@ def test_camera_without_frames_is_a_clear_error(tmp_path: Path, samples: Path) -
     empty = tmp_path / "empty.mp4"
     empty.write_bytes(b"")
     cameras = f"  - id: door\n    type: file\n    path: {empty}\n"
-    done = snapshot("door", "--config", str(write_config(tmp_path, samples, cameras)))
+    done = snapshot("door", "--config", str(snapshot_config(tmp_path, samples, cameras)))
     assert done.returncode == 1
     assert "camera door:" in done.stderr
 

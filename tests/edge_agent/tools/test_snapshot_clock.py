@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from edge_agent import cli, clock
-from tests.edge_agent.tools.test_snapshot import write_config
+from tests.helpers import snapshot_config
 
 
 @pytest.mark.parametrize("synced", [False, True])
@@ -25,7 +25,8 @@ def test_snapshot_json_carries_the_agents_clock_trust(
     trust = clock.ClockTrust(probe=lambda: synced)
     monkeypatch.setattr(clock, "TRUST", trust)
     video = samples / "media" / "vtest.mp4"
-    config = write_config(tmp_path, samples, f"  - id: street\n    type: file\n    path: {video}\n")
+    camera = f"  - id: street\n    type: file\n    path: {video}\n"
+    config = snapshot_config(tmp_path, samples, camera)
     code = cli.main(["snapshot", "street", "--config", str(config), "-o",
                      str(tmp_path / "s.jpg"), "--json"])
     assert code == 0
