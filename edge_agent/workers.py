@@ -114,19 +114,21 @@ class Worker:
     def _crashed(self, exc: BaseException) -> bool:
         """Record a crash; True when the body should run again."""
         self.crashes += 1
-        self.last_error = redact(f"{type(exc).__name__}: {exc}")  # may be published
+        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        self.last_error = redact(text)  # may be published
         again = self.restart and not self._stopping.is_set()
-        log.error(
-            "worker %s crashed (%s), %s", self.name, self.last_error,
-            "restarting" if again else "not restarted", exc_info=exc,
-        )
         if not again:
             self.state = WorkerState.DEAD
         if self._on_crash is not None:
             try:
-                self._on_crash(self, exc)
+                self._on_crash(self, exc)  # may give the worker up (stop)
             except Exception:
                 log.exception("worker %s: crash handler failed", self.name)
+        log.error(
+            "worker %s crashed (%s), %s", self.name, self.last_error,
+            "restarting" if again and not self._stopping.is_set() else "not restarted",
+            exc_info=exc,
+        )
         return again
 
 
