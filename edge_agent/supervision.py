@@ -103,16 +103,3 @@ class WorkerWatch:
                     f"({worker.crashes} so far): {error}"
                 )
         return failed, degraded
-
-    @staticmethod
-    def describe(workers: Iterable[Worker]) -> list[dict[str, object]]:
-        """The health message's `workers` list: every thread the agent relies on."""
-        return [
-            {
-                "name": worker.name,
-                "state": "dead" if is_broken(worker) else worker.state.value,
-                "crashes": worker.crashes,
-                "last_error": worker.last_error,
-            }
-            for worker in workers
-        ]

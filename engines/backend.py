@@ -183,6 +183,21 @@ def below_floor(version: str | None, floor: str) -> bool:
     return have is not None and want is not None and have < want
 
 
+def judge_module(
+    versions: Mapping[str, str | None], errors: Mapping[str, str], devices: tuple[str, ...],
+    *, module: str, title: str, floor: str, missing_hint: str = "",
+) -> RuntimeStatus:
+    """The status of a backend whose runtime is one Python module with a version floor."""
+    version = versions.get(module)
+    if version is None:
+        why = errors.get(module, "not installed")
+        return RuntimeStatus(False, "", f"{title} does not import: {why}{missing_hint}", devices)
+    if below_floor(version, floor):
+        return RuntimeStatus(False, f"{module} {version}", f"{title} {version} is older than "
+                             f"{floor}; pip install '{module}>={floor}'", devices)
+    return RuntimeStatus(True, f"{module} {version}", "", devices)
+
+
 def judge_modules(
     versions: Mapping[str, str | None], errors: Mapping[str, str], labels: tuple[str, ...],
     *, floor_label: str, floor: str, too_old: str,

@@ -14,8 +14,14 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from engines.backend import Backend, BackendSettings, RuntimeReading, RuntimeStatus, import_versions
-from engines.backend import below_floor as _below_floor
+from engines.backend import (
+    Backend,
+    BackendSettings,
+    RuntimeReading,
+    RuntimeStatus,
+    import_versions,
+    judge_module,
+)
 
 VERSION_FLOOR = "1.16"
 INSTALL = "install onnxruntime (pip install 'edge-agent[onnxruntime]')"
@@ -59,15 +65,8 @@ def read_runtime() -> RuntimeReading:
 def judge_runtime(
     versions: Mapping[str, str | None], errors: Mapping[str, str], devices: tuple[str, ...]
 ) -> RuntimeStatus:
-    version = versions.get("onnxruntime")
-    if version is None:
-        why = errors.get("onnxruntime", "not installed")
-        return RuntimeStatus(False, "", f"onnxruntime does not import: {why}; {INSTALL}", devices)
-    if _below_floor(version, VERSION_FLOOR):
-        return RuntimeStatus(False, f"onnxruntime {version}", f"onnxruntime {version} is older "
-                             f"than {VERSION_FLOOR}; pip install 'onnxruntime>={VERSION_FLOOR}'",
-                             devices)
-    return RuntimeStatus(True, f"onnxruntime {version}", "", devices)
+    return judge_module(versions, errors, devices, module="onnxruntime", title="onnxruntime",
+                        floor=VERSION_FLOOR, missing_hint=f"; {INSTALL}")
 
 
 BACKEND = Backend(

@@ -13,8 +13,14 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from engines.backend import Backend, BackendSettings, RuntimeReading, RuntimeStatus, import_versions
-from engines.backend import below_floor as _below_floor
+from engines.backend import (
+    Backend,
+    BackendSettings,
+    RuntimeReading,
+    RuntimeStatus,
+    import_versions,
+    judge_module,
+)
 
 VERSION_FLOOR = "2024.0"
 """pyproject.toml's openvino>=2024.0; keep in step."""
@@ -75,14 +81,8 @@ def read_runtime() -> RuntimeReading:
 def judge_runtime(
     versions: Mapping[str, str | None], errors: Mapping[str, str], devices: tuple[str, ...]
 ) -> RuntimeStatus:
-    version = versions.get("openvino")
-    if version is None:
-        return RuntimeStatus(False, "", "OpenVINO does not import: "
-                             + errors.get("openvino", "not installed"), devices)
-    if _below_floor(version, VERSION_FLOOR):
-        return RuntimeStatus(False, f"openvino {version}", f"OpenVINO {version} is older than "
-                             f"{VERSION_FLOOR}; pip install 'openvino>={VERSION_FLOOR}'", devices)
-    return RuntimeStatus(True, f"openvino {version}", "", devices)
+    return judge_module(versions, errors, devices, module="openvino", title="OpenVINO",
+                        floor=VERSION_FLOOR)
 
 
 BACKEND = Backend(
