@@ -102,13 +102,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"edge-agent: {problem}", file=sys.stderr)
         return 2
     try:
-        return int(args.handler(args))
+        code = int(args.handler(args))
     except ConfigError as exc:
         print(f"edge-agent: invalid configuration\n{exc}", file=sys.stderr)
-        return 2
+        code = 2
     except (AgentError, EngineError) as exc:
         print(f"edge-agent: {redact(str(exc))}", file=sys.stderr)
-        return 1
+        code = 1
+    if args.command == "run":  # its workers may still be in native code: see shutdown.py
+        from edge_agent.service.shutdown import exit_status
+
+        return exit_status(code)
+    return code
 
 
 if __name__ == "__main__":

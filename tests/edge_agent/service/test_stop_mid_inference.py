@@ -23,12 +23,6 @@ def clip(samples: Path, tmp_path: Path) -> Path:
     return first_frames(samples, tmp_path / "street.mp4", 40)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known open bug (about 1 run in 4): a pipeline thread that did not drain is still "
-           "inside OpenVINO when the interpreter exits, and the C++ runtime aborts "
-           "('terminate called without an active exception', exit -6); see the session note",
-)
 def test_sigterm_mid_inference_exits_0_without_a_traceback(
     tmp_path: Path, samples: Path, broker: Broker, unique_prefix: str, clip: Path
 ) -> None:
@@ -40,14 +34,14 @@ def test_sigterm_mid_inference_exits_0_without_a_traceback(
     log = tmp_path / "agent.log"
     agent = start_agent(config, log)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # the slow model compiles and warms up first
         while "running 1 camera" not in log.read_text():
             assert agent.poll() is None, log.read_text()
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)
         time.sleep(3.0)  # frames queued and in flight: more than 10 s of work
         agent.terminate()
-        code = agent.wait(timeout=60)
+        code = agent.wait(timeout=120)  # drain 10 s, then in-flight requests finish
     finally:
         if agent.poll() is None:
             agent.kill()
