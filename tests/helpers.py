@@ -13,6 +13,7 @@ import importlib
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -263,6 +264,7 @@ def start_agent(
 
     `env` adds variables to this process's environment (EDGE_AGENT_FAULT, say).
     """
+    own_metrics_port(config)
     with log.open("w") if log else contextlib.nullcontext() as sink:
         return subprocess.Popen(
             [sys.executable, "-m", "edge_agent.cli", "run", "--config", str(config)],
@@ -271,6 +273,19 @@ def start_agent(
             text=True,
             env={**os.environ, **(env or {})},
         )
+
+
+def own_metrics_port(config: Path) -> None:
+    """Give an agent whose config leaves /metrics at its default a free port instead of
+    9108, so agents of tests running in parallel (pytest-xdist) do not contend for it.
+
+    Appended at the end, so the YAML lines that tests assert on do not move; a config
+    with its own `health:` section or metrics address is left as it is.
+    """
+    text = config.read_text()
+    if "metrics_address" in text or re.search(r"^health:", text, re.MULTILINE):
+        return
+    config.write_text(f"{text.rstrip()}\nhealth:\n  metrics_address: 127.0.0.1:{free_port()}\n")
 
 
 def stop_agent(agent: subprocess.Popen[str], log: Path, timeout: float = 60.0) -> None:
