@@ -17,6 +17,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from edge_agent.config.rules import HOST, SLUG, MqttRules, Strict, TlsRules, default_device_id
+from edge_agent.config.zones import LineConfig, TrackerConfig, ZoneConfig, unique_shape_names
 from engines import registry
 from engines.backend import Backend
 
@@ -130,6 +131,10 @@ class CameraBase(Strict):
         10.0, ge=1.0, le=600.0,
         description="No frame for this long counts as a fault: the source is reopened.",
     )
+    zones: list[ZoneConfig] = Field(default_factory=list, description="Event zones (polygons).")
+    lines: list[LineConfig] = Field(default_factory=list, description="Counting lines.")
+    tracker: TrackerConfig = Field(default_factory=TrackerConfig, description="Tracking.")
+    _unique_shape_names = model_validator(mode="after")(unique_shape_names)
 
 
 class FileCamera(CameraBase):
