@@ -13,13 +13,14 @@ import json
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from edge_agent.capture.camera import Camera
-from edge_agent.config.detect import DetectConfig, MotionConfig
+from edge_agent.config.detect import DetectConfig, MaskConfig, MotionConfig
 from edge_agent.config.model import AgentConfig, FileCamera
 from edge_agent.errors import AgentError
 from edge_agent.pipeline import CameraPipeline
@@ -98,11 +99,14 @@ class GateRun:
     frames: dict[int, list[tuple[str, float, tuple[float, ...]]]]
 
 
-def play(config: AgentConfig, engine: Engine, clip: StillClip, detect: DetectConfig) -> GateRun:
+def play(
+    config: AgentConfig, engine: Engine, clip: StillClip, detect: DetectConfig,
+    masks: Sequence[MaskConfig] = (),
+) -> GateRun:
     """The whole clip through capture and pipeline, as the agent runs a file camera."""
     sink = CollectingSink()
     camera = Camera(FileCamera(id="motion", type="file", path=clip.path, realtime=False,
-                               detect=detect))
+                               detect=detect, masks=list(masks)))
     pipeline = CameraPipeline(camera, engine, sink,
                               detection_filter(config.model, engine.info.class_names))
     cpu, wall = time.process_time(), time.perf_counter()
