@@ -24,7 +24,8 @@ from edge_agent.config.detect import DetectConfig, MaskConfig, MotionConfig
 from edge_agent.config.model import AgentConfig, FileCamera
 from edge_agent.errors import AgentError
 from edge_agent.pipeline import CameraPipeline
-from edge_agent.selection.loading import detection_filter
+from edge_agent.selection.loading import detection_filter, select_engine
+from edge_agent.selection.probe import HardwareReport
 from engines.base import Engine
 
 RUN_TIMEOUT_S = 600.0
@@ -151,15 +152,30 @@ def compare(off: GateRun, on: GateRun, clip: StillClip) -> dict:
 
 def measure_motion(
     config: AgentConfig, engine: Engine, video: Path, motion: MotionConfig | None = None,
-    workdir: Path | None = None,
+    *, moving_s: float = 3.0, still_s: float = 5.0, cycles: int = 2,
 ) -> dict:
-    """Make the still-stretch clip from `video`, play it with the gate off, then on."""
+    """Make the still-stretch clip from `video` (see still_stretch_clip), play it with the
+    gate off, then on; the figures of `compare` and the motion settings used."""
     motion = motion or MotionConfig(enabled=True)
     with tempfile.TemporaryDirectory(prefix="edge-agent-motion-") as scratch:
-        clip = still_stretch_clip(video, Path(workdir or scratch) / "still-stretch.mp4")
+        clip = still_stretch_clip(video, Path(scratch) / "still-stretch.mp4",
+                                  moving_s=moving_s, still_s=still_s, cycles=cycles)
         off = play(config, engine, clip, DetectConfig())
         on = play(config, engine, clip, DetectConfig(motion=motion))
         return {**compare(off, on, clip), "motion": motion.model_dump()}
+
+
+def motion_figures(config: AgentConfig, hardware: HardwareReport, video: Path) -> dict:
+    """`bench --motion`: the config's model and backend, gate off vs on, on a 60 s clip
+    (3 times 5 s moving, 15 s still); the config's first camera's detect.motion when it
+    is enabled, else the defaults."""
+    motion = next((cam.detect.motion for cam in config.cameras if cam.detect.motion.enabled),
+                  None)
+    engine = select_engine(config, hardware).engine
+    try:
+        return measure_motion(config, engine, video, motion, moving_s=5, still_s=15, cycles=3)
+    finally:
+        engine.close()
 
 
 def format_motion(report: dict) -> str:
