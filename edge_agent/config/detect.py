@@ -32,7 +32,7 @@ class MotionConfig(Strict):
     threshold: float = Field(
         0.003, gt=0.0, le=1.0,
         description="Share (0-1) of the grey cells that must change for a frame to count as "
-        "motion: 0.003 is about 7 cells of 64x36, a person far away.",
+        "motion: 0.003 is 7 of the 2304 cells of 64x36.",
     )
     pixel_threshold: int = Field(
         15, ge=1, le=255,
