@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edge_agent.cli import build_parser
 from edge_agent.config.detect import DetectConfig, MaskConfig, MotionConfig
 from edge_agent.config.model import AgentConfig
 from edge_agent.tools.bench_motion import (
@@ -122,3 +123,9 @@ def test_a_mask_over_the_pavement_removes_the_people_walking_on_it(
     assert anchors
     assert min(anchors) >= 384 * 0.5 - 0.5
 
+
+
+def test_bench_has_the_motion_flag() -> None:
+    parser = build_parser()
+    assert parser.parse_args(["bench", "--motion"]).motion is True
+    assert parser.parse_args(["bench"]).motion is False
