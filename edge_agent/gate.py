@@ -20,6 +20,11 @@ RATE_SLACK = 0.25
 rate, with jittery timestamps, must keep every frame."""
 
 
+KEPT_PER_COMPARE = 32
+"""Grey images kept per compare_s at most: memory stays bounded at any frame rate, and the
+compared frame is between compare_s and compare_s * (1 + 1/32) old."""
+
+
 @dataclass(frozen=True)
 class GateStats:
     """What health shows of one camera's gate: frames skipped per reason, motion now."""
@@ -107,7 +112,8 @@ class MotionDetector:
             self.changed = float(np.count_nonzero(difference > self.config.pixel_threshold)) / (
                 difference.size)
             moving = self.changed >= self.config.threshold
-        recent.append((now, grey))
+        if not recent or now - recent[-1][0] >= self.config.compare_s / KEPT_PER_COMPARE:
+            recent.append((now, grey))
         return moving
 
 

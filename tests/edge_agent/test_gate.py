@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from edge_agent.config.detect import DetectConfig, MotionConfig
-from edge_agent.gate import RATE_SLACK, FrameGate, MotionDetector, RateLimiter
+from edge_agent.gate import (
+    KEPT_PER_COMPARE,
+    RATE_SLACK,
+    FrameGate,
+    MotionDetector,
+    RateLimiter,
+)
 
 BLANK = np.full((72, 128, 3), 100, np.uint8)
 
@@ -199,3 +205,11 @@ def test_the_rate_limiter_grid_survives_a_restart() -> None:
     assert limiter.due(0.2)
     limiter.restart(0.13)
     assert limiter.next_due == pytest.approx(0.38)
+
+
+def test_the_frames_kept_for_comparison_stay_few_at_any_frame_rate() -> None:
+    detector = MotionDetector(MotionConfig(enabled=True, compare_s=10.0))
+    for index in range(3000):  # 100 s at 30 fps
+        detector.moving(BLANK, index / 30)
+    assert len(detector.recent) <= KEPT_PER_COMPARE + 2
+    assert 10.0 <= 3000 / 30 - detector.recent[0][0] - 1 / 30 <= 10.0 * (1 + 1 / 32) + 0.07
