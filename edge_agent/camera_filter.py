@@ -42,12 +42,15 @@ def class_id(key: ClassKey, class_names: Sequence[str]) -> int | None:
 
 
 def class_problems(config: AgentConfig, class_names: Sequence[str]) -> list[tuple[Loc, str]]:
-    """(key path, text) for every class in cameras' detect/masks this model does not have."""
+    """(key path, text) for every class in enabled cameras' detect/masks this model does not
+    have (a disabled camera is checked when a reload enables it)."""
     known = ", ".join(class_names) or "(the model has no class names)"
     if len(known) > MAX_NAMES_SHOWN:
         known = known[:MAX_NAMES_SHOWN] + " ..."
     found: list[tuple[Loc, str]] = []
     for index, camera in enumerate(config.cameras):
+        if not camera.enabled:
+            continue
         keys: list[tuple[Loc, ClassKey]] = [
             (("cameras", index, "detect", section, key), key)
             for section in ("min_score", "min_area")

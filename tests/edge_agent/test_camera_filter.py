@@ -172,6 +172,11 @@ def test_unknown_classes_are_refused_at_load_with_file_and_line(tmp_path: Path) 
     config = load_config(path)
     many = ("person", "persn", "car", *(f"class{i}" for i in range(10)))  # ids 0-12
     check_classes(config, many, path)  # every class known: no error
+    disabled = config.model_copy(update={"cameras": [
+        config.cameras[0].model_copy(update={"enabled": False}),
+        config.cameras[0].model_copy(update={"id": "other", "detect": DetectConfig(),
+                                             "masks": []})]})
+    check_classes(disabled, NAMES, path)  # checked when a reload enables it
     with pytest.raises(ConfigError) as error:
         check_classes(config, NAMES, path)
     lines = str(error.value).splitlines()
