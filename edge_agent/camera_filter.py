@@ -118,8 +118,10 @@ class CameraFilter:
     """
 
     def __init__(
-        self, detect: DetectConfig, masks: Iterable[MaskConfig], class_names: Sequence[str]
+        self, detect: DetectConfig, masks: Iterable[MaskConfig], class_names: Sequence[str],
+        counts_from: CameraFilter | None = None,
     ) -> None:
+        """`counts_from`: the filter this one replaces (a reload); its counts go on here."""
         self.count = max(len(class_names), 1 + max(
             (_ids(detect.min_score, class_names) + _ids(detect.min_area, class_names)), default=0))
         self.min_score = self._table(detect.min_score, class_names)
@@ -134,7 +136,9 @@ class CameraFilter:
         ]
         self.active = bool(detect.min_score or detect.min_area or self.masks)
         self._pixels: dict[tuple[int, int], list[np.ndarray]] = {}
-        self.removed_score = self.removed_area = self.removed_mask = 0
+        counted = counts_from.stats() if counts_from is not None else FilterStats(0, 0, 0)
+        self.removed_score, self.removed_area, self.removed_mask = (
+            counted.min_score, counted.min_area, counted.mask)
 
     def _table(self, values: dict[str, float], class_names: Sequence[str]) -> np.ndarray:
         table = np.zeros(self.count, np.float64)

@@ -127,7 +127,8 @@ class FrameGate:
     stretch is inferred at once, whatever the spacing says.
     """
 
-    def __init__(self, config: DetectConfig) -> None:
+    def __init__(self, config: DetectConfig, counts_from: FrameGate | None = None) -> None:
+        """`counts_from`: the gate this one replaces (a reload); its counts go on here."""
         self.config = config
         self.rate = RateLimiter(config.fps)
         motion = config.motion
@@ -135,8 +136,8 @@ class FrameGate:
         keepalive = motion.keepalive_fps if motion.enabled else None
         self.keepalive = RateLimiter(keepalive) if keepalive else None
         """None: a still scene is never inferred (keepalive_fps 0)."""
-        self.skipped_rate = 0
-        self.skipped_motion = 0
+        self.skipped_rate = counts_from.skipped_rate if counts_from else 0
+        self.skipped_motion = counts_from.skipped_motion if counts_from else 0
         self.motion_until = float("-inf")
         """Seconds (frame clock) up to which the scene counts as moving."""
         self.active = False

@@ -196,13 +196,9 @@ class CameraPipeline:
     def retune(self, config: CameraConfig) -> None:
         """Apply a reloaded camera's `detect` and `masks` in place, between two frames:
         capture and frames in flight go on; counts carry over."""
-        gate, rules = FrameGate(config.detect), CameraFilter(
-            config.detect, config.masks, self.engine.info.class_names)
-        gate.skipped_rate, gate.skipped_motion = self.gate.skipped_rate, self.gate.skipped_motion
-        old = self.camera_filter
-        rules.removed_score, rules.removed_area, rules.removed_mask = (
-            old.removed_score, old.removed_area, old.removed_mask)
-        self.gate, self.camera_filter = gate, rules
+        self.gate = FrameGate(config.detect, counts_from=self.gate)
+        self.camera_filter = CameraFilter(config.detect, config.masks,
+                                          self.engine.info.class_names, self.camera_filter)
 
     @property
     def frames_handled(self) -> int:

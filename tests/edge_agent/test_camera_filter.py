@@ -11,7 +11,13 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_agent.camera_filter import CameraFilter, check_classes, class_id, inside
+from edge_agent.camera_filter import (
+    CameraFilter,
+    FilterStats,
+    check_classes,
+    class_id,
+    inside,
+)
 from edge_agent.config.detect import DetectConfig, MaskConfig
 from edge_agent.config.loader import load_config
 from edge_agent.errors import ConfigError
@@ -188,3 +194,11 @@ def test_unknown_classes_are_refused_at_load_with_file_and_line(tmp_path: Path) 
         f"{path}:14: cameras[0].masks[0].classes[1]: '12' is not a class of this model; "
         "allowed: an id 0 to 3 or one of person, bicycle, car, traffic_light",
     ]
+
+
+def test_a_replacing_filter_keeps_counting_where_the_old_one_stopped() -> None:
+    old = CameraFilter(DetectConfig(min_score={"person": 0.5}), [], NAMES)
+    old.filter(detections((0, 0, 5, 5, 0.1, 0)), W, H)
+    new = CameraFilter(DetectConfig(min_area={"person": 100}), [ROAD], NAMES, old)
+    new.filter(detections((0, 0, 5, 5, 0.9, 0), (0, 0, 50, 300, 0.9, 0)), W, H)
+    assert new.stats() == FilterStats(min_score=1, min_area=1, mask=1)

@@ -213,3 +213,13 @@ def test_the_frames_kept_for_comparison_stay_few_at_any_frame_rate() -> None:
         detector.moving(BLANK, index / 30)
     assert len(detector.recent) <= KEPT_PER_COMPARE + 2
     assert 10.0 <= 3000 / 30 - detector.recent[0][0] - 1 / 30 <= 10.0 * (1 + 1 / 32) + 0.07
+
+
+def test_a_replacing_gate_keeps_counting_where_the_old_one_stopped() -> None:
+    old = FrameGate(DetectConfig(fps=1))
+    admitted(old, capture_times(3, 10, 5, 0.1))
+    new = FrameGate(DetectConfig(motion=MOTION), counts_from=old)
+    assert (new.skipped_rate, new.skipped_motion) == (old.skipped_rate, 0)
+    run_scene(new, "s" * 30)
+    assert new.skipped_motion > 0
+    assert new.skipped_rate == old.skipped_rate > 0
