@@ -98,6 +98,8 @@ class GateRun:
     skipped_motion: int
     skipped_rate: int
     frames: dict[int, list[tuple[str, float, tuple[float, ...]]]]
+    handled: int
+    """Frames inferred or skipped: what the systemd watchdog counts as progress."""
 
 
 def play(
@@ -124,7 +126,7 @@ def play(
     gate = pipeline.gate.stats()
     return GateRun(pipeline.times.frames, time.process_time() - cpu,
                    time.perf_counter() - wall, gate.skipped_motion, gate.skipped_rate,
-                   sink.frames)
+                   sink.frames, pipeline.frames_handled)
 
 
 def compare(off: GateRun, on: GateRun, clip: StillClip) -> dict:

@@ -79,6 +79,7 @@ def test_motion_gate_saves_the_still_spans_and_loses_no_moving_frame(
     inferred_still = [i for i in on.frames if clip.still[i]]
     assert 2 * 13 <= len(inferred_still) <= 2 * 19
     assert on.inferred == len(on.frames) == clip.frames - on.skipped_motion
+    assert on.handled == off.handled == clip.frames  # the watchdog sees every frame as progress
     assert report["inferences_saved"] >= 60
     assert report["moving_frames_lost"] == 0
     moving = [i for i in range(clip.frames) if not clip.still[i]]
@@ -101,6 +102,7 @@ def test_detect_fps_and_the_camera_rules_on_the_real_pipeline(
     rules, off = runs["rules"], runs["off"]
     assert rules.inferred == pytest.approx(clip.frames / 2, abs=2)  # 5 of the clip's 10 fps
     assert rules.skipped_rate == clip.frames - rules.inferred
+    assert rules.handled == clip.frames
     assert np.diff(sorted(rules.frames)).max() <= 3  # evenly spaced on the video's clock
     people = [d for frame in rules.frames.values() for d in frame if d[0] == "person"]
     assert people
