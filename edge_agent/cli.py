@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="measure this backend instead of the config's; all: every "
                        "backend whose runtime is present here, side by side")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
+    bench.add_argument("--motion", action="store_true",
+                       help="also the motion gate off vs on, on a clip with still stretches "
+                       "made from the video: inferences, CPU seconds, detections kept")
     bench.set_defaults(handler=_bench)
 
     for module_name in COMMAND_MODULES:

@@ -16,8 +16,11 @@ from typing import Protocol
 
 import numpy as np
 
+from edge_agent.camera_filter import CameraFilter, FilterStats
 from edge_agent.capture.camera import Camera, Frame
 from edge_agent.capture.state import CameraState, CameraStats
+from edge_agent.config.model import CameraConfig
+from edge_agent.gate import FrameGate, GateStats
 from edge_agent.health.drift import DriftReport, DriftWatch
 from edge_agent.publish.payload import detections_payload
 from edge_agent.supervision import GuardedWorker, is_broken
@@ -111,6 +114,10 @@ class PipelineStats:
     """p50, p95 of capture to publish, same frames; None before the first."""
     drift: DriftReport | None
     """None when drift watch is off."""
+    gate: GateStats | None = None
+    """Frames not inferred (detect.fps, motion gate); see edge_agent.gate."""
+    ignored: FilterStats | None = None
+    """Detections removed by detect.min_score, detect.min_area and masks."""
 
 
 @dataclass
@@ -156,6 +163,10 @@ class CameraPipeline:
         self._failures_logged = 0
         self.output_problem: str | None = None
         """Set while the model's whole output is NaN/inf (degrades health); None when fine."""
+        self.gate = FrameGate(camera.config.detect)
+        self.camera_filter = CameraFilter(
+            camera.config.detect, camera.config.masks, engine.info.class_names
+        )
         self._stop = threading.Event()
         self._worker = GuardedWorker(f"pipeline-{camera.id}", self._run, on_crash=self._crashed)
 
@@ -179,7 +190,21 @@ class CameraPipeline:
             inference_ms=None if inference is None else (inference[0], inference[1], inference[2]),
             end_to_end_ms=None if end_to_end is None else (end_to_end[0], end_to_end[1]),
             drift=self.drift.report() if self.drift is not None else None,
+            gate=self.gate.stats(), ignored=self.camera_filter.stats(),
         )
+
+    def retune(self, config: CameraConfig) -> None:
+        """Apply a reloaded camera's `detect` and `masks` in place, between two frames:
+        capture and frames in flight go on; counts carry over."""
+        self.gate = FrameGate(config.detect, counts_from=self.gate)
+        self.camera_filter = CameraFilter(config.detect, config.masks,
+                                          self.engine.info.class_names, self.camera_filter)
+
+    @property
+    def frames_handled(self) -> int:
+        """Frames inferred or skipped by the gate: what the watchdog counts as progress
+        (a still scene with motion gating infers little, and is not hung)."""
+        return self.times.frames + self.gate.skipped_rate + self.gate.skipped_motion
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop after the frames already captured and in flight are published."""
@@ -236,6 +261,8 @@ class CameraPipeline:
                 self._finish(inflight.popleft())
                 continue
             frame = frames.get(timeout=0.0 if inflight else 0.1)
+            if frame is not None and not self._admit(frame):
+                continue  # counted by the gate; never published as "nothing there"
             if frame is not None:
                 try:
                     inflight.append(self._submit(frame))
@@ -249,6 +276,14 @@ class CameraPipeline:
         self.in_flight = 0
         for item in inflight:
             item.pending.cancel()
+
+    def _admit(self, frame: Frame) -> bool:
+        """Whether the frame gate lets this frame through to inference."""
+        try:
+            return self.gate.admit(frame.image, frame.timeline)
+        except Exception as exc:  # the gate is an optimisation: infer rather than lose it
+            self._frame_failed(frame, "frame gate failed", exc)
+            return True
 
     def _submit(self, frame: Frame) -> _InFlight:
         return _InFlight(frame, self.detector.submit(frame.image, self.options))
@@ -326,6 +361,8 @@ class CameraPipeline:
         started = time.perf_counter()
         detections = detected.detections if self._note_outputs(detected) else None
         if detections is not None:
+            detections = self.camera_filter.filter(
+                detections, detected.frame_width, detected.frame_height)
             self._send(frame, detected, detections)
         published_at = time.monotonic()
         totals = self.times.totals

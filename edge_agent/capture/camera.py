@@ -70,6 +70,15 @@ class Frame:
     """time.monotonic() at capture: latencies survive a wall-clock step."""
     clock_synced: bool = True
     """Whether the wall clock was synchronised when `captured_at` was read."""
+    video_mono: float | None = None
+    """A file read at full speed (realtime: false): the frame's time on the video's own
+    clock (first frame's captured_mono + frames / file fps); None for other sources."""
+
+    @property
+    def timeline(self) -> float:
+        """Seconds (monotonic) on the source's own clock: rates and durations (detect.fps,
+        motion keep-alive) follow the video, not the speed of inference."""
+        return self.captured_mono if self.video_mono is None else self.video_mono
 
 
 class FrameQueue:
@@ -332,6 +341,9 @@ class Camera:
         fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
         interval = 1.0 / fps if pace and 0 < fps < 1000 else 0.0
         next_due = time.monotonic()
+        unpaced_file = isinstance(config, FileCamera) and not pace
+        video_step = 1.0 / fps if 0 < fps < 1000 else 1.0 / 25
+        video_start: float | None = None
         while not self._stop.is_set():
             started = time.perf_counter()
             ok, image = capture.read()
@@ -352,9 +364,13 @@ class Camera:
             self.captured += 1
             self.last_frame_at = time.monotonic()
             self._check_size(image)
+            if unpaced_file and video_start is None:
+                video_start = self.last_frame_at
             frame = Frame(
                 self.id, sequence, image, time.time(), decode_ms,
                 captured_mono=self.last_frame_at, clock_synced=TRUST.synced(),
+                video_mono=None if video_start is None else (
+                    video_start + (sequence - first) * video_step),
             )
             self.frames.put(frame, self._stop)
             sequence += 1

@@ -16,7 +16,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from edge_agent.config.detect import DetectConfig, MaskConfig, unique_mask_names
 from edge_agent.config.rules import HOST, SLUG, MqttRules, Strict, TlsRules, default_device_id
+from edge_agent.config.zones import LineConfig, TrackerConfig, ZoneConfig, unique_shape_names
 from engines import registry
 from engines.backend import Backend
 
@@ -130,6 +132,13 @@ class CameraBase(Strict):
         10.0, ge=1.0, le=600.0,
         description="No frame for this long counts as a fault: the source is reopened.",
     )
+    zones: list[ZoneConfig] = Field(default_factory=list, description="Event zones (polygons).")
+    lines: list[LineConfig] = Field(default_factory=list, description="Counting lines.")
+    tracker: TrackerConfig = Field(default_factory=TrackerConfig, description="Tracking.")
+    _unique_shape_names = model_validator(mode="after")(unique_shape_names)
+    detect: DetectConfig = Field(default_factory=DetectConfig, description="Detect rate, limits.")
+    masks: list[MaskConfig] = Field(default_factory=list, description="Ignore detections here.")
+    _unique_mask_names = model_validator(mode="after")(unique_mask_names)
 
 
 class FileCamera(CameraBase):

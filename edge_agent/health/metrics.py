@@ -101,6 +101,25 @@ def _agent_metrics(snapshot: HealthSnapshot) -> Iterator[Metric]:
     )
 
 
+def _gate_metrics(cameras: tuple[CameraHealth, ...]) -> Iterator[Metric]:
+    """Frames the gate skipped and detections the camera's rules removed, by reason."""
+    skipped = CounterMetricFamily(
+        "edge_agent_camera_frames_skipped", "Frames not inferred: rate (detect.fps) or "
+        "motion (still scene, detect.motion).", labels=["camera", "reason"])
+    ignored = CounterMetricFamily(
+        "edge_agent_camera_detections_ignored", "Detections removed by min_score, min_area "
+        "or a mask.", labels=["camera", "rule"])
+    for camera in cameras:
+        frames, rules = camera.frames_skipped, camera.detections_ignored
+        for reason, count in (("rate", frames.rate), ("motion", frames.motion)):
+            skipped.add_metric([camera.id, reason], count)
+        for rule, count in (("min_score", rules.min_score), ("min_area", rules.min_area),
+                            ("mask", rules.mask)):
+            ignored.add_metric([camera.id, rule], count)
+    yield skipped
+    yield ignored
+
+
 def _camera_metrics(cameras: tuple[CameraHealth, ...]) -> Iterator[Metric]:
     for key, name, text in CAMERA_COUNTERS:
         family = CounterMetricFamily(name, text, labels=["camera"])
@@ -114,6 +133,7 @@ def _camera_metrics(cameras: tuple[CameraHealth, ...]) -> Iterator[Metric]:
             if value is not None:
                 family.add_metric([camera.id], value)
         yield family
+    yield from _gate_metrics(cameras)
     state = GaugeMetricFamily(
         "edge_agent_camera_state", "1 for the camera's current state.", labels=["camera", "state"]
     )

@@ -24,6 +24,7 @@ from edge_agent.health.drift import DriftWatch
 from edge_agent.health.parts import (
     drift_health,
     engine_health,
+    gate_health,
     mqtt_health,
     rounded,
     system_health,
@@ -322,6 +323,7 @@ class HealthMonitor:
     def _camera(self, stats: PipelineStats, now: float) -> CameraHealth:
         camera = stats.camera
         last = camera.last_frame_at
+        skipped, motion, ignored = gate_health(stats.gate, stats.ignored)
         return CameraHealth(
             id=camera.id,
             state=stats.state,
@@ -343,6 +345,7 @@ class HealthMonitor:
             end_to_end_ms=EndToEndLatency(*rounded(stats.end_to_end_ms, 2)),
             queue=QueueHealth(frames=camera.queued, in_flight=stats.in_flight),
             drift=None if stats.drift is None else drift_health(stats.drift),
+            frames_skipped=skipped, motion_active=motion, detections_ignored=ignored,
         )
 
 

@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING
 from edge_agent.health.drift import DriftReport
 from edge_agent.health.snapshot import (
     BackendHealth,
+    DetectionsIgnored,
     DiskHealth,
     DriftHealth,
+    FramesSkipped,
     ModelHealth,
     MqttHealth,
     SystemHealth,
@@ -25,6 +27,8 @@ from edge_agent.supervision import is_broken
 from edge_agent.workers import Worker
 
 if TYPE_CHECKING:
+    from edge_agent.camera_filter import FilterStats
+    from edge_agent.gate import GateStats
     from edge_agent.publish.stats import PublisherStats
     from engines.base import Engine
 
@@ -102,6 +106,21 @@ def drift_health(report: DriftReport) -> DriftHealth:
         state=report.state, score=report.score, reasons=tuple(report.reasons),
         samples=report.samples, baseline=report.baseline, current=report.current,
         components=report.components, class_rates=report.class_rates,
+    )
+
+
+def gate_health(
+    gate: GateStats | None, ignored: FilterStats | None
+) -> tuple[FramesSkipped, bool | None, DetectionsIgnored]:
+    """The camera's frame gate and detection rules: frames_skipped, motion_active and
+    detections_ignored of CameraHealth."""
+    return (
+        FramesSkipped(rate=gate.skipped_rate if gate else 0,
+                      motion=gate.skipped_motion if gate else 0),
+        gate.motion_active if gate else None,
+        DetectionsIgnored(min_score=ignored.min_score if ignored else 0,
+                          min_area=ignored.min_area if ignored else 0,
+                          mask=ignored.mask if ignored else 0),
     )
 
 

@@ -78,6 +78,25 @@ class QueueHealth:
 
 
 @dataclass(frozen=True)
+class FramesSkipped:
+    """Frames not inferred, by reason (edge_agent.gate); never published."""
+
+    rate: int
+    """Above the camera's detect.fps."""
+    motion: int
+    """Still scene between keep-alive frames (detect.motion)."""
+
+
+@dataclass(frozen=True)
+class DetectionsIgnored:
+    """Detections removed by the camera's own rules, by the first rule each failed."""
+
+    min_score: int
+    min_area: int
+    mask: int
+
+
+@dataclass(frozen=True)
 class DriftHealth:
     state: str
     """disabled, learning or watching."""
@@ -112,6 +131,10 @@ class CameraHealth:
     end_to_end_ms: EndToEndLatency
     queue: QueueHealth
     drift: DriftHealth | None
+    frames_skipped: FramesSkipped
+    motion_active: bool | None
+    """Whether the motion gate sees motion now; None when it is off."""
+    detections_ignored: DetectionsIgnored
 
 
 @dataclass(frozen=True)

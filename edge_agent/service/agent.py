@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from edge_agent import __version__
+from edge_agent.camera_filter import check_classes
 from edge_agent.capture.camera import Camera
 from edge_agent.capture.state import CameraState
 from edge_agent.config.loader import load_config
@@ -70,6 +71,7 @@ class Agent:
             log.info("hardware: %s", summary_line(report))
             selection = select_engine(config, report, self.config_path)
             self._use(selection, detection_filter(config.model, selection.engine.info.class_names))
+            check_classes(config, selection.engine.info.class_names, self.config_path)
             stack.callback(lambda: self.engine and self.engine.close())
 
             publisher = Publisher(config.mqtt, config.device_id, config.state_dir)
@@ -168,7 +170,7 @@ class Agent:
         while True:
             received = self.signals.wait(0.5)
             # WATCHDOG=1 only while frames flow: a hung engine or dead loop gets restarted.
-            self.watchdog.beat(sum(p.times.frames for p in self.pipelines.values()))
+            self.watchdog.beat(sum(p.frames_handled for p in self.pipelines.values()))
             if self.camera_states is not None:
                 self.camera_states.update(self.pipelines)
             self._report_status()
@@ -247,6 +249,7 @@ class Agent:
             swap = self._load_new_model(new) if plan.model_changed else None
             engine = swap.engine if swap is not None else self.engine
             options = detection_filter(new.model, engine.info.class_names)
+            check_classes(new, engine.info.class_names, self.config_path)
         except Exception as exc:  # whatever goes wrong, the running config stays in service
             if swap is not None:
                 swap.engine.close()
@@ -288,6 +291,10 @@ class Agent:
             if camera.enabled and camera.id in restart and camera.id not in self.pipelines:
                 log.info("reload: starting camera %s", camera.id)
                 self._start_camera(camera)
+        for camera in self.config.cameras:  # detect/masks only: in place, capture goes on
+            if camera.id in plan.cameras_retuned and camera.id not in restart:
+                self.pipelines[camera.id].retune(camera)
+                applied.append(f"camera {camera.id} detect/masks applied in place")
         applied += [f"camera {c} restarted" for c in sorted(restart) if c in self.pipelines]
         applied += [f"camera {c} removed" for c in plan.cameras_removed]
         if self.camera_states is not None:

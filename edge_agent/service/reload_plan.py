@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from edge_agent.config.model import AgentConfig
+from edge_agent.config.model import AgentConfig, CameraConfig
 from engines.errors import EngineError
 from engines.model_info import file_sha256, model_files
 
@@ -17,6 +17,10 @@ log = logging.getLogger(__name__)
 ENGINE_FIELDS = {"path", "name", "family", "labels"}
 """Model settings that need the engine loaded again; the rest (thresholds, classes)
 only change the detection filter (what postprocessing keeps)."""
+
+IN_PLACE_CAMERA_FIELDS = frozenset({"detect", "masks"})
+"""Camera settings a running pipeline takes over between two frames (CameraPipeline.retune):
+a camera whose edits are all in these keeps its capture and its frames in flight."""
 
 RESTART_ONLY = ("device_id", "state_dir", "mqtt", "health")
 """Sections a running agent cannot change in place: topics, files and the broker session
@@ -35,6 +39,8 @@ class ReloadPlan:
     """Cameras to stop for good: deleted from the file or disabled."""
     log_level_changed: bool
     needs_restart_notes: tuple[str, ...]
+    cameras_retuned: tuple[str, ...] = ()
+    """Cameras whose only edits are IN_PLACE_CAMERA_FIELDS: applied without a restart."""
 
 
 def plan_reload(running: AgentConfig, new: AgentConfig, running_sha256: str) -> ReloadPlan:
@@ -58,14 +64,25 @@ def plan_reload(running: AgentConfig, new: AgentConfig, running_sha256: str) -> 
     old = {cam.id: cam for cam in running.cameras if cam.enabled}
     wanted = {cam.id: cam for cam in new.cameras if cam.enabled}
     kept = new.model_copy(update={section: getattr(running, section) for section in RESTART_ONLY})
+    changed = [i for i, cam in wanted.items() if old.get(i) != cam]
+    retuned = tuple(i for i in changed if i in old and _only_in_place(old[i], wanted[i]))
     return ReloadPlan(
         kept=kept,
         model_changed=model_changed,
         filter_changed=filter_changed,
-        cameras_changed=tuple(i for i, cam in wanted.items() if old.get(i) != cam),
+        cameras_changed=tuple(i for i in changed if i not in retuned),
         cameras_removed=tuple(i for i in old if i not in wanted),
         log_level_changed=running.log_level != new.log_level,
         needs_restart_notes=notes,
+        cameras_retuned=retuned,
+    )
+
+
+def _only_in_place(old: CameraConfig, new: CameraConfig) -> bool:
+    """Whether every difference between two settings of one camera is in-place."""
+    return type(old) is type(new) and (
+        old.model_dump(exclude=set(IN_PLACE_CAMERA_FIELDS))
+        == new.model_dump(exclude=set(IN_PLACE_CAMERA_FIELDS))
     )
 
 

@@ -32,6 +32,7 @@ from edge_agent.pipeline import STAGES, CameraPipeline, StageTimes
 from edge_agent.publish.publisher import Publisher
 from edge_agent.selection.loading import detection_filter, select_engine
 from edge_agent.selection.probe import HardwareReport, detect_runtimes, probe
+from edge_agent.tools.bench_motion import format_motion, motion_figures
 from engines.base import Engine
 from engines.detector import Detector
 
@@ -144,10 +145,14 @@ def main(args: argparse.Namespace) -> int:
     video_fps = decode_fps(video, args.seconds)
     reports = [measure(each, hardware, video, video_fps, args.seconds)
                for each in configs_to_bench(config, getattr(args, "backend", None))]
+    if getattr(args, "motion", False):  # gate off vs on, edge_agent/tools/bench_motion.py
+        reports[0]["motion"] = motion_figures(config, hardware, video)
     if args.json:
         print(json.dumps(reports[0] if len(reports) == 1 else {"runs": reports}, indent=2))
     else:
         print("\n\n".join(format_report(report) for report in reports))
+        if "motion" in reports[0]:
+            print("\n" + format_motion(reports[0]["motion"]))
         if len(reports) > 1:
             print("\n" + format_comparison(reports))
     return 0

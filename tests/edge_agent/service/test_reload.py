@@ -30,6 +30,22 @@ def _sequences(collector, suffix: str) -> list[int]:
     return [p["sequence"] for p in collector.json_on(suffix)]
 
 
+def _detect_edits_apply_in_place(agent, log: Path, collector, write, road_camera: str) -> None:
+    """detect: a class the model lacks is refused at its line; a good edit applies in
+    place: the road camera is not restarted and infers 2 of its 30 frames/s."""
+    config = write(road_camera + "    detect:\n      min_score: {persn: 0.5}\n")
+    agent.send_signal(signal.SIGHUP)
+    wait_for_log(log, "min_score.persn: 'persn' is not a class of this model")
+    assert f"{config}:{len(config.read_text().splitlines()) - 1}: cameras[1]" in log.read_text()
+    write(road_camera + "    detect:\n      fps: 2\n")
+    agent.send_signal(signal.SIGHUP)
+    wait_for_log(log, "camera road detect/masks applied in place")
+    time.sleep(1.0)
+    road_count = len(_sequences(collector, "/road/detections"))
+    time.sleep(3.0)
+    assert 3 <= len(_sequences(collector, "/road/detections")) - road_count <= 9
+
+
 def test_reload_bad_then_good(
     tmp_path: Path, samples: Path, broker: Broker, subscribe, unique_prefix: str
 ) -> None:
@@ -71,6 +87,11 @@ def test_reload_bad_then_good(
         time.sleep(2.0)
         assert len(_sequences(collector, "/street/detections")) == street_count
         assert len(_sequences(collector, "/road/detections")) > road_count + 5
+        _detect_edits_apply_in_place(
+            agent, log, collector,
+            lambda road: write_config(tmp_path, samples, broker, unique_prefix, disabled + road),
+            road_camera,
+        )
     finally:
         stop_agent(agent, log)
     assert agent.returncode == 0, log.read_text()

@@ -20,6 +20,7 @@ Edit = Callable[[dict[str, Any], Path], None]
 NOTHING: dict[str, object] = {
     "model_changed": False, "filter_changed": False, "cameras_changed": (),
     "cameras_removed": (), "log_level_changed": False, "needs_restart_notes": (),
+    "cameras_retuned": (),
 }
 
 
@@ -78,6 +79,23 @@ CASES: dict[str, tuple[Edit, dict[str, object]]] = {
     "camera setting": (
         lambda config, model: camera("yard")(config).__setitem__("device", 5),
         {"cameras_changed": ("yard",)},
+    ),
+    "detect rate": (
+        lambda config, model: camera("yard")(config).__setitem__("detect", {"fps": 2}),
+        {"cameras_retuned": ("yard",)},
+    ),
+    "motion gate and a mask": (
+        lambda config, model: camera("gate")(config).update(
+            detect={"motion": {"enabled": True}},
+            masks=[{"name": "tv", "points": [[0, 0], [1, 0], [1, 1]]}]),
+        {"cameras_retuned": ("gate",)},
+    ),
+    "detect rate and a camera setting": (
+        lambda config, model: camera("yard")(config).update(detect={"fps": 2}, device=5),
+        {"cameras_changed": ("yard",)},
+    ),
+    "detect rate of a disabled camera": (
+        lambda config, model: camera("spare")(config).__setitem__("detect", {"fps": 2}), {},
     ),
     "camera deleted": (
         lambda config, model: config["cameras"].remove(camera("gate")(config)),

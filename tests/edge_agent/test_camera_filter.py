@@ -1,0 +1,204 @@
+"""A camera's own detection rules: per-class least score and area, masks in normalized and
+pixel units with the bottom-centre anchor, and class names checked against the model with
+FILE:LINE. Tables plus a property check of the vectorised point-in-polygon test."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge_agent.camera_filter import (
+    CameraFilter,
+    FilterStats,
+    check_classes,
+    class_id,
+    inside,
+)
+from edge_agent.config.detect import DetectConfig, MaskConfig
+from edge_agent.config.loader import load_config
+from edge_agent.errors import ConfigError
+from engines.base import Detections
+
+NAMES = ("person", "bicycle", "car", "traffic_light")
+W, H = 640, 480
+
+
+def detections(*rows: tuple[float, float, float, float, float, int]) -> Detections:
+    """(x1, y1, x2, y2, score, class_id) rows."""
+    table = np.array(rows, np.float64).reshape(-1, 6)
+    return Detections(table[:, :4].astype(np.float32), table[:, 4].astype(np.float32),
+                      table[:, 5].astype(np.int32), nonfinite=2, scores_clipped=1)
+
+
+def kept(rules: CameraFilter, found: Detections) -> list[int]:
+    """Indexes (into `found`) of what passes; `filter` returns exactly those, in order."""
+    indexes = np.flatnonzero(rules.keep(found, W, H))
+    out = rules.filter(found, W, H)
+    assert np.array_equal(out.boxes, found.boxes[indexes])
+    assert np.array_equal(out.class_ids, found.class_ids[indexes])
+    assert out.nonfinite == 2
+    assert out.scores_clipped == 1
+    return indexes.tolist()
+
+
+# (min_score, min_area, rows, indexes kept)
+THRESHOLDS = [
+    ({"person": 0.5}, {}, [(0, 0, 50, 50, 0.49, 0), (0, 0, 50, 50, 0.5, 0),
+                           (0, 0, 50, 50, 0.2, 2)], [1, 2]),
+    ({"2": 0.6, "traffic light": 0.7}, {}, [(0, 0, 9, 9, 0.65, 2), (0, 0, 9, 9, 0.55, 2),
+                                             (0, 0, 9, 9, 0.69, 3)], [0]),
+    ({}, {"car": 0.01}, [(0, 0, 55, 55, 0.9, 2), (0, 0, 56, 56, 0.9, 2),
+                         (0, 0, 5, 5, 0.9, 0)], [1, 2]),  # 1 % of 640x480 = 3072 px
+    ({}, {"person": 400}, [(0, 0, 20, 19.9, 0.9, 0), (0, 0, 20, 20, 0.9, 0)], [1]),
+    ({}, {"person": 1.0}, [(0, 0, 640, 480, 0.9, 0), (0, 0, 639, 480, 0.9, 0)], [0]),
+    ({"person": 0.5}, {"person": 100}, [(0, 0, 5, 5, 0.9, 0), (0, 0, 50, 50, 0.4, 0),
+                                         (0, 0, 50, 50, 0.6, 0), (0, 0, 1, 1, 0.1, 7)],
+     [2, 3]),  # class 7 is not the model's: no rule applies to it
+]
+
+
+@pytest.mark.parametrize(("min_score", "min_area", "rows", "expected"), THRESHOLDS)
+def test_per_class_score_and_area(min_score: dict, min_area: dict, rows: list,
+                                  expected: list[int]) -> None:
+    rules = CameraFilter(DetectConfig(min_score=min_score, min_area=min_area), [], NAMES)
+    assert kept(rules, detections(*rows)) == expected
+
+
+ROAD = MaskConfig(name="road", points=[(0, 0.5), (1, 0.5), (1, 1), (0, 1)])
+ROAD_PX = MaskConfig(name="road", units="pixels",
+                     points=[(0, 240), (640, 240), (640, 480), (0, 480)])
+TV = MaskConfig(name="tv", units="pixels", points=[(100, 50), (200, 50), (150, 150)],
+                classes=["person"])
+
+# (masks, box rows, kept). Anchors: bottom-centre of each box.
+MASKS = [
+    ([ROAD], [(10, 10, 50, 230, 0.9, 0), (10, 10, 50, 250, 0.9, 0)], [0]),
+    ([ROAD_PX], [(10, 10, 50, 230, 0.9, 0), (10, 10, 50, 250, 0.9, 0)], [0]),
+    # A box whose top is in the mask but whose feet are not is kept, and the reverse not.
+    ([ROAD], [(10, 200, 50, 230, 0.9, 2), (10, 100, 50, 300, 0.9, 2)], [0]),
+    # Feet on the frame's bottom edge, or its right edge, are inside a mask drawn to it.
+    ([ROAD], [(600, 400, 640, 480, 0.9, 0), (0, 300, 40, 480, 0.9, 0)], []),
+    # A triangle for people only: the car at the same place is kept.
+    ([TV], [(140, 20, 160, 100, 0.9, 0), (140, 20, 160, 100, 0.9, 2),
+            (180, 20, 200, 140, 0.9, 0)], [1, 2]),
+    ([ROAD, TV], [(140, 20, 160, 100, 0.9, 0), (10, 10, 50, 250, 0.9, 1),
+                  (300, 0, 320, 100, 0.9, 0)], [2]),
+]
+
+
+@pytest.mark.parametrize(("masks", "rows", "expected"), MASKS)
+def test_masks_ignore_detections_whose_anchor_is_inside(masks: list, rows: list,
+                                                        expected: list[int]) -> None:
+    rules = CameraFilter(DetectConfig(), masks, NAMES)
+    assert kept(rules, detections(*rows)) == expected
+    once = CameraFilter(DetectConfig(), masks, NAMES)
+    once.filter(detections(*rows), W, H)
+    assert once.stats().mask == len(rows) - len(expected)
+
+
+def test_normalized_masks_follow_the_frame_size() -> None:
+    rules = CameraFilter(DetectConfig(), [ROAD], NAMES)
+    box = detections((10, 10, 50, 300, 0.9, 0))
+    assert len(rules.filter(box, 640, 480)) == 0  # feet at y 300 of 480: below the middle
+    assert len(rules.filter(box, 640, 720)) == 1  # of 720: above it
+
+
+def test_pixel_masks_beyond_the_frame_are_clipped_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    big = MaskConfig(name="wide", units="pixels",
+                     points=[(0, 0), (1920, 0), (1920, 100), (0, 100)])
+    rules = CameraFilter(DetectConfig(), [big], NAMES)
+    assert len(rules.filter(detections((600, 0, 630, 50, 0.9, 0)), W, H)) == 0
+    assert "wide" in caplog.text
+    assert "640x480" in caplog.text
+
+
+def test_the_reasons_are_counted_once_each() -> None:
+    rules = CameraFilter(DetectConfig(min_score={"person": 0.5}, min_area={"person": 100}),
+                         [ROAD], NAMES)
+    rules.filter(detections((0, 0, 5, 5, 0.1, 0), (0, 0, 5, 5, 0.9, 0),
+                            (0, 0, 50, 300, 0.9, 0), (0, 0, 50, 100, 0.9, 0)), W, H)
+    stats = rules.stats()
+    assert (stats.min_score, stats.min_area, stats.mask) == (1, 1, 1)
+
+
+def test_no_rules_returns_the_same_object() -> None:
+    found = detections((0, 0, 5, 5, 0.1, 0))
+    assert CameraFilter(DetectConfig(), [], NAMES).filter(found, W, H) is found
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_inside_agrees_with_opencv_on_random_polygons(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    # A star-shaped polygon (never self-intersecting): random radii at sorted angles.
+    count = int(rng.integers(3, 12))
+    angles = np.sort(rng.uniform(0, 2 * np.pi, count))
+    radii = rng.uniform(20, 200, count)
+    polygon = np.stack([320 + radii * np.cos(angles), 240 + radii * np.sin(angles)], 1)
+    points = rng.uniform(0, 640, (500, 2))
+    ours = inside(points, polygon)
+    contour = polygon.astype(np.float32).reshape(-1, 1, 2)
+    distance = np.array([cv2.pointPolygonTest(contour, (float(x), float(y)), True)
+                         for x, y in points])
+    clear = np.abs(distance) > 1e-3  # points on an edge may go either way
+    assert np.array_equal(ours[clear], distance[clear] > 0)
+
+
+@pytest.mark.parametrize(("key", "expected"), [
+    ("person", 0), ("traffic light", 3), ("traffic_light", 3), ("2", 2), (3, 3), ("4", None),
+    (4, None), ("persn", None), ("", None),
+])
+def test_class_keys_resolve_by_name_then_id(key: str | int, expected: int | None) -> None:
+    assert class_id(key, NAMES) == expected
+
+
+def test_unknown_classes_are_refused_at_load_with_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "agent.yaml"
+    path.write_text(textwrap.dedent("""\
+        device_id: box-1
+        model: {path: m.onnx}
+        cameras:
+          - id: street
+            type: file
+            path: clip.mp4
+            detect:
+              min_score: {person: 0.5, persn: 0.4}
+              min_area:
+                "9": 0.01
+            masks:
+              - name: tv
+                points: [[0, 0], [1, 0], [1, 1]]
+                classes: [car, 12]
+        """))
+    config = load_config(path)
+    many = ("person", "persn", "car", *(f"class{i}" for i in range(10)))  # ids 0-12
+    check_classes(config, many, path)  # every class known: no error
+    disabled = config.model_copy(update={"cameras": [
+        config.cameras[0].model_copy(update={"enabled": False}),
+        config.cameras[0].model_copy(update={"id": "other", "detect": DetectConfig(),
+                                             "masks": []})]})
+    check_classes(disabled, NAMES, path)  # checked when a reload enables it
+    with pytest.raises(ConfigError) as error:
+        check_classes(config, NAMES, path)
+    lines = str(error.value).splitlines()
+    assert lines == [
+        f"{path}:8: cameras[0].detect.min_score.persn: 'persn' is not a class of this model; "
+        "allowed: an id 0 to 3 or one of person, bicycle, car, traffic_light",
+        f"{path}:10: cameras[0].detect.min_area.9: '9' is not a class of this model; "
+        "allowed: an id 0 to 3 or one of person, bicycle, car, traffic_light",
+        f"{path}:14: cameras[0].masks[0].classes[1]: '12' is not a class of this model; "
+        "allowed: an id 0 to 3 or one of person, bicycle, car, traffic_light",
+    ]
+
+
+def test_a_replacing_filter_keeps_counting_where_the_old_one_stopped() -> None:
+    old = CameraFilter(DetectConfig(min_score={"person": 0.5}), [], NAMES)
+    old.filter(detections((0, 0, 5, 5, 0.1, 0)), W, H)
+    new = CameraFilter(DetectConfig(min_area={"person": 100}), [ROAD], NAMES, old)
+    new.filter(detections((0, 0, 5, 5, 0.9, 0), (0, 0, 50, 300, 0.9, 0)), W, H)
+    assert new.stats() == FilterStats(min_score=1, min_area=1, mask=1)
