@@ -25,10 +25,11 @@ from edge_agent.errors import ConfigError
 from tests.helpers import REPO
 
 SEED = 9
-VARIANTS = 3000
+VARIANTS = 2000
 SUBPROCESS_SAMPLES = 8
 MAX_SECONDS_PER_FILE = 2.0
-MAX_TOTAL_SECONDS = 90.0  # ~25 s on a quiet 2-core box; margin for a loaded one
+MAX_TOTAL_SECONDS = 90.0
+"""CPU seconds (process time, so parallel test workers do not count): ~20 on this box."""
 MAX_RSS_GROWTH_MB = 300
 
 NASTY_VALUES = [
@@ -182,14 +183,14 @@ def test_thousands_of_mutated_configs_fail_cleanly(
     generated = variants(SEED, VARIANTS)
     path = tmp_path / "agent.yaml"
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    started = time.perf_counter()
+    started = time.process_time()
     refused = slowest = 0.0
     slowest_text = b""
     for number, text in enumerate(generated):
         path.write_bytes(text)
-        begun = time.perf_counter()
+        begun = time.process_time()
         error = _load_error(path)
-        elapsed = time.perf_counter() - begun
+        elapsed = time.process_time() - begun
         if error is not None:
             refused += 1
             assert str(error) == "\n".join(error.problems), f"variant {number}"
@@ -200,7 +201,7 @@ def test_thousands_of_mutated_configs_fail_cleanly(
                 raise
         if elapsed > slowest:
             slowest, slowest_text = elapsed, text
-    total = time.perf_counter() - started
+    total = time.process_time() - started
     growth_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert slowest < MAX_SECONDS_PER_FILE, f"{slowest:.2f} s for {slowest_text[:300]!r}"
     assert total < MAX_TOTAL_SECONDS
