@@ -237,3 +237,16 @@ def test_events_carry_the_contract_fields_and_unique_ids() -> None:
     track = updates[-1].tracks[0]
     assert track.velocity[0] == pytest.approx(12 * FPS, rel=0.05)  # 12 px a frame at 10 fps
     assert (track.first_seen, track.best_score) == (T0, pytest.approx(0.8))
+
+
+def test_line_counts_per_class_and_ignores_classes_it_does_not_count() -> None:
+    line = GATE.model_copy(update={"classes": ["person", "car"]})
+    person = walk([(200, 300), (560, 300)])
+    car = walk([(560, 450), (200, 450)], class_id=2)
+    bicycle = walk([(200, 380), (560, 380)], class_id=1)
+    updates = run(camera(lines=[line]), person, car, bicycle,
+                  sizes=[(40, 100), (120, 70), (50, 60)])
+    assert sorted((e.label, e.direction) for u in updates for e in u.events) == [
+        ("car", "west"), ("person", "east")]
+    assert [u.counts for u in updates if u.counts][-1] == {
+        "gate": {"east": {"person": 1}, "west": {"car": 1}}}
