@@ -292,3 +292,12 @@ def test_random_in_out_sequences_fire_exactly_the_reference_events() -> None:
         assert got == expected_zone_events(pattern, min_frames), (pattern, min_frames)
         fired += len(got)
     assert fired > 100  # the property was exercised, not vacuously true
+
+
+def test_filtered_classes_start_at_zero_and_unknown_names_are_skipped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    zone = BAY.model_copy(update={"classes": ["car", "person", "unicorn"], "dwell_s": None})
+    update = camera(zones=[zone]).update(frame(), FRAME, T0, 0.0)
+    assert update.occupancy == {"bay": {"person": 0, "car": 0}}
+    assert "zone bay: class 'unicorn' is not one of the model's labels" in caplog.text
