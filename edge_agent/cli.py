@@ -89,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--motion", action="store_true",
                        help="also the motion gate off vs on, on a clip with still stretches "
                        "made from the video: inferences, CPU seconds, detections kept")
+    bench.add_argument("--events-cost", action="store_true",
+                       help="only tracking+zones+lines ms per frame at 1, 20, 100 objects")
     bench.set_defaults(handler=_bench)
 
     for module_name in COMMAND_MODULES:
