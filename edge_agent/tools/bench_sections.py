@@ -50,6 +50,12 @@ SECTIONS: list[Section] = [
         "edge_agent.tools.bench_cameras:run", "edge_agent.tools.bench_cameras:format_figures",
         value="1,2,4",
     ),
+    Section(
+        "stages",
+        "the host's CPU ms per frame, stage by stage (decode, letterbox, postprocess, JSON, "
+        "spool write, the whole publish path) and its share of the cores at the bound rate",
+        "edge_agent.tools.bench_stages:run", "edge_agent.tools.bench_stages:format_figures",
+    ),
 ]
 
 

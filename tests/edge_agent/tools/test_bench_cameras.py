@@ -86,7 +86,7 @@ def test_config_broker_is_the_users_under_a_bench_identity(samples: Path) -> Non
 
 
 @pytest.mark.slow
-def test_bench_measures_every_camera_and_the_camera_counts_on_the_users_broker(
+def test_bench_measures_every_camera_counts_and_stages_on_the_users_broker(
     samples: Path, tmp_path: Path, broker: Broker, subscribe, unique_prefix: str
 ) -> None:
     video = samples / "media" / "vtest.mp4"
@@ -101,7 +101,7 @@ def test_bench_measures_every_camera_and_the_camera_counts_on_the_users_broker(
     collector = subscribe(f"{unique_prefix}/#")
     done = subprocess.run(
         [sys.executable, "-m", "edge_agent.cli", "bench", "--config", str(path), "--broker",
-         "config", "--seconds", "0.5", "--cameras", "2", "--json"],
+         "config", "--seconds", "0.5", "--cameras", "2", "--stages", "--json"],
         capture_output=True, text=True, timeout=300, check=False, cwd=REPO,
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -116,6 +116,11 @@ def test_bench_measures_every_camera_and_the_camera_counts_on_the_users_broker(
         assert set(runs["2"]["cameras"]) == {"cam1", "cam2"}
         assert all(run["fps"] > 0 and run["p95_ms"] > 0 for run in runs.values())
     assert modes["batched"]["runs"]["2"]["mean_batch"] >= 1
+    stages = report["sections"]["stages"]
+    assert set(stages["stage_cpu_ms"]) == {"decode", "letterbox", "postprocess", "json",
+                                           "spool_write", "publish_path"}
+    assert all(ms > 0 for ms in stages["stage_cpu_ms"].values())
+    assert 0 < stages["host_share_at_bound"] < 1
     # The user's broker got the frames, under the bench's own device id.
     assert collector.wait_for("/box1-bench/left/detections", count=5)
     assert not collector.on_topic("/box1/left/detections")
