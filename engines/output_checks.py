@@ -27,10 +27,8 @@ def count_nonfinite(outputs: Sequence[np.ndarray]) -> int:
         if array.dtype.kind != "f":
             total += array.size
             continue
-        total += array.size
-        if array.size and np.isfinite(array.max()) and np.isfinite(array.min()):
-            continue  # max/min carry NaN and inf: all finite, at half the cost of isfinite
         bad += array.size - int(np.count_nonzero(np.isfinite(array)))
+        total += array.size
     if total and bad == total:
         raise NonFiniteOutputError(
             f"every model output value is NaN or infinite ({bad} values); the usual cause "
