@@ -153,10 +153,10 @@ class BatchingEngine(Engine):
     def submit(self, tensor: np.ndarray) -> Future[InferResult]:
         """Queue one frame's (1, ...) tensor; blocks while the queue is full."""
         future: Future[InferResult] = Future()
-        with self._lock:
+        with self._lock:  # so no frame can queue behind close()'s end marker
             if self._closed:
                 raise EngineError("engine is closed")
-        self._queue.put(_Waiting(tensor, future, time.monotonic()))
+            self._queue.put(_Waiting(tensor, future, time.monotonic()))
         return future
 
     @property
@@ -165,14 +165,13 @@ class BatchingEngine(Engine):
 
     def _collect(self) -> None:
         """The collector thread: one batch per free engine request, in arrival order."""
-        carried: _Waiting | None = None
-        while True:
+        ending = False
+        while not ending:
             self._slots.acquire()
-            first = carried or self._queue.get()
-            carried = None
+            first = self._queue.get()
             if first is None:
                 return
-            ready_at = max(first.queued_at, time.monotonic())
+            ready_at = time.monotonic()
             deadline = ready_at + self.policy.max_wait_ms / 1000
             batch = [first]
             while len(batch) < self.policy.max_size:
@@ -180,13 +179,12 @@ class BatchingEngine(Engine):
                     item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
                 except queue.Empty:
                     break
-                if item is None:
-                    carried = None
-                    self._queue.put(None)  # seen again once this batch is out
+                if item is None:  # closing: run what came before the end marker, then stop
+                    ending = True
                     break
                 batch.append(item)
+            fill_wait_ms = (time.monotonic() - ready_at) * 1000
             batch = [item for item in batch if not item.future.cancelled()]
-            fill_wait_ms = max(0.0, (time.monotonic() - ready_at) * 1000)
             if not batch:
                 self._slots.release()
                 continue
@@ -222,7 +220,7 @@ class BatchingEngine(Engine):
             if self._closed:
                 return
             self._closed = True
-        self._queue.put(None)
+            self._queue.put(None)
         self._thread.join(30)
         if self.owns_inner:
             self.inner.close()

@@ -124,3 +124,16 @@ def test_a_lone_frame_waits_the_bound_and_a_full_batch_does_not(
     engine.close()
     assert engine.stats.sizes.get(MAX_SIZE) == 1
     assert engine.stats.last_fill_wait_ms < wait_ms / 2  # full: it left without waiting
+
+
+def test_close_runs_what_was_queued_and_refuses_more(
+    inner: OpenVinoEngine, images: list[np.ndarray]
+) -> None:
+    engine = BatchingEngine(inner, BatchPolicy(2, 50.0), owns_inner=False)
+    detector = Detector(engine)
+    pending = [detector.submit(image) for image in images[:6]]
+    engine.close()
+    assert all(each.result(timeout=60).detections is not None for each in pending)
+    assert engine.stats.frames == 6
+    with pytest.raises(EngineError, match="closed"):
+        detector.submit(images[0])
