@@ -115,6 +115,12 @@ def bench_broker(config: AgentConfig, which: str) -> Iterator[tuple[MqttConfig, 
         return
     if which != "config":
         raise AgentError(f"--broker must be one of {', '.join(BROKERS)}, not {which!r}")
+    mqtt = config.mqtt
+    try:
+        socket.create_connection((mqtt.host, mqtt.port), timeout=5).close()
+    except OSError as exc:
+        raise AgentError(f"--broker config: cannot reach the config's broker "
+                         f"{mqtt.host}:{mqtt.port}: {exc}") from exc
     device_id = f"{config.device_id}-bench"
     yield config.mqtt.model_copy(update={"client_id": f"edge-agent-{device_id}"}), device_id
 

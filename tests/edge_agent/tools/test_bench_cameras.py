@@ -20,7 +20,7 @@ from edge_agent.errors import AgentError
 from edge_agent.tools.bench_cameras import parse_counts
 from edge_agent.tools.bench_loop import bench_broker, bench_cameras, replicated
 from edge_agent.tools.bench_sections import SECTIONS, add_section_arguments, chosen
-from tests.helpers import REPO, Broker
+from tests.helpers import REPO, Broker, free_port
 
 
 def config(samples: Path, cameras: list[dict]) -> AgentConfig:
@@ -74,11 +74,20 @@ def test_every_enabled_camera_is_benched_files_at_full_speed(samples: Path) -> N
     assert [cam.id for cam in replicated(video, 3)] == ["cam1", "cam2", "cam3"]
 
 
-def test_config_broker_is_the_users_under_a_bench_identity(samples: Path) -> None:
-    cfg = config(samples, [{"id": "a", "type": "file", "path": samples / "media" / "vtest.mp4"}])
+def test_config_broker_is_the_users_under_a_bench_identity(
+    samples: Path, broker: Broker
+) -> None:
+    cameras = [{"id": "a", "type": "file", "path": samples / "media" / "vtest.mp4"}]
+    unreachable = config(samples, cameras).model_copy(
+        update={"mqtt": config(samples, cameras).mqtt.model_copy(update={"port": free_port()})})
+    with pytest.raises(AgentError, match=r"cannot reach the config's broker 127\.0\.0\.1:"), \
+            bench_broker(unreachable, "config"):
+        pass
+    cfg = unreachable.model_copy(
+        update={"mqtt": unreachable.mqtt.model_copy(update={"port": broker.port})})
     with bench_broker(cfg, "config") as (mqtt, device_id):
         assert (mqtt.host, mqtt.port, mqtt.username, mqtt.password) == (
-            "127.0.0.1", 1884, "u", "p")
+            "127.0.0.1", broker.port, "u", "p")
         assert device_id == "box1-bench"
         assert mqtt.client_id == "edge-agent-box1-bench"  # never kicks the running agent off
     with pytest.raises(AgentError, match="--broker"), bench_broker(cfg, "elsewhere"):
