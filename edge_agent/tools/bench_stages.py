@@ -32,7 +32,8 @@ from engines.preprocess import prepare
 FRAMES = 40
 """Frames of the video each stage runs on (repeated to REPEAT calls)."""
 REPEAT = 200
-PUBLISH_MESSAGES = 150
+PUBLISH_SECONDS, PUBLISH_MESSAGES = 3.0, (30, 150)
+"""The publish probe sends about 3 s of messages at the loop's rate, 30 to 150."""
 
 
 def _cpu_ms(action: Callable[[int], object], count: int) -> float:
@@ -77,19 +78,20 @@ def publish_cpu_ms(context: BenchContext, payloads: list[bytes], rate: float) ->
             idle_from = time.process_time()
             time.sleep(0.5)
             idle_per_s = (time.process_time() - idle_from) / 0.5
+            count = min(max(int(rate * PUBLISH_SECONDS), PUBLISH_MESSAGES[0]),
+                        PUBLISH_MESSAGES[1])
             started, started_wall = time.process_time(), time.monotonic()
-            for index in range(PUBLISH_MESSAGES):
+            for index in range(count):
                 publisher.publish_detections("bench", payloads[index % len(payloads)])
                 time.sleep(max(0.0, started_wall + (index + 1) / rate - time.monotonic()))
             deadline = time.monotonic() + 10
-            while (publisher.acknowledged < PUBLISH_MESSAGES
-                   and time.monotonic() < deadline):
+            while publisher.acknowledged < count and time.monotonic() < deadline:
                 time.sleep(0.005)
             spent = time.process_time() - started
             spent -= idle_per_s * (time.monotonic() - started_wall)
         finally:
             publisher.close(timeout=10)
-    return max(0.0, spent) * 1000 / PUBLISH_MESSAGES
+    return max(0.0, spent) * 1000 / count
 
 
 def run(context: BenchContext) -> dict:
