@@ -18,6 +18,7 @@ from edge_agent import __version__
 from edge_agent.errors import AgentError, ConfigError
 from edge_agent.redact import redact
 from edge_agent.service.logs import setup_logging
+from edge_agent.tools.bench_sections import BROKERS, add_section_arguments
 from edge_agent.tools.options import DEFAULT_CONFIG, add_config_option, missing_default_config
 from engines import registry
 from engines.errors import EngineError
@@ -86,11 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="measure this backend instead of the config's; all: every "
                        "backend whose runtime is present here, side by side")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
-    bench.add_argument("--motion", action="store_true",
-                       help="also the motion gate off vs on, on a clip with still stretches "
-                       "made from the video: inferences, CPU seconds, detections kept")
-    bench.add_argument("--events-cost", action="store_true",
-                       help="only tracking+zones+lines ms per frame at 1, 20, 100 objects")
+    bench.add_argument("--broker", choices=BROKERS, default="private",
+                       help="private: a throwaway Mosquitto on loopback (default); config: "
+                       "the config's own broker, as device <device_id>-bench")
+    add_section_arguments(bench)
     bench.set_defaults(handler=_bench)
 
     for module_name in COMMAND_MODULES:

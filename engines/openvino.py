@@ -24,6 +24,7 @@ from engines.postprocess import FAMILIES, choose_family
 
 try:
     import openvino as ov
+    import openvino.opset13 as opset
 except ImportError as exc:  # pragma: no cover - openvino is a hard dependency
     raise BackendUnavailableError(
         f"the OpenVINO runtime does not import ({exc}); install it with 'pip install openvino'"
@@ -78,6 +79,7 @@ class OpenVinoEngine(Engine):
         num_requests: int = 0,
         cache_dir: Path | None = None,
         host_convert: bool = False,
+        max_batch: int = 1,
     ) -> None:
         files = model_files(Path(model_path))
         path = files[0]
@@ -98,6 +100,8 @@ class OpenVinoEngine(Engine):
             shape = [1, 3, height, width] if layout == "NCHW" else [1, height, width, 3]
             model.reshape({0: shape})
         output_shapes = tuple(tuple(out.get_shape()) for out in model.outputs)
+        if max_batch > 1:  # 1..max_batch frames per request (engines/batching.py)
+            model = _with_batch(model, max_batch, str(path))
         family = choose_family(
             family, metadata, output_shapes=output_shapes, input_height=height,
             input_width=width, model_path=str(path),
@@ -208,6 +212,44 @@ class OpenVinoEngine(Engine):
         except Exception as exc:  # logged: closing goes on regardless
             log.warning("closing %s: a request in flight failed: %s", self.info.path,
                         _first_line(exc, type(exc).__name__))
+
+
+def _with_batch(model: ov.Model, max_batch: int, path: str) -> ov.Model:
+    """The model reshaped to a batch of 1..max_batch; ModelLoadError when it cannot be.
+
+    Exports that wrote batch 1 into their Reshape targets (YOLOX's [1, 85, -1]) get a 0
+    there instead (OpenVINO's special_zero: copy the input's batch), so a batch of N
+    stays N frames instead of folding into one; engines/batching.py checks the result.
+    """
+    for op in model.get_ordered_ops():
+        if op.get_type_name() == "Reshape":
+            _copy_batch_in_reshape(op)
+    shape = model.inputs[0].get_partial_shape()
+    shape[0] = ov.Dimension(1, max_batch)
+    try:
+        model.reshape({0: shape})
+    except RuntimeError as exc:
+        raise ModelLoadError(path, f"cannot take a batch of up to {max_batch} frames "
+                             f"({_first_line(exc, 'reshape failed')}); set backend.batch: "
+                             "null") from exc
+    return model
+
+
+def _copy_batch_in_reshape(op: ov.Node) -> None:
+    """A Reshape of a (1, ...) tensor to a constant (1, ...) target: target[0] -> 0."""
+    data, target = op.input_value(0), op.input_value(1).get_node()
+    shape = data.get_partial_shape()
+    if (target.get_type_name() != "Constant" or data.get_node().get_type_name() == "Constant"
+            or shape.rank.is_dynamic or shape.rank.get_length() < 2
+            or not shape[0].is_static or shape[0].get_length() != 1):
+        return
+    values = target.get_vector()
+    if len(values) < 2 or values[0] != 1:
+        return
+    values = values.astype(np.int64)
+    values[0] = 0
+    op.input(1).replace_source_output(opset.constant(values).output(0))
+    op.set_special_zero(True)
 
 
 def _first_line(exc: BaseException, fallback: str) -> str:

@@ -26,6 +26,16 @@ VERSION_FLOOR = "2024.0"
 """pyproject.toml's openvino>=2024.0; keep in step."""
 
 
+class BatchSettings(BackendSettings):
+    """Frames of several cameras run as one inference (engines/batching.py)."""
+
+    max_size: int = Field(4, ge=2, le=64, description="Most frames in one inference.")
+    max_wait_ms: float = Field(
+        5.0, ge=0, le=1000,
+        description="Longest a frame waits for others to join its batch, in milliseconds.",
+    )
+
+
 class OpenVinoSettings(BackendSettings):
     type: Literal["openvino"] = Field("openvino", description="Intel CPU, iGPU or NPU.")
     device: str = Field("CPU", description="OpenVINO device: CPU, GPU, NPU, AUTO, GPU.1 ...")
@@ -44,6 +54,12 @@ class OpenVinoSettings(BackendSettings):
     cache_dir: Path | None = Field(
         None, description="Compiled-model cache so restarts skip compilation; default: state dir."
     )
+    batch: BatchSettings | None = Field(
+        None,
+        description="Batch frames across cameras into one inference; null (default): one "
+        "frame per inference, cameras share the engine's parallel requests (faster on CPU, "
+        "see docs/benchmark.md).",
+    )
 
 
 def openvino_options(settings: OpenVinoSettings, state_dir: Path) -> dict[str, Any]:
@@ -55,6 +71,7 @@ def openvino_options(settings: OpenVinoSettings, state_dir: Path) -> dict[str, A
         "num_requests": settings.num_requests,
         "cache_dir": settings.cache_dir or state_dir / "cache" / "openvino",
         "host_convert": settings.input_conversion == "host",
+        "max_batch": settings.batch.max_size if settings.batch else 1,
     }
 
 

@@ -60,19 +60,3 @@ def inference_ms(detector: Detector, seconds: float) -> float:
     fps = detector.raw_throughput(seconds)
     frames = fps * (time.perf_counter() - wall)
     return (time.process_time() - started) * 1000 / max(frames, 1.0)
-
-
-def cost_report(infer_ms: float | None, frames: int = 100) -> str:
-    """Lines for bench: ms per frame at 1, 20 and 100 objects, and the share of inference."""
-    lines = ["events CPU cost per frame (tracking + 2 zones + 2 lines, synthetic boxes)"]
-    for objects in COST_OBJECTS:
-        ms = measure_cost(objects, frames)
-        share = "" if infer_ms is None else f"  {ms / infer_ms:6.1%} of one inference"
-        flag = ""
-        if infer_ms is not None and objects == 20:
-            flag = "  (target < 10 %)" if ms <= TARGET_SHARE * infer_ms else (
-                "  OVER the 10 % target")
-        lines.append(f"  {objects:3d} objects {ms:8.3f} ms{share}{flag}")
-    if infer_ms is not None:
-        lines.append(f"  inference {infer_ms:.2f} CPU ms a frame (engine alone, all threads)")
-    return "\n".join(lines)

@@ -2,7 +2,8 @@
 
 Every detection goes into the spool first (`edge_agent.publish.spool`: on disk in the state
 directory, or in memory), and the sender hands the spool to paho in order, at most
-MAX_INFLIGHT unacknowledged at a time; a row is deleted when its ack arrives. So a
+MAX_INFLIGHT unacknowledged at a time; acknowledged rows are deleted in batches (ACK_BATCH,
+ACK_LINGER_S). So a
 broker outage, a reconnect or a killed process loses nothing the bounds allow to keep,
 and paho's own queue never grows past the window.
 
@@ -43,6 +44,9 @@ EXPIRY_CHECK_S = 60.0
 """How often old rows are expired and the WAL checkpointed."""
 REOPEN_EVERY_S = 30.0
 """How often a spool file that refused to open (disk full) is tried again."""
+ACK_BATCH, ACK_LINGER_S = 32, 0.25
+"""Acknowledged rows are deleted 32 at a time or 0.25 s after the first, not one wake-up
+and SQLite transaction per frame (a crash re-sends at most those: QoS 1 is at least once)."""
 
 
 class Outbox(DeadLetters):
@@ -74,6 +78,7 @@ class Outbox(DeadLetters):
         self._pending: dict[int, int] = {}  # mid -> spool row id, DIRECT or CONTROL
         self._acked_early: set[int] = set()  # acks that beat publish() returning its mid
         self._acked_rows: list[int] = []  # delivered rows the sender will delete
+        self._acked_since = 0.0  # time.monotonic() of the oldest row in _acked_rows
         self._cursor = 0  # last spool row handed to paho
         self._inflight = 0  # detections handed to paho and not acknowledged
         self._rewind = False
@@ -93,7 +98,7 @@ class Outbox(DeadLetters):
 
     @property
     def queued(self) -> int:
-        return len(self._spool)
+        return len(self._spool) - len(self._acked_rows)
 
     @property
     def dropped(self) -> int:
@@ -114,7 +119,7 @@ class Outbox(DeadLetters):
         spool = self._spool
         salvage = spool.salvage
         return OutboxStats(
-            queued=len(spool), published=self.published, acknowledged=self.acknowledged,
+            queued=self.queued, published=self.published, acknowledged=self.acknowledged,
             dropped=self.dropped, trimmed=self.trimmed, dead_lettered=self.dead_lettered,
             dead_lettered_total=spool.dead_lettered_total, spool_error=self.spool_error,
             spool_dropped_total=spool.dropped_total, spool_on_disk=spool.on_disk,
@@ -195,10 +200,13 @@ class Outbox(DeadLetters):
         next_reopen = time.monotonic() + REOPEN_EVERY_S
         while True:
             with self._wake:
-                self._wake.wait_for(self._has_work_locked, timeout=1.0)
+                linger = self._acked_since + ACK_LINGER_S - time.monotonic()
+                timeout = min(1.0, max(linger, 0.001)) if self._acked_rows else 1.0
+                self._wake.wait_for(self._has_work_locked, timeout=timeout)
                 if self._stopped:
                     return
-                acked, self._acked_rows = self._acked_rows, []
+                acked = self._acked_rows if self._acks_due_locked() else []
+                self._acked_rows = [] if acked else self._acked_rows
                 rewind, self._rewind = self._rewind, False
                 forget, self._forget = self._forget, []
                 room = MAX_INFLIGHT - self._inflight if self._can_send_locked() else 0
@@ -231,11 +239,16 @@ class Outbox(DeadLetters):
     def _has_work_locked(self) -> bool:
         return (
             self._stopped
-            or bool(self._acked_rows)
+            or self._acks_due_locked()
             or bool(self._forget)
             or self._rewind
             or (self._can_send_locked() and self._cursor < self._spool.last_id)
         )
+
+    def _acks_due_locked(self) -> bool:
+        return bool(self._acked_rows) and (
+            len(self._acked_rows) >= ACK_BATCH or self._closing
+            or time.monotonic() - self._acked_since >= ACK_LINGER_S)
 
     def _send(self, room: int) -> bool:
         """Publish up to `room` rows after the cursor; False when paho refused one."""
@@ -352,6 +365,7 @@ class Outbox(DeadLetters):
         """Refuse new messages; wait until all are acknowledged or the connection is gone."""
         with self._wake:
             self._closing = True
+            self._wake.notify_all()  # delivered rows are deleted now, not after a linger
             self._wake.wait_for(
                 lambda: not self._busy_locked() or not self._connected, timeout=timeout
             )
@@ -391,12 +405,16 @@ class Outbox(DeadLetters):
             return
         self.poison.delivered(row, size)
         self.acknowledged += 1
+        wake = self._inflight >= MAX_INFLIGHT or self._closing  # room to send; drain()
         self._inflight -= 1
         if self._inflight <= 0:
+            wake |= self._resending
             self._resending = False
         if row > 0:
+            self._acked_since = self._acked_since if self._acked_rows else time.monotonic()
             self._acked_rows.append(row)
-        self._wake.notify_all()
+        if wake or self._acks_due_locked():  # else the sender sleeps on: one wake per frame
+            self._wake.notify_all()
 
     def _forget_lost_qos0_locked(self) -> None:
         """paho's reconnect discards QoS 0 packets it had not written: send those rows again."""

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from edge_agent import __version__
+from edge_agent.batching import with_batching
 from edge_agent.camera_filter import check_classes
 from edge_agent.capture.camera import Camera
 from edge_agent.capture.state import CameraState
@@ -69,7 +70,7 @@ class Agent:
             stack.enter_context(state_files.exclusive(config.state_dir))
             report = probe()
             log.info("hardware: %s", summary_line(report))
-            selection = select_engine(config, report, self.config_path)
+            selection = with_batching(select_engine(config, report, self.config_path), config)
             self._use(selection, detection_filter(config.model, selection.engine.info.class_names))
             check_classes(config, selection.engine.info.class_names, self.config_path)
             stack.callback(lambda: self.engine and self.engine.close())
@@ -304,7 +305,7 @@ class Agent:
     def _load_new_model(self, new: AgentConfig) -> Selection:
         """The new engine, loaded while the old one keeps serving; raises on failure."""
         log.info("reload: loading model %s", new.model.path)
-        return select_engine(new, probe(), self.config_path)
+        return with_batching(select_engine(new, probe(), self.config_path), new)
 
     def _reloaded(self, *, ok: bool, error: str | None, applied: list[str]) -> None:
         """Record the outcome: log, retained info, and the file `edge-agent reload` reads."""

@@ -24,8 +24,8 @@ from edge_agent.config.detect import DetectConfig, MaskConfig, MotionConfig
 from edge_agent.config.model import AgentConfig, FileCamera
 from edge_agent.errors import AgentError
 from edge_agent.pipeline import CameraPipeline
-from edge_agent.selection.loading import detection_filter, select_engine
-from edge_agent.selection.probe import HardwareReport
+from edge_agent.selection.loading import detection_filter
+from edge_agent.tools.bench_loop import BenchContext
 from engines.base import Engine
 
 RUN_TIMEOUT_S = 600.0
@@ -167,20 +167,18 @@ def measure_motion(
         return {**compare(off, on, clip), "motion": motion.model_dump()}
 
 
-def motion_figures(config: AgentConfig, hardware: HardwareReport, video: Path) -> dict:
-    """`bench --motion`: the config's model and backend, gate off vs on, on a 60 s clip
-    (3 times 5 s moving, 15 s still); the config's first camera's detect.motion when it
-    is enabled, else the defaults."""
+def run(context: BenchContext) -> dict:
+    """`bench --motion`: the bench's engine, gate off vs on, on a 60 s clip (3 times 5 s
+    moving, 15 s still); the config's first camera's detect.motion when it is enabled,
+    else the defaults."""
+    config = context.config
     motion = next((cam.detect.motion for cam in config.cameras if cam.detect.motion.enabled),
                   None)
-    engine = select_engine(config, hardware).engine
-    try:
-        return measure_motion(config, engine, video, motion, moving_s=5, still_s=15, cycles=3)
-    finally:
-        engine.close()
+    return measure_motion(config, context.engine, context.video, motion,
+                          moving_s=5, still_s=15, cycles=3)
 
 
-def format_motion(report: dict) -> str:
+def format_figures(report: dict) -> str:
     return "\n".join([
         f"motion gate on a still-stretch clip ({report['frames']} frames, "
         f"{report['still_frames']} frozen)",

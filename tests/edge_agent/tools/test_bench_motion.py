@@ -19,7 +19,7 @@ from edge_agent.tools.bench_motion import (
     GateRun,
     StillClip,
     compare,
-    format_motion,
+    format_figures,
     play,
     still_stretch_clip,
 )
@@ -91,7 +91,7 @@ def test_motion_gate_saves_the_still_spans_and_loses_no_moving_frame(
     assert report["moving_detections_on"] == report["moving_detections_off"] > 100
     # Frames are published in order and skipped ones are never published as empty.
     assert list(on.frames) == sorted(on.frames)
-    text = format_motion(report)
+    text = format_figures(report)
     assert f"saved {report['inferences_saved']}" in text
     assert "lost 0" in text
 
@@ -129,5 +129,5 @@ def test_a_mask_over_the_pavement_removes_the_people_walking_on_it(
 
 def test_bench_has_the_motion_flag() -> None:
     parser = build_parser()
-    assert parser.parse_args(["bench", "--motion"]).motion is True
-    assert parser.parse_args(["bench"]).motion is False
+    assert parser.parse_args(["bench", "--motion"]).section_motion is True
+    assert parser.parse_args(["bench"]).section_motion is False
