@@ -19,6 +19,7 @@ from pydantic_core import PydanticCustomError
 from edge_agent.config.rules import HOST, SLUG, MqttRules, Strict, TlsRules, default_device_id
 from engines import registry
 from engines.backend import Backend
+from engines.input_shapes import check_input_size
 
 __all__ = ["SLUG", "AgentConfig", "CameraConfig", "Strict"]
 
@@ -38,6 +39,15 @@ class ModelConfig(Strict):
     classes: list[str | int] | None = Field(
         None, description="Allow-list of class names or ids; default: all classes."
     )
+    input_size: Literal["auto", "square"] | tuple[int, int] = Field(
+        "auto", description="auto: each camera's aspect at the model's stride where the model "
+        "reshapes (docs/input-size.md); square: the model's own size; [height, width]."
+    )
+
+    @field_validator("input_size", mode="before")
+    @classmethod
+    def _input_size(cls, value: object) -> object:
+        return check_input_size(value)
 
 
 def _strict(backend: Backend) -> type[Strict]:

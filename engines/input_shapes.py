@@ -1,0 +1,196 @@
+"""Rectangular input: one compiled model per camera aspect, so a 16:9 camera is not fed
+a square input that is 40 % padding.
+
+A model whose input height and width may change (dynamic in the ONNX or IR file, or a
+fully convolutional graph such as YOLOX that OpenVINO reshapes) is compiled once more
+for each distinct input shape the cameras need, at the first frame of that shape, and
+the compiled model is kept for every later frame and camera of that shape. The shape is
+the camera's aspect at the model's stride: the long side stays the model's own, the
+short side is rounded up to a multiple of the stride (1280x720 on a 640 model: 384x640).
+
+`input_size` (config `model.input_size`): "auto" (rectangular where the model allows it,
+else square, with a notice saying how to export a dynamic model), "square" (always the
+model's own size) or (height, width) (every camera letterboxed into that one shape).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from engines.detector import check_model
+from engines.postprocess import anchor_count
+
+if TYPE_CHECKING:
+    from engines.base import Engine
+
+log = logging.getLogger(__name__)
+
+InputSize = str | tuple[int, int]
+"""'auto', 'square' or (height, width) in pixels."""
+MODES = ("auto", "square")
+DEFAULT_STRIDE = 32
+GRID_FAMILIES = ("yolox", "yolov5", "ultralytics")
+"""Families whose output has one row per grid cell: the row count must fit the shape."""
+EXPORT_HINT = (
+    "export the model with dynamic input sizes for rectangular input on wide cameras "
+    "(Ultralytics: model.export(format='onnx', dynamic=True) or format='openvino', "
+    "dynamic=True; torch.onnx.export: dynamic_axes={'images': {2: 'height', 3: 'width'}})"
+)
+
+
+def model_stride(metadata: dict[str, str]) -> int:
+    """The model's largest stride: Ultralytics' `stride` metadata, else 32 (P5 models)."""
+    text = str(metadata.get("stride", "")).strip()
+    return int(text) if text.isdigit() and 8 <= int(text) <= 128 else DEFAULT_STRIDE
+
+
+def rect_input_size(
+    frame_width: int, frame_height: int, model_height: int, model_width: int,
+    stride: int = DEFAULT_STRIDE,
+) -> tuple[int, int]:
+    """(height, width) for a frame's aspect: the model's long side on the frame's long
+    side, the other side rounded up to the stride (Ultralytics' LetterBox(auto=True)).
+
+    1280x720 on 640x640 -> (384, 640); 768x576 on 416x416 -> (320, 416); a square frame
+    keeps the model's own size. Never larger than the model's long side per axis.
+    """
+    if min(frame_width, frame_height, model_height, model_width, stride) <= 0:
+        raise ValueError(f"sizes must be positive: frame {frame_width}x{frame_height}, "
+                         f"model {model_width}x{model_height}, stride {stride}")
+    side = max(model_height, model_width)
+    ratio = side / max(frame_width, frame_height)
+    width = min(side, max(1, round(frame_width * ratio)))
+    height = min(side, max(1, round(frame_height * ratio)))
+    return (min(side, math.ceil(height / stride) * stride),
+            min(side, math.ceil(width / stride) * stride))
+
+
+def check_input_size(value: object) -> InputSize:
+    """'auto', 'square' or [height, width] (32..8192, multiples of 32); ValueError says why."""
+    if isinstance(value, str):
+        if value in MODES:
+            return value
+        raise ValueError(f"must be auto, square or [height, width], not {value!r}")
+    if (not isinstance(value, Sequence) or len(value) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+        raise ValueError(f"must be auto, square or [height, width] in pixels, not {value!r}")
+    height, width = int(value[0]), int(value[1])
+    for label, side in (("height", height), ("width", width)):
+        if not 32 <= side <= 8192 or side % DEFAULT_STRIDE:
+            raise ValueError(f"{label} {side} must be a multiple of 32 from 32 to 8192 "
+                             "(the model's stride)")
+    return height, width
+
+
+def check_rows(family: str, output_shapes: Sequence[Sequence[int]], height: int,
+               width: int) -> str | None:
+    """Why a reshaped model's outputs do not fit its new input (None when they do).
+
+    A static graph with grid-sized constants inside may reshape without an error and
+    still output the old grid's rows; its boxes would be garbage, so it is refused.
+    """
+    if family not in GRID_FAMILIES or not output_shapes or len(output_shapes[0]) != 3:
+        return None
+    expected = anchor_count(height, width)
+    shape = list(output_shapes[0])
+    rows = shape[2] if family == "ultralytics" else shape[1]
+    if rows != expected:
+        return (f"reshaped to {height}x{width} it outputs {shape}, not the {expected} grid "
+                "cells of that shape (sizes fixed inside the graph)")
+    return None
+
+
+class ShapedEngines:
+    """The engines of one model, one per input shape, made on first use and kept.
+
+    Thread-safe: every camera's pipeline asks from its own thread; a shape is compiled
+    once (under a lock, the first frame of that shape waits for it) and shared.
+    A shape that fails to compile is logged once and served by the model's own size.
+    """
+
+    def __init__(self, engine: Engine, input_size: InputSize = "auto") -> None:
+        self.base = engine
+        self.input_size = check_input_size(input_size)
+        self.stride = model_stride(engine.info.metadata)
+        self._engines: dict[tuple[int, int], Engine] = {
+            (engine.input.height, engine.input.width): engine}
+        self._by_frame: dict[tuple[int, int], Engine] = {}
+        self._lock = threading.Lock()
+        self.notice: str | None = None
+        """Why the input stays square (static model, backend), for the log and `info`."""
+        if self.input_size != "square":
+            why = engine.input_flexibility()
+            if why is not None:
+                self.notice = why if self.input_size != "auto" else f"{why}; {EXPORT_HINT}"
+                log.warning("rectangular input is off: %s", self.notice)
+            elif self.input_size == "auto":
+                log.info("rectangular input: %s compiled per camera aspect at stride %d",
+                         engine.info.name, self.stride)
+
+    @property
+    def mode(self) -> str:
+        """'auto', 'square' or 'fixed' (one configured shape)."""
+        return self.input_size if isinstance(self.input_size, str) else "fixed"
+
+    def wanted(self, frame_width: int, frame_height: int) -> tuple[int, int]:
+        """The input (height, width) a frame of this size should get."""
+        own = (self.base.input.height, self.base.input.width)
+        if self.input_size == "square" or self.notice is not None:
+            return own
+        if isinstance(self.input_size, tuple):
+            return self.input_size
+        return rect_input_size(frame_width, frame_height, *own, self.stride)
+
+    def engine_for(self, frame_width: int, frame_height: int) -> Engine:
+        """The engine for frames of this size (the hot path: a dict lookup once made)."""
+        found = self._by_frame.get((frame_width, frame_height))
+        if found is not None:
+            return found
+        shape = self.wanted(frame_width, frame_height)
+        with self._lock:
+            engine = self._engines.get(shape)
+            if engine is None:
+                engine = self._compile(shape)
+            self._by_frame[(frame_width, frame_height)] = engine
+        return engine
+
+    def _compile(self, shape: tuple[int, int]) -> Engine:
+        height, width = shape
+        try:
+            engine = self.base.reshaped(height, width)
+            try:
+                check_model(engine)  # one blank frame: outputs fit the new grid
+            except Exception:
+                engine.close()
+                raise
+        except Exception as exc:  # one bad shape must not stop the camera: square it is
+            log.warning("cannot run %s at %dx%d (%s); frames of that shape use %dx%d",
+                        self.base.info.name, width, height, exc, self.base.input.width,
+                        self.base.input.height)
+            engine = self.base
+        self._engines[shape] = engine
+        return engine
+
+    def shapes(self) -> list[tuple[int, int]]:
+        """(height, width) of every compiled engine, the model's own size first."""
+        with self._lock:
+            return [(e.input.height, e.input.width)
+                    for e in dict.fromkeys(self._engines.values())]
+
+    def describe(self) -> dict[str, object]:
+        """For the retained `info` message: mode, whether shapes change, and why not."""
+        return {"mode": self.mode, "rectangular": self.notice is None
+                and self.input_size != "square", "notice": self.notice}
+
+    def close(self) -> None:
+        """Close the engines made here (the base engine is its owner's to close)."""
+        with self._lock:
+            made = [e for e in dict.fromkeys(self._engines.values()) if e is not self.base]
+            self._engines = {(self.base.input.height, self.base.input.width): self.base}
+            self._by_frame.clear()
+        for engine in made:
+            engine.close()
