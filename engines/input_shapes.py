@@ -125,8 +125,10 @@ class ShapedEngines:
         if self.input_size != "square":
             why = engine.input_flexibility()
             if why is not None:
-                self.notice = why if self.input_size != "auto" else f"{why}; {EXPORT_HINT}"
-                log.warning("rectangular input is off: %s", self.notice)
+                self.notice = f"{why}; {EXPORT_HINT}"
+                level = logging.INFO if self.input_size == "auto" else logging.WARNING
+                log.log(level, "rectangular input is off, every camera gets %dx%d: %s",
+                        engine.input.width, engine.input.height, self.notice)
             elif self.input_size == "auto":
                 log.info("rectangular input: %s compiled per camera aspect at stride %d",
                          engine.info.name, self.stride)

@@ -160,8 +160,10 @@ class OpenVinoEngine(Engine):
         try:
             model.reshape({0: shape})
         except RuntimeError as exc:
-            raise ModelLoadError(str(self._path), f"its graph does not reshape to "
-                                 f"{width}x{height}: {_first_line(exc, 'unknown error')}") from exc
+            detail = _first_line(exc, "unknown error")
+            log.debug("reshape of %s to %dx%d failed: %s", self._path, width, height, detail)
+            raise ModelLoadError(str(self._path), f"its graph does not reshape to {width}x"
+                                 f"{height} (a size is fixed inside it: {detail[:100]})") from exc
         output_shapes = [tuple(out.get_partial_shape().get_min_shape()) for out in model.outputs]
         why = check_rows(self.info.family, output_shapes, height, width)
         if why:
