@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="measure this backend instead of the config's; all: every "
                        "backend whose runtime is present here, side by side")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
+    bench.add_argument("--input-shapes", action="store_true",
+                       help="square vs rectangular input on a 16:9 clip of the video, and "
+                       "start-up to the first detection with a cold and a warm cache")
     bench.set_defaults(handler=_bench)
 
     for module_name in COMMAND_MODULES:

@@ -140,6 +140,10 @@ def main(args: argparse.Namespace) -> int:
     )
     if video is None:
         raise AgentError("no video: pass --video or put a file camera in the config")
+    if getattr(args, "input_shapes", False):  # square vs rectangular, start-up: bench_input
+        from edge_agent.tools import bench_input
+
+        return bench_input.main(config, video, args.seconds, args.json)
     hardware = probe()
     video_fps = decode_fps(video, args.seconds)
     reports = [measure(each, hardware, video, video_fps, args.seconds)
