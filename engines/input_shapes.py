@@ -119,7 +119,9 @@ class ShapedEngines:
         self._engines: dict[tuple[int, int], Engine] = {
             (engine.input.height, engine.input.width): engine}
         self._by_frame: dict[tuple[int, int], Engine] = {}
+        self._jobs: dict[tuple[int, int], threading.Thread] = {}
         self._lock = threading.Lock()
+        self._closed = False
         self.notice: str | None = None
         """Why the input stays square (static model, backend), for the log and `info`."""
         if self.input_size != "square":
@@ -147,21 +149,40 @@ class ShapedEngines:
             return self.input_size
         return rect_input_size(frame_width, frame_height, *own, self.stride)
 
-    def engine_for(self, frame_width: int, frame_height: int) -> Engine:
-        """The engine for frames of this size (the hot path: a dict lookup once made)."""
-        found = self._by_frame.get((frame_width, frame_height))
+    def engine_for(self, frame_width: int, frame_height: int, *, wait: bool = False) -> Engine:
+        """The engine for frames of this size (the hot path: a dict lookup once made).
+
+        A new shape compiles on a thread of its own; until it is ready (about a second
+        on a small CPU, less from the cache) its frames run at the model's own size, so
+        the first detection never waits for it. `wait=True` waits (tools, tests).
+        """
+        key = (frame_width, frame_height)
+        found = self._by_frame.get(key)
         if found is not None:
             return found
         shape = self.wanted(frame_width, frame_height)
         with self._lock:
             engine = self._engines.get(shape)
-            if engine is None:
-                engine = self._compile(shape)
-            self._by_frame[(frame_width, frame_height)] = engine
-        return engine
+            if engine is not None:
+                self._by_frame[key] = engine
+                return engine
+            job = self._jobs.get(shape)
+            if job is None:
+                if self._closed:
+                    return self.base
+                job = threading.Thread(target=self._compile, args=(shape,), daemon=True,
+                                       name=f"compile-{shape[1]}x{shape[0]}")
+                self._jobs[shape] = job
+                job.start()
+        if not wait:
+            return self.base
+        job.join()
+        return self.engine_for(frame_width, frame_height)
 
-    def _compile(self, shape: tuple[int, int]) -> Engine:
+    def _compile(self, shape: tuple[int, int]) -> None:
+        """Thread body: compile and check one shape; any failure leaves that shape square."""
         height, width = shape
+        engine = self.base
         try:
             engine = self.base.reshaped(height, width)
             try:
@@ -170,12 +191,17 @@ class ShapedEngines:
                 engine.close()
                 raise
         except Exception as exc:  # one bad shape must not stop the camera: square it is
+            engine = self.base
             log.warning("cannot run %s at %dx%d (%s); frames of that shape use %dx%d",
                         self.base.info.name, width, height, exc, self.base.input.width,
                         self.base.input.height)
-            engine = self.base
-        self._engines[shape] = engine
-        return engine
+        with self._lock:
+            self._jobs.pop(shape, None)
+            late = self._closed and engine is not self.base
+            if not late:
+                self._engines[shape] = engine
+        if late:
+            engine.close()
 
     def shapes(self) -> list[tuple[int, int]]:
         """(height, width) of every compiled engine, the model's own size first."""
@@ -189,7 +215,13 @@ class ShapedEngines:
                 and self.input_size != "square", "notice": self.notice}
 
     def close(self) -> None:
-        """Close the engines made here (the base engine is its owner's to close)."""
+        """Wait for compiles in flight, close the engines made here (the base engine is
+        its owner's to close); later frames get the base engine."""
+        with self._lock:
+            self._closed = True
+            jobs = list(self._jobs.values())
+        for job in jobs:
+            job.join()
         with self._lock:
             made = [e for e in dict.fromkeys(self._engines.values()) if e is not self.base]
             self._engines = {(self.base.input.height, self.base.input.width): self.base}

@@ -83,7 +83,7 @@ def shape_figures(config: AgentConfig, video: Path, mqtt_config: MqttConfig,
         for mode in ("square", "auto"):
             engine.input_shapes = shapes = ShapedEngines(engine, mode)
             try:
-                shaped = engine.for_frame(*WIDE)
+                shaped = shapes.engine_for(*WIDE, wait=True)
                 engine_fps = shaped.raw_throughput(seconds)
                 loop = loop_figures(config, engine, video, mqtt_config, seconds)
             finally:

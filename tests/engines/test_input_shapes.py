@@ -179,6 +179,7 @@ def test_rect_finds_what_square_finds(
     media += [(f"vtest#{i}", f) for i, f in enumerate(
         _video_frames(samples / "media" / "vtest.mp4", 4, 90))]
     for name, frame in media:
+        rect.input_shapes.engine_for(frame.shape[1], frame.shape[0], wait=True)
         found = detector.detect(frame).detections
         assert found is not None
         shapes_used.add(rect.for_frame(frame.shape[1], frame.shape[0]).input.shape[1:3])
@@ -199,11 +200,15 @@ def test_two_aspects_two_compiled_shapes_reused(
     _, rect = engines
     shapes = rect.input_shapes
     assert shapes is not None
-    wide = shapes.engine_for(1920, 1080)
+    assert shapes.engine_for(1600, 800) is rect  # compiling: the model's own size meanwhile
+    two_to_one = shapes.engine_for(1600, 800, wait=True)
+    assert two_to_one.input.shape == (1, 224, 416, 3)
+    assert shapes.engine_for(1600, 800) is two_to_one
+    wide = shapes.engine_for(1920, 1080, wait=True)
     assert wide.input.shape == (1, 256, 416, 3)
     assert shapes.engine_for(1280, 720) is wide  # same aspect, another camera
     assert shapes.engine_for(1920, 1080) is wide
-    tall = shapes.engine_for(600, 800)
+    tall = shapes.engine_for(600, 800, wait=True)
     assert tall.input.shape == (1, 416, 320, 3)
     assert tall is not wide
     assert shapes.engine_for(500, 500) is rect
@@ -221,7 +226,7 @@ def test_square_and_fixed_modes(engines: tuple[OpenVinoEngine, OpenVinoEngine]) 
     fixed = ShapedEngines(square, (224, 416))
     assert fixed.mode == "fixed"
     try:
-        assert fixed.engine_for(1280, 720).input.shape == (1, 224, 416, 3)
+        assert fixed.engine_for(1280, 720, wait=True).input.shape == (1, 224, 416, 3)
         assert fixed.engine_for(640, 480) is fixed.engine_for(1280, 720)
     finally:
         fixed.close()
@@ -248,7 +253,7 @@ def test_static_model_notice_and_dynamic_model(
     with OpenVinoEngine(dynamic_size_model(samples, tmp_path / "dynamic")) as dynamic:
         assert dynamic.input_flexibility() is None
         dynamic.input_shapes = shapes = ShapedEngines(dynamic)
-        assert dynamic.for_frame(1280, 720).input.shape == (1, 384, 640, 3)
+        assert shapes.engine_for(1280, 720, wait=True).input.shape == (1, 384, 640, 3)
         rect = Detector(dynamic).detect(frame).detections
         dynamic.input_shapes = None
         square = Detector(dynamic).detect(frame).detections
