@@ -101,9 +101,11 @@ def shaped_model(
 
 
 def dynamic_size_model(samples: Path, out: Path) -> Path:
-    """The sample with dynamic height and width (as an export with dynamic=True has)."""
+    """The sample with dynamic height and width and its `imgsz` (416) in the IR's
+    metadata, as an Ultralytics export with dynamic=True has."""
     model = _sample(samples)
     model.reshape({0: ov.PartialShape([1, 3, -1, -1])})
+    model.set_rt_info("[416, 416]", ["model_info", "imgsz"])
     path = out.with_suffix(".xml")
     ov.save_model(model, str(path), compress_to_fp16=False)
     return path

@@ -236,7 +236,8 @@ def test_static_model_notice_and_dynamic_model(
     samples: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A grid fixed in the graph stays square and says how to export a dynamic model; the
-    same model with dynamic H/W (dynamic=True) gets 384x640 for 16:9 and the same boxes."""
+    same model with dynamic H/W (dynamic=True, imgsz 416) gets 416x256 for 16:9 and the
+    same boxes as at its own square size."""
     with caplog.at_level(logging.INFO, logger="engines.input_shapes"), OpenVinoEngine(
             fixed_grid_model(samples, tmp_path / "fixed")) as fixed:
         shapes = ShapedEngines(fixed, "auto")
@@ -251,11 +252,12 @@ def test_static_model_notice_and_dynamic_model(
     with OpenVinoEngine(dynamic_size_model(samples, tmp_path / "dynamic")) as dynamic:
         assert dynamic.input_flexibility() is None
         dynamic.input_shapes = shapes = ShapedEngines(dynamic)
-        assert shapes.engine_for(1280, 720, wait=True).input.shape == (1, 384, 640, 3)
+        assert dynamic.input.shape == (1, 416, 416, 3)  # its imgsz, not the 640 default
+        assert shapes.engine_for(1280, 720, wait=True).input.shape == (1, 256, 416, 3)
         rect = Detector(dynamic).detect(frame).detections
         dynamic.input_shapes = None
         square = Detector(dynamic).detect(frame).detections
         shapes.close()
         assert rect is not None
         assert square is not None
-        _compare([("cat_720p at 640", square, rect, 640 / 1280)])
+        _compare([("cat_720p, dynamic model", square, rect, 416 / 1280)])
