@@ -74,30 +74,37 @@ def wide_video(source: Path, folder: Path, seconds: float = 30.0) -> Path:
 
 
 def shape_figures(config: AgentConfig, video: Path, mqtt_config: MqttConfig,
-                  seconds: float) -> dict:
-    """Engine fps and loop fps, square then rectangular, on one loaded engine."""
+                  seconds: float, rounds: int = 2) -> dict:
+    """Engine fps and loop fps, square and rectangular, on one loaded engine.
+
+    The two alternate (square, rect, square, rect ...) for `rounds` rounds of `seconds`
+    each and the best round of each counts, so a load that comes and goes on the box
+    does not favour whichever ran first.
+    """
     selection = select_engine(config, probe())
     engine = selection.engine
     figures: dict[str, dict] = {}
     try:
-        for mode in ("square", "auto"):
-            engine.input_shapes = shapes = ShapedEngines(engine, mode)
-            try:
-                shaped = shapes.engine_for(*WIDE, wait=True)
-                engine_fps = shaped.raw_throughput(seconds)
-                loop = loop_figures(config, engine, video, mqtt_config, seconds)
-            finally:
-                shapes.close()
-            figures["square" if mode == "square" else "rect"] = {
-                "input": [shaped.input.height, shaped.input.width],
-                "engine_fps": engine_fps, "loop_fps": loop["fps"],
-                "infer_ms": loop["stage_ms"].get("infer"), "notice": shapes.notice,
-            }
+        for _ in range(rounds):
+            for mode, name in (("square", "square"), ("auto", "rect")):
+                engine.input_shapes = shapes = ShapedEngines(engine, mode)
+                try:
+                    shaped = shapes.engine_for(*WIDE, wait=True)
+                    engine_fps = shaped.raw_throughput(seconds)
+                    loop = loop_figures(config, engine, video, mqtt_config, seconds)
+                finally:
+                    shapes.close()
+                best = figures.setdefault(name, {
+                    "input": [shaped.input.height, shaped.input.width], "engine_fps": 0.0,
+                    "loop_fps": 0.0, "infer_ms": None, "notice": shapes.notice})
+                best["engine_fps"] = max(best["engine_fps"], engine_fps)
+                if loop["fps"] > best["loop_fps"]:
+                    best["loop_fps"], best["infer_ms"] = loop["fps"], loop["stage_ms"].get("infer")
     finally:
         engine.input_shapes = None
         engine.close()
     return {"model": engine.info.name, "backend": engine.backend, "device": engine.device,
-            **figures}
+            "rounds": rounds, **figures}
 
 
 def _agent_config(config: AgentConfig, video: Path, mqtt_config: MqttConfig,
@@ -146,13 +153,14 @@ def first_detection_s(config_file: Path, mqtt_config: MqttConfig) -> float:
 
 
 def startup_figures(config: AgentConfig, video: Path, mqtt_config: MqttConfig) -> dict:
-    """Process start to first detection: cold (empty compiled-model cache), then warm."""
+    """Process start to first detection: cold (empty compiled-model cache), then warm
+    twice (the better one counts; both are in `warm_runs_s`)."""
     with tempfile.TemporaryDirectory(prefix="edge-agent-bench-start-") as folder:
         config_file = Path(folder) / "agent.yaml"
         config_file.write_text(_agent_config(config, video, mqtt_config, Path(folder) / "state"))
         cold = first_detection_s(config_file, mqtt_config)
-        warm = first_detection_s(config_file, mqtt_config)
-    return {"cold_s": cold, "warm_s": warm}
+        warm = [first_detection_s(config_file, mqtt_config) for _ in range(2)]
+    return {"cold_s": cold, "warm_s": min(warm), "warm_runs_s": warm}
 
 
 def run_input_bench(config: AgentConfig, source: Path, seconds: float) -> dict:
@@ -175,7 +183,8 @@ def format_input_report(report: dict) -> str:
                 f"   loop {run['loop_fps']:7.1f} fps")
 
     lines = [f"model {report['model']} on {report['backend']}/{report['device']}",
-             f"  video {report['video']} (1280x720)", row("square"), row("rect"),
+             f"  video {report['video']} (1280x720), best of {report.get('rounds', 1)}"
+             " alternating rounds", row("square"), row("rect"),
              f"  rect / square: engine {report['rect_over_square_engine']:.2f}x"
              f"   loop {report['rect_over_square_loop']:.2f}x",
              f"  start to first detection: cold cache {report['startup']['cold_s']:.2f} s"
