@@ -62,12 +62,15 @@ cameras:
     assert getattr(loaded.backend, "cache_dir", "?") is None  # cold means the state dir's
     assert loaded.state_dir == tmp_path / "state"
     assert [c.id for c in loaded.cameras] == ["wide"]
-    run = {"input": [416, 416], "engine_fps": 40.0, "loop_fps": 30.0, "notice": None}
+    run = {"input": [416, 416], "engine_fps": 40.0, "loop_fps": 30.0, "notice": None,
+           "engine_cpu_ms": 26.0, "loop_cpu_ms": 40.0}
     report = format_input_report({
         "model": "m", "backend": "openvino", "device": "CPU", "video": str(video),
         "square": run, "rect": {**run, "input": [256, 416], "engine_fps": 64.0},
         "rect_over_square_engine": 1.6, "rect_over_square_loop": 1.0,
+        "rect_over_square_engine_cpu": 1.7, "rect_over_square_loop_cpu": 1.4,
         "startup": {"cold_s": 3.0, "warm_s": 1.5}})
     assert "rect    input 416x256" in report
     assert "engine 1.60x" in report
+    assert "engine 1.70x" in report
     assert "warm cache 1.50 s" in report
