@@ -198,7 +198,7 @@ def format_input_report(report: dict) -> str:
         size = f"{run['input'][1]}x{run['input'][0]}"
         return (f"  {name:<7} input {size:<9} engine {run['engine_fps']:7.1f} fps"
                 f" {run['engine_cpu_ms']:6.1f} CPU ms/frame   loop {run['loop_fps']:7.1f} fps"
-                f" {run['loop_cpu_ms']:6.1f} CPU ms/frame")
+                f" {run['loop_cpu_ms']:6.1f} CPU ms/frame   bound {run.get('bound_fps', 0):6.1f}")
 
     lines = [f"model {report['model']} on {report['backend']}/{report['device']}",
              f"  video {report['video']} (1280x720), best of {report.get('rounds', 1)}"
