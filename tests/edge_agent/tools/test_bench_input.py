@@ -3,13 +3,19 @@ its cache, and the start-up run's config (read by the real loader)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
 
 from edge_agent.config.loader import load_config
 from edge_agent.config.model import MqttConfig
-from edge_agent.tools.bench_input import _agent_config, format_input_report, wide_video
+from edge_agent.tools.bench_input import (
+    _agent_config,
+    format_input_report,
+    process_cpu_s,
+    wide_video,
+)
 
 
 def _size(video: Path) -> tuple[int, int, int]:
@@ -74,3 +80,6 @@ cameras:
     assert "engine 1.60x" in report
     assert "engine 1.70x" in report
     assert "warm cache 1.50 s" in report
+    assert "cold n/a" in report  # no /proc figure: said, not invented
+    assert process_cpu_s(os.getpid()) > 0
+    assert process_cpu_s(2**22 + 1) is None  # no such process
