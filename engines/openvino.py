@@ -13,7 +13,8 @@ import numpy as np
 
 from engines.base import Engine, InferResult, ModelInfo, settle
 from engines.errors import BackendUnavailableError, EngineError, ModelLoadError
-from engines.input_shapes import check_rows, rect_input_size
+from engines.input_shapes import check_rows
+from engines.input_size import rect_input_size
 from engines.model_info import (
     class_names_from_metadata,
     describe_input,

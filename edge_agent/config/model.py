@@ -19,7 +19,7 @@ from pydantic_core import PydanticCustomError
 from edge_agent.config.rules import HOST, SLUG, MqttRules, Strict, TlsRules, default_device_id
 from engines import registry
 from engines.backend import Backend
-from engines.input_shapes import check_input_size
+from engines.input_size import check_input_size
 
 __all__ = ["SLUG", "AgentConfig", "CameraConfig", "Strict"]
 

@@ -22,12 +22,7 @@ import pytest
 
 from engines.base import Detections
 from engines.detector import Detector
-from engines.input_shapes import (
-    ShapedEngines,
-    check_input_size,
-    check_rows,
-    rect_input_size,
-)
+from engines.input_shapes import ShapedEngines, check_rows
 from engines.openvino import OpenVinoEngine
 from engines.postprocess import DetectionFilter, anchor_count
 from engines.preprocess import prepare
@@ -36,59 +31,6 @@ from tests.models import dynamic_size_model, fixed_grid_model
 
 SURE = DetectionFilter().score_threshold + 0.1
 CORNER_INPUT_PX, MIN_IOU, MAX_LOST = 4.0, 0.85, 0.10
-
-
-@pytest.mark.parametrize(
-    ("frame", "model", "stride", "expected"),
-    [
-        ((1280, 720), (640, 640), 32, (384, 640)),  # 16:9, the issue's example
-        ((1920, 1080), (640, 640), 32, (384, 640)),
-        ((960, 540), (416, 416), 32, (256, 416)),
-        ((768, 576), (416, 416), 32, (320, 416)),  # 4:3
-        ((720, 1280), (640, 640), 32, (640, 384)),  # portrait
-        ((640, 640), (640, 640), 32, (640, 640)),  # square keeps the model's size
-        ((1001, 37), (640, 640), 32, (32, 640)),  # very wide: one stride at least
-        ((1280, 720), (384, 640), 32, (384, 640)),  # a model exported rectangular
-        ((1280, 720), (1280, 1280), 64, (768, 1280)),  # P6 model, stride 64
-    ],
-)
-def test_rect_input_size_table(frame: tuple[int, int], model: tuple[int, int], stride: int,
-                               expected: tuple[int, int]) -> None:
-    assert rect_input_size(*frame, *model, stride) == expected
-
-
-def test_rect_input_size_property() -> None:
-    """Any frame: stride multiples, never above the model's side, the letterboxed frame
-    fits, and the padding on each side is less than one stride."""
-    rng = np.random.default_rng(13)
-    for _ in range(2000):
-        width, height = (int(v) for v in rng.integers(16, 4000, 2))
-        side = int(rng.choice([320, 416, 512, 640, 1280]))
-        stride = int(rng.choice([32, 64]))
-        h, w = rect_input_size(width, height, side, side, stride)
-        assert h % stride == 0 or h == side
-        assert w % stride == 0 or w == side
-        assert max(h, w) <= side
-        scale = min(h / height, w / width)
-        assert round(width * scale) <= w
-        assert round(height * scale) <= h
-        assert w - round(width * scale) < stride
-        assert h - round(height * scale) < stride
-
-
-@pytest.mark.parametrize(
-    ("value", "valid"),
-    [("auto", "auto"), ("square", "square"), ([384, 640], (384, 640)), ((64, 32), (64, 32)),
-     ("wide", None), ([300, 640], None), ([384], None), ([384, 640, 3], None),
-     ([True, 640], None), ([384.0, 640], None), ([0, 640], None), ([8224, 640], None),
-     (384, None), (None, None)],
-)
-def test_check_input_size_table(value: object, valid: object) -> None:
-    if valid is None:
-        with pytest.raises(ValueError, match=r"auto, square or|multiple of 32"):
-            check_input_size(value)
-    else:
-        assert check_input_size(value) == valid
 
 
 def test_check_rows_refuses_a_grid_fixed_in_the_graph() -> None:
