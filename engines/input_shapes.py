@@ -3,7 +3,8 @@ a square input that is 40 % padding.
 
 A model whose input height and width may change (dynamic in the ONNX or IR file, or a
 fully convolutional graph such as YOLOX that OpenVINO reshapes) is compiled once more
-for each distinct input shape the cameras need, at the first frame of that shape, and
+for each distinct input shape the cameras need, from the first frame of that shape (on
+a thread of its own; frames run at the model's own size until it is ready), and
 the compiled model is kept for every later frame and camera of that shape. The shape is
 the camera's aspect at the model's stride: the long side stays the model's own, the
 short side is rounded up to a multiple of the stride (1280x720 on a 640 model: 384x640).
@@ -21,8 +22,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from engines.detector import check_model
-from engines.input_size import (  # noqa: F401 - re-exported: the rules live beside the cache
-    DEFAULT_STRIDE,
+from engines.input_size import (
     EXPORT_HINT,
     InputSize,
     check_input_size,
@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 GRID_FAMILIES = ("yolox", "yolov5", "ultralytics")
 """Families whose output has one row per grid cell: the row count must fit the shape."""
 
+
 def check_rows(family: str, output_shapes: Sequence[Sequence[int]], height: int,
                width: int) -> str | None:
     """Why a reshaped model's outputs do not fit its new input (None when they do).
@@ -52,7 +53,7 @@ def check_rows(family: str, output_shapes: Sequence[Sequence[int]], height: int,
     shape = list(output_shapes[0])
     rows = shape[2] if family == "ultralytics" else shape[1]
     if rows != expected:
-        return (f"reshaped to {height}x{width} it outputs {shape}, not the {expected} grid "
+        return (f"reshaped to {width}x{height} it outputs {shape}, not the {expected} grid "
                 "cells of that shape (sizes fixed inside the graph)")
     return None
 
@@ -61,8 +62,8 @@ class ShapedEngines:
     """The engines of one model, one per input shape, made on first use and kept.
 
     Thread-safe: every camera's pipeline asks from its own thread; a shape is compiled
-    once (under a lock, the first frame of that shape waits for it) and shared.
-    A shape that fails to compile is logged once and served by the model's own size.
+    once, on a thread of its own, and shared. A shape that fails to compile is logged
+    once and served by the model's own size.
     """
 
     def __init__(self, engine: Engine, input_size: InputSize = "auto") -> None:
