@@ -160,7 +160,8 @@ class Engine(abc.ABC):
     def input_flexibility(self) -> str | None:
         """None when `reshaped` can make this model run other input sizes, else why not."""
         return (f"the {self.backend} backend runs the model at its own input size "
-                f"({self.input.width}x{self.input.height})")
+                f"({self.input.width}x{self.input.height}); rectangular input needs "
+                "backend openvino")
 
     def reshaped(self, height: int, width: int) -> Engine:
         """The same model compiled for a (height, width) input: a new Engine the caller

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING
 
 from engines.detector import check_model
 from engines.input_size import (
-    EXPORT_HINT,
     InputSize,
     check_input_size,
     model_stride,
@@ -81,7 +80,7 @@ class ShapedEngines:
         if self.input_size != "square":
             why = engine.input_flexibility()
             if why is not None:
-                self.notice = f"{why}; {EXPORT_HINT}"
+                self.notice = why
                 level = logging.INFO if self.input_size == "auto" else logging.WARNING
                 log.log(level, "rectangular input is off, every camera gets %dx%d: %s",
                         engine.input.width, engine.input.height, self.notice)

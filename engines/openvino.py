@@ -14,7 +14,7 @@ import numpy as np
 from engines.base import Engine, InferResult, ModelInfo, settle
 from engines.errors import BackendUnavailableError, EngineError, ModelLoadError
 from engines.input_shapes import check_rows
-from engines.input_size import rect_input_size
+from engines.input_size import EXPORT_HINT, rect_input_size
 from engines.model_info import (
     class_names_from_metadata,
     describe_input,
@@ -184,7 +184,7 @@ class OpenVinoEngine(Engine):
                 self._reshaped_model(*rect_input_size(16, 9, side, side))
             except ModelLoadError as exc:
                 self._flexibility = (f"the model's input is fixed at {self.input.width}x"
-                                     f"{self.input.height} and {exc.cause}",)
+                                     f"{self.input.height} and {exc.cause}; {EXPORT_HINT}",)
             else:
                 self._flexibility = (None,)
         return self._flexibility[0]
