@@ -7,8 +7,14 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from engines.errors import ModelLoadError
+
+if TYPE_CHECKING:
+    from engines.input_shapes import ShapedEngines
 
 
 @dataclass(frozen=True)
@@ -147,6 +153,25 @@ class Engine(abc.ABC):
     def parallelism(self) -> int:
         """How many submits may be in flight before the next one blocks."""
         return 1
+
+    input_shapes: ShapedEngines | None = None
+    """Set by the loader: the engines of this model per input shape (rectangular input)."""
+
+    def input_flexibility(self) -> str | None:
+        """None when `reshaped` can make this model run other input sizes, else why not."""
+        return (f"the {self.backend} backend runs the model at its own input size "
+                f"({self.input.width}x{self.input.height}); rectangular input needs "
+                "backend openvino")
+
+    def reshaped(self, height: int, width: int) -> Engine:
+        """The same model compiled for a (height, width) input: a new Engine the caller
+        closes. Raises ModelLoadError (or the runtime's error) where it cannot be done."""
+        raise ModelLoadError(self.info.path, self.input_flexibility() or "cannot reshape")
+
+    def for_frame(self, width: int, height: int) -> Engine:
+        """The engine for a frame of this size: this one, or its reshaped sibling."""
+        shapes = self.input_shapes
+        return self if shapes is None else shapes.engine_for(width, height)
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -56,8 +56,10 @@ class PendingDetection:
     def __init__(
         self, detector: Detector, future: Future[InferResult], letterbox: Letterbox,
         *, size: tuple[int, int], preprocess_ms: float, detection_filter: DetectionFilter,
+        spec: InputSpec | None = None,
     ) -> None:
         self._detector = detector
+        self._spec = spec
         self._future = future
         self._letterbox = letterbox
         self._size = size
@@ -78,7 +80,7 @@ class PendingDetection:
             raw = self._future.result(timeout)
             self._result = self._detector.finish(
                 raw, self._letterbox, self._size, preprocess_ms=self._preprocess_ms,
-                detection_filter=self._filter,
+                detection_filter=self._filter, spec=self._spec,
             )
         return self._result
 
@@ -155,15 +157,19 @@ class Detector:
     ) -> PendingDetection:
         """Letterbox an HxWx3 uint8 BGR frame and start inference on it.
 
-        Blocks while the backend already has `parallelism` frames in flight.
+        Blocks while the backend already has `parallelism` frames in flight. The input
+        shape is the one the engine keeps for this frame size (engines.input_shapes:
+        rectangular input; the first frame of a new shape waits for its compile).
         """
-        started = time.perf_counter()
-        tensor, letterbox = prepare(frame, self.engine.input)
-        preprocess_ms = (time.perf_counter() - started) * 1000
-        future = self.engine.submit(tensor)
         size = (int(frame.shape[1]), int(frame.shape[0]))
+        engine = self.engine.for_frame(*size)
+        started = time.perf_counter()
+        tensor, letterbox = prepare(frame, engine.input)
+        preprocess_ms = (time.perf_counter() - started) * 1000
+        future = engine.submit(tensor)
         return PendingDetection(self, future, letterbox, size=size, preprocess_ms=preprocess_ms,
-                                detection_filter=detection_filter or self.filter)
+                                detection_filter=detection_filter or self.filter,
+                                spec=engine.input)
 
     def detect(
         self, frame: np.ndarray, detection_filter: DetectionFilter | None = None
@@ -174,8 +180,10 @@ class Detector:
     def finish(
         self, raw: InferResult, letterbox: Letterbox, size: tuple[int, int],
         *, preprocess_ms: float, detection_filter: DetectionFilter,
+        spec: InputSpec | None = None,
     ) -> Detected:
-        """Postprocess one inference's outputs into frame-pixel detections."""
+        """Postprocess one inference's outputs into frame-pixel detections; `spec` is the
+        input they came from (default: the engine's own)."""
         width, height = size
         started = time.perf_counter()
         try:
@@ -185,7 +193,8 @@ class Detector:
             problem = str(exc)
         try:
             found = None if problem else postprocess(
-                self.engine.info.family, raw.outputs, self.engine.input, detection_filter,
+                self.engine.info.family, raw.outputs, spec or self.engine.input,
+                detection_filter,
                 letterbox, width, height,
             )
         except Exception as exc:

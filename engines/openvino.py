@@ -13,6 +13,8 @@ import numpy as np
 
 from engines.base import Engine, InferResult, ModelInfo, settle
 from engines.errors import BackendUnavailableError, EngineError, ModelLoadError
+from engines.input_shapes import check_rows
+from engines.input_size import EXPORT_HINT, rect_input_size
 from engines.model_info import (
     class_names_from_metadata,
     describe_input,
@@ -96,7 +98,10 @@ class OpenVinoEngine(Engine):
 
         metadata = {**sidecar_metadata(path), **_rt_metadata(model)}
         input_name, layout, height, width, dtype = _input_geometry(model, metadata, path)
-        if model.inputs[0].get_partial_shape().is_dynamic:  # a dynamic batch becomes 1
+        dims = model.inputs[0].get_partial_shape()
+        self._dynamic_hw = any(not dims[i].is_static for i in (
+            (2, 3) if layout == "NCHW" else (1, 2)))
+        if dims.is_dynamic:  # a dynamic batch becomes 1
             shape = [1, 3, height, width] if layout == "NCHW" else [1, height, width, 3]
             model.reshape({0: shape})
         output_shapes = tuple(tuple(out.get_shape()) for out in model.outputs)
@@ -107,6 +112,7 @@ class OpenVinoEngine(Engine):
             input_width=width, model_path=str(path),
         )
         self.input = FAMILIES[family].input_spec(input_name, height, width, layout, dtype)
+        self._model_input, self._model_layout = self.input, layout
         self.info = ModelInfo(
             path=str(path),
             name=name or path.stem,
@@ -121,11 +127,19 @@ class OpenVinoEngine(Engine):
             config["INFERENCE_PRECISION_HINT"] = PRECISIONS[precision]
         if num_requests:
             config["PERFORMANCE_HINT_NUM_REQUESTS"] = num_requests
-        if not host_convert and self.input.layout == "NCHW" and dtype == "float32":
+        self._core, self._path, self._settings = core, path, (device, config, host_convert)
+        self._flexibility: tuple[str | None] | None = None
+        self._compile(model, num_requests)
+
+    def _compile(self, model: ov.Model, num_requests: int) -> None:
+        """Compile `model` (shaped like self.input) and open its request queue."""
+        device, config, host_convert = self._settings
+        path = self._path
+        if not host_convert and self.input.layout == "NCHW" and self.input.dtype == "float32":
             model = self._convert_in_model(model)
         started = time.perf_counter()
         try:
-            self.compiled = core.compile_model(model, device, config)
+            self.compiled = self._core.compile_model(model, device, config)
         except RuntimeError as exc:
             raise ModelLoadError(
                 str(path), f"does not compile on {device}: {_first_line(exc, 'unknown error')}"
@@ -142,6 +156,55 @@ class OpenVinoEngine(Engine):
             path.name, self.info.family, self.input.width, self.input.height,
             self.device, (time.perf_counter() - started) * 1000, requests,
         )
+
+    def _reshaped_model(self, height: int, width: int) -> ov.Model:
+        """The model file read again and reshaped; ModelLoadError when its graph refuses."""
+        model = self._core.read_model(str(self._path))
+        layout = "NHWC" if self._model_layout == "NHWC" else "NCHW"
+        shape = [1, 3, height, width] if layout == "NCHW" else [1, height, width, 3]
+        try:
+            model.reshape({0: shape})
+        except RuntimeError as exc:
+            detail = _first_line(exc, "unknown error")
+            log.debug("reshape of %s to %dx%d failed: %s", self._path, width, height, detail)
+            raise ModelLoadError(str(self._path), f"its graph does not reshape to {width}x"
+                                 f"{height} (a size is fixed inside it: {detail[:100]})") from exc
+        output_shapes = [tuple(out.get_partial_shape().get_min_shape()) for out in model.outputs]
+        why = check_rows(self.info.family, output_shapes, height, width)
+        if why:
+            raise ModelLoadError(str(self._path), why)
+        return model
+
+    def input_flexibility(self) -> str | None:
+        """None for dynamic H/W, or a static graph that reshapes (YOLOX); else why not.
+
+        A static model is tried once on a 16:9 shape (read and reshape, no compile).
+        """
+        if self._dynamic_hw:
+            return None
+        if self._flexibility is None:
+            side = max(self.input.height, self.input.width)
+            try:
+                self._reshaped_model(*rect_input_size(16, 9, side, side))
+            except ModelLoadError as exc:
+                self._flexibility = (f"the model's input is fixed at {self.input.width}x"
+                                     f"{self.input.height} and {exc.cause}; {EXPORT_HINT}",)
+            else:
+                self._flexibility = (None,)
+        return self._flexibility[0]
+
+    def reshaped(self, height: int, width: int) -> OpenVinoEngine:
+        """The same model compiled for a (height, width) input, same device and settings."""
+        model = self._reshaped_model(height, width)
+        child = object.__new__(OpenVinoEngine)
+        child.input = dataclasses.replace(self._model_input, height=height, width=width)
+        child.info = dataclasses.replace(self.info, output_shapes=tuple(
+            tuple(out.get_shape()) for out in model.outputs))
+        child._core, child._path, child._settings = self._core, self._path, self._settings
+        child._model_input, child._model_layout = self._model_input, self._model_layout
+        child._dynamic_hw, child._flexibility = self._dynamic_hw, (None,)
+        child._compile(model, len(self._queue))
+        return child
 
     def _convert_in_model(self, model: ov.Model) -> ov.Model:
         """Feed uint8 BGR NHWC and let OpenVINO do layout, dtype, scale and colour.
@@ -207,6 +270,8 @@ class OpenVinoEngine(Engine):
             if self._closed:
                 return
             self._closed = True
+        if self.input_shapes is not None and self.input_shapes.base is self:
+            self.input_shapes.close()
         try:  # requests in flight finish; a late callback error must not fail the close
             self._queue.wait_all()
         except Exception as exc:  # logged: closing goes on regardless

@@ -27,24 +27,41 @@ _DTYPES = {"float32": np.float32, "float16": np.float16, "uint8": np.uint8}
 
 @dataclass(frozen=True)
 class Letterbox:
-    """How a frame was placed in the model input: input_pixel = frame_pixel * scale + pad."""
+    """How a frame was placed in the model input, per axis:
+    input_x = frame_x * scale_x + pad_x, input_y = frame_y * scale_y + pad_y.
+
+    `scale` is the one ratio the letterbox chose; the resized sides are rounded to whole
+    pixels, so the gain actually applied differs per axis (resized side / frame side,
+    up to half a pixel over a side). `scale_x`/`scale_y` are those gains (default:
+    `scale`), and `to_frame` is the exact inverse of that resize, as Ultralytics 8.4's
+    per-axis `scale_boxes` is.
+    """
 
     scale: float
     pad_x: float
     pad_y: float
+    scale_x: float = 0.0
+    scale_y: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.scale_x:
+            object.__setattr__(self, "scale_x", self.scale)
+        if not self.scale_y:
+            object.__setattr__(self, "scale_y", self.scale)
 
     def to_frame(self, boxes: np.ndarray, frame_width: int, frame_height: int) -> np.ndarray:
         """Map (N, 4) x1, y1, x2, y2 boxes from model-input pixels to frame pixels, clipped."""
         out = np.asarray(boxes, dtype=np.float32).reshape(-1, 4).copy()
         out -= np.array([self.pad_x, self.pad_y, self.pad_x, self.pad_y], np.float32)
-        out *= np.float32(1.0 / self.scale)
+        out *= np.array([1.0 / self.scale_x, 1.0 / self.scale_y] * 2, np.float32)
         np.clip(out[:, 0::2], 0, frame_width, out=out[:, 0::2])
         np.clip(out[:, 1::2], 0, frame_height, out=out[:, 1::2])
         return out
 
     def to_input(self, boxes: np.ndarray) -> np.ndarray:
         """Map (N, 4) frame-pixel boxes into model-input pixels (the forward direction)."""
-        out = np.asarray(boxes, dtype=np.float32).reshape(-1, 4) * np.float32(self.scale)
+        out = np.asarray(boxes, dtype=np.float32).reshape(-1, 4) * np.array(
+            [self.scale_x, self.scale_y] * 2, np.float32)
         out += np.array([self.pad_x, self.pad_y, self.pad_x, self.pad_y], np.float32)
         return out
 
@@ -75,7 +92,9 @@ def _placement(
         left, top = (input_width - width) // 2, (input_height - height) // 2
     else:
         left, top = 0, 0
-    return _Placement(width, height, left, top, Letterbox(scale, float(left), float(top)))
+    letterbox = Letterbox(scale, float(left), float(top), width / frame_width,
+                          height / frame_height)
+    return _Placement(width, height, left, top, letterbox)
 
 
 @functools.lru_cache(maxsize=16)

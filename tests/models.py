@@ -98,3 +98,21 @@ def shaped_model(
     ov.save_model(ov.Model([output.output(0)], [image], "shaped"), str(path),
                   compress_to_fp16=False)
     return path
+
+
+def dynamic_size_model(samples: Path, out: Path) -> Path:
+    """The sample with dynamic height and width and its `imgsz` (416) in the IR's
+    metadata, as an Ultralytics export with dynamic=True has."""
+    model = _sample(samples)
+    model.reshape({0: ov.PartialShape([1, 3, -1, -1])})
+    model.set_rt_info("[416, 416]", ["model_info", "imgsz"])
+    path = out.with_suffix(".xml")
+    ov.save_model(model, str(path), compress_to_fp16=False)
+    return path
+
+
+def fixed_grid_model(samples: Path, out: Path) -> Path:
+    """The sample times a constant of its own output shape ([1, 3549, 85] ones): same
+    detections, but the 416x416 grid is fixed inside the graph, so it cannot reshape
+    (as a static Ultralytics export with its anchors baked in)."""
+    return poisoned_model(samples, out, 1.0)

@@ -21,6 +21,7 @@ from edge_agent.config.rules import HOST, SLUG, MqttRules, Strict, TlsRules, def
 from edge_agent.config.zones import LineConfig, TrackerConfig, ZoneConfig, unique_shape_names
 from engines import registry
 from engines.backend import Backend
+from engines.input_size import check_input_size
 
 __all__ = ["SLUG", "AgentConfig", "CameraConfig", "Strict"]
 
@@ -40,6 +41,15 @@ class ModelConfig(Strict):
     classes: list[str | int] | None = Field(
         None, description="Allow-list of class names or ids; default: all classes."
     )
+    input_size: Literal["auto", "square"] | tuple[int, int] = Field(
+        "auto", description="auto: each camera's aspect at the model's stride where the model "
+        "reshapes (docs/input-size.md); square: the model's own size; [height, width]."
+    )
+
+    @field_validator("input_size", mode="before")
+    @classmethod
+    def _input_size(cls, value: object) -> object:
+        return check_input_size(value)
 
 
 def _strict(backend: Backend) -> type[Strict]:

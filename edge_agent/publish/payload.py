@@ -101,12 +101,14 @@ def info_payload(
     fallbacks: Iterable[str] = (),
     config_path: str | None = None,
     last_reload: dict[str, object] | None = None,
+    input_shapes: dict[str, object] | None = None,
 ) -> bytes:
     """The retained description of this agent: what runs, where, and why that backend.
 
     `cameras` is (camera id, type) pairs in config order; type is file, rtsp, usb ...
     `fallbacks` lists backends tried or passed over before this one (degraded when any).
     `last_reload` is the outcome of the last SIGHUP: {at, ok, error, applied}.
+    `input_shapes` is engines.input_shapes.ShapedEngines.describe() (rectangular input).
     """
     body = {
         "schema_version": SCHEMA_VERSION,
@@ -124,7 +126,8 @@ def info_payload(
             "sha256": model.sha256,
             "family": model.family,
             "class_count": len(model.class_names),
-            "input": {"width": input_spec.width, "height": input_spec.height},
+            "input": {"width": input_spec.width, "height": input_spec.height,
+                      **({"shapes": input_shapes} if input_shapes is not None else {})},
         },
         "cameras": [{"id": camera_id, "type": kind} for camera_id, kind in cameras],
     }

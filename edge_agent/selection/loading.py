@@ -22,6 +22,7 @@ from engines import registry
 from engines.base import Engine
 from engines.detector import check_model
 from engines.errors import EngineError, LabelsFileError, ModelFileError, ModelLoadError
+from engines.input_shapes import ShapedEngines
 from engines.model_info import read_labels
 from engines.postprocess import DetectionFilter
 
@@ -96,6 +97,7 @@ def select_engine(
             continue
         if model["class_names"] is not None:
             _check_label_count(config.model, engine)
+        engine.input_shapes = ShapedEngines(engine, config.model.input_size)
         if fallbacks:
             log.warning("running degraded on %s/%s: %s", engine.backend, engine.device,
                         " | ".join(fallbacks))

@@ -130,6 +130,7 @@ class Agent:
                 cameras=[(cam.id, cam.type) for cam in config.cameras if cam.enabled],
                 config_path=str(self.config_path) if self.config_path else None,
                 last_reload=self.last_reload,
+                input_shapes=engine.input_shapes.describe() if engine.input_shapes else None,
             )
         )
 

@@ -14,7 +14,7 @@ from engines.model_info import file_sha256, model_files
 
 log = logging.getLogger(__name__)
 
-ENGINE_FIELDS = {"path", "name", "family", "labels"}
+ENGINE_FIELDS = {"path", "name", "family", "labels", "input_size"}
 """Model settings that need the engine loaded again; the rest (thresholds, classes)
 only change the detection filter (what postprocessing keeps)."""
 

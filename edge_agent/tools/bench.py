@@ -17,6 +17,8 @@ import json
 import resource
 from pathlib import Path
 
+import cv2
+
 from edge_agent.config.loader import load_config
 from edge_agent.config.model import BACKEND_SECTIONS, AgentConfig, FileCamera
 from edge_agent.errors import AgentError
@@ -35,6 +37,18 @@ from edge_agent.tools.bench_sections import chosen
 from engines.detector import Detector
 
 __all__ = ["decode_fps", "loop_figures", "private_broker"]  # kept where they were
+
+
+def video_size(video: Path) -> tuple[int, int]:
+    """(width, height) of the video's frames, as the capture thread will see them."""
+    capture = cv2.VideoCapture(str(video), cv2.CAP_FFMPEG)
+    try:
+        ok, frame = capture.read()
+    finally:
+        capture.release()
+    if not ok:
+        raise AgentError(f"cannot read a frame of {video}")
+    return int(frame.shape[1]), int(frame.shape[0])
 
 
 def configs_to_bench(config: AgentConfig, backend: str | None) -> list[AgentConfig]:
@@ -81,7 +95,12 @@ def measure(
         reason += f" (after: {'; '.join(selection.fallbacks)})"
     sections: dict[str, dict] = {}
     try:
-        engine_fps = Detector(engine).raw_throughput(seconds)
+        # The engine the loop will use: with input_size auto, a wide video runs on the
+        # rectangular shape, so the bound must be that shape's too.
+        width, height = video_size(video)
+        shaped = engine.input_shapes.engine_for(width, height, wait=True) \
+            if engine.input_shapes is not None else engine
+        engine_fps = Detector(shaped).raw_throughput(seconds)
         bound = 1.0 / (1.0 / engine_fps + 1.0 / video_fps)
         cameras = bench_cameras(config, args.video)
         with bench_broker(config, getattr(args, "broker", "private")) as (mqtt, device_id):

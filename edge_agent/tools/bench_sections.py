@@ -51,6 +51,12 @@ SECTIONS: list[Section] = [
         value="1,2,4",
     ),
     Section(
+        "input-shapes",
+        "square vs rectangular input on a 16:9 clip of the video, and start-up to the "
+        "first detection with a cold and a warm compiled-model cache",
+        "edge_agent.tools.bench_input:run", "edge_agent.tools.bench_input:format_input_report",
+    ),
+    Section(
         "motion",
         "the motion gate off vs on, on a clip with still stretches made from the video: "
         "inferences, CPU seconds, detections kept",

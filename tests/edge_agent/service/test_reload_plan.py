@@ -66,6 +66,7 @@ CASES: dict[str, tuple[Edit, dict[str, object]]] = {
     "model path": (other_copy, {"model_changed": True}),
     "model family": (set_model("family", "yolox"), {"model_changed": True}),
     "model name": (set_model("name", "gate-model"), {"model_changed": True}),
+    "model input size": (set_model("input_size", "square"), {"model_changed": True}),
     "model file replaced": (replace_file, {"model_changed": True}),
     "model file gone": (unreadable, {}),
     "backend device": (
