@@ -16,6 +16,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from edge_agent.config.events_publish import PublishConfig, SnapshotConfig
 from edge_agent.config.rules import HOST, SLUG, MqttRules, Strict, TlsRules, default_device_id
 from engines import registry
 from engines.backend import Backend
@@ -129,6 +130,10 @@ class CameraBase(Strict):
     stall_timeout_s: float = Field(
         10.0, ge=1.0, le=600.0,
         description="No frame for this long counts as a fault: the source is reopened.",
+    )
+    publish: PublishConfig = Field(default_factory=PublishConfig, description="Detections stream.")
+    snapshots: SnapshotConfig = Field(
+        default_factory=SnapshotConfig, description="A JPEG per event (docs/events.md)."
     )
 
 
