@@ -247,6 +247,8 @@ def _adjust_loc(detail: Any, loc: Loc) -> Loc:
         return (*loc, ctx["index"], "id")
     if kind == "no_enabled_camera":
         return ("cameras",)
+    if "path" in ctx:  # a section-level rule about a key, or list item, inside it
+        return (*loc, *ctx["path"])
     if "field" in ctx:  # a section-level rule about one of its keys
         return (*loc, ctx["field"])
     return loc

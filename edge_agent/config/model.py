@@ -18,6 +18,7 @@ from pydantic_core import PydanticCustomError
 
 from edge_agent.config.events_publish import PublishConfig, SnapshotConfig
 from edge_agent.config.rules import HOST, SLUG, MqttRules, Strict, TlsRules, default_device_id
+from edge_agent.config.zones import LineConfig, TrackerConfig, ZoneConfig, unique_shape_names
 from engines import registry
 from engines.backend import Backend
 
@@ -131,6 +132,10 @@ class CameraBase(Strict):
         10.0, ge=1.0, le=600.0,
         description="No frame for this long counts as a fault: the source is reopened.",
     )
+    zones: list[ZoneConfig] = Field(default_factory=list, description="Event zones (polygons).")
+    lines: list[LineConfig] = Field(default_factory=list, description="Counting lines.")
+    tracker: TrackerConfig = Field(default_factory=TrackerConfig, description="Tracking.")
+    _unique_shape_names = model_validator(mode="after")(unique_shape_names)
     publish: PublishConfig = Field(default_factory=PublishConfig, description="Detections stream.")
     snapshots: SnapshotConfig = Field(
         default_factory=SnapshotConfig, description="A JPEG per event (docs/events.md)."
