@@ -19,7 +19,8 @@ from edge_agent.delivery.payloads import (
 from tests.helpers import REPO
 
 EVENTS = json.loads((REPO / "docs" / "schemas" / "events.schema.json").read_text())
-STATE = json.loads((REPO / "docs" / "schemas" / "event-state.schema.json").read_text())
+OCCUPANCY = json.loads((REPO / "docs" / "schemas" / "zone-occupancy.schema.json").read_text())
+COUNTS = json.loads((REPO / "docs" / "schemas" / "line-counts.schema.json").read_text())
 CHECK = jsonschema.FormatChecker()
 
 
@@ -94,7 +95,7 @@ def test_a_wrong_event_fails_the_schema() -> None:
 def test_occupancy_body(occupancy: dict[str, int]) -> None:
     body = json.loads(occupancy_payload(camera_id="gate", zone="bay", occupancy=occupancy,
                                         at=1_764_480_000.0))
-    jsonschema.validate(body, STATE, format_checker=CHECK)
+    jsonschema.validate(body, OCCUPANCY, format_checker=CHECK)
     assert body["total"] == sum(occupancy.values())
     assert body["occupancy"] == occupancy
 
@@ -104,7 +105,7 @@ def test_counts_body(window) -> None:
     counts = {"in": {"person": 4, "car": 1}, "out": {}}
     body = json.loads(counts_payload(camera_id="gate", line="gate-line", counts=counts,
                                      since=1_764_470_000.0, at=1_764_480_000.0, window=window))
-    jsonschema.validate(body, STATE, format_checker=CHECK)
+    jsonschema.validate(body, COUNTS, format_checker=CHECK)
     assert body["counts"] == counts
     assert body["since"] == "2025-11-30T02:33:20.000Z"
     assert (body["window"] is None) is (window is None)
