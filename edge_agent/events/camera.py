@@ -1,0 +1,138 @@
+"""`CameraEvents`: one camera's detections -> tracks, zone and line events, occupancy, counts."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from edge_agent.config.zones import LineConfig, TrackerConfig, ZoneConfig
+from edge_agent.events.line_counts import LineCounts
+from edge_agent.events.tracking import Tracker
+from edge_agent.events.types import Counts, Event, EventsUpdate, EventType, Occupancy, Track
+from edge_agent.events.zone_events import ZoneEvents
+from engines.base import Detections
+
+log = logging.getLogger(__name__)
+
+
+def class_filter(classes: Sequence[str | int] | None, labels: Sequence[str],
+                 owner: str) -> frozenset[int] | None:
+    """Class ids a zone or line counts (None: all); names not in the model are skipped."""
+    if classes is None:
+        return None
+    ids: set[int] = set()
+    for item in classes:
+        if isinstance(item, int):
+            ids.add(item)
+        elif item in labels:
+            ids.add(list(labels).index(item))
+        elif item.isdigit():
+            ids.add(int(item))
+        else:
+            log.warning("%s: class %r is not one of the model's labels; it is ignored",
+                        owner, item)
+    return frozenset(ids)
+
+
+class CameraEvents:
+    """Per-camera tracking and zone/line logic; call `update` once per processed frame.
+
+    Pure logic, no I/O and no threads: the caller publishes what `update` returns.
+    """
+
+    def __init__(self, camera_id: str, zones: Sequence[ZoneConfig],
+                 lines: Sequence[LineConfig], tracker_config: TrackerConfig,
+                 labels: Sequence[str]) -> None:
+        self.camera_id = camera_id
+        self.labels = list(labels)
+        self.tracker = Tracker(tracker_config, labels)
+        self.zones: dict[str, ZoneEvents] = {}
+        self.lines: dict[str, LineCounts] = {}
+        self._last_tracks: dict[int, Track] = {}
+        self._occupancy_dirty = self._counts_dirty = self._windows_dirty = True
+        self.reconfigure(zones, lines)
+
+    def reconfigure(self, zones: Sequence[ZoneConfig], lines: Sequence[LineConfig]) -> None:
+        """Apply reloaded shapes; unchanged ones keep their tracks' state and counts."""
+        old_zones, old_lines = self.zones, self.lines
+        self.zones = {}
+        for zone in zones:
+            kept = old_zones.get(zone.name)
+            self.zones[zone.name] = kept if kept is not None and kept.config == zone else (
+                ZoneEvents(zone, class_filter(zone.classes, self.labels, f"zone {zone.name}")))
+            self.zones[zone.name].occupancy.update(
+                {self.tracker.label(i): 0 for i in self.zones[zone.name].class_ids or ()
+                 if self.tracker.label(i) not in self.zones[zone.name].occupancy})
+        self.lines = {}
+        for line in lines:
+            kept_line = old_lines.get(line.name)
+            self.lines[line.name] = kept_line if (
+                kept_line is not None and kept_line.config == line) else LineCounts(
+                line, class_filter(line.classes, self.labels, f"line {line.name}"))
+        self._occupancy_dirty = self._counts_dirty = self._windows_dirty = True
+
+    def update(self, detections: Detections, frame_size: tuple[int, int], captured_at: float,
+               captured_mono: float) -> EventsUpdate:
+        """Track this frame's detections and return what happened.
+
+        detections: boxes (N, 4) in frame pixels; frame_size: (width, height);
+        captured_at: wall-clock epoch s (event times); captured_mono: monotonic s (unused
+        today: dwell is measured on the wall clock of the frames, which a file camera with
+        realtime: false advances at the file's rate).
+        """
+        del captured_mono
+        tracks, track_ids = self.tracker.update(detections, captured_at)
+        events: list[Event] = []
+
+        def make(kind: EventType, track: Track, **where: Any) -> Event:
+            return Event(type=kind, camera_id=self.camera_id, track_id=track.track_id,
+                         class_id=track.class_id, label=track.label, score=track.score,
+                         box=tuple(float(v) for v in track.box),  # type: ignore[arg-type]
+                         time=captured_at, first_seen=track.first_seen, **where)
+
+        for zone in self.zones.values():
+            found = zone.update(tracks, frame_size, captured_at, make)
+            self._occupancy_dirty |= any(e.type != "dwell" for e in found)
+            events += found
+        for line in self.lines.values():
+            self._windows_dirty |= line.roll_window(captured_at)
+            found = line.update(tracks, frame_size, make)
+            self._counts_dirty |= bool(found)
+            self._windows_dirty |= bool(found) and line.window is not None
+            events += found
+        self._last_tracks.update({t.track_id: t for t in tracks})
+        for gone in self.tracker.expire():
+            last = self._last_tracks.pop(gone.track_id, None)
+            if last is None:
+                continue
+            for zone in self.zones.values():
+                exit_event = zone.forget(last, captured_at, make)
+                if exit_event is not None:
+                    events.append(exit_event)
+                    self._occupancy_dirty = True
+            for line in self.lines.values():
+                line.forget(gone.track_id)
+        return EventsUpdate(tracks, track_ids, events, *self._changes())
+
+    def _changes(self) -> tuple[Occupancy | None, Counts | None, dict[str, Any] | None]:
+        occupancy = counts = windows = None
+        if self._occupancy_dirty:
+            occupancy = {name: dict(zone.occupancy) for name, zone in self.zones.items()}
+        if self._counts_dirty:
+            counts = {name: copy.deepcopy(line.totals) for name, line in self.lines.items()}
+        if self._windows_dirty:
+            windows = {name: copy.deepcopy(line.window) for name, line in self.lines.items()
+                       if line.window is not None}
+        self._occupancy_dirty = self._counts_dirty = self._windows_dirty = False
+        return occupancy, counts, windows
+
+    def occupancy(self) -> Occupancy:
+        """Zone -> label -> tracks inside now (for a status page or a retained resend)."""
+        return {name: dict(zone.occupancy) for name, zone in self.zones.items()}
+
+    def counts(self) -> Counts:
+        """Line -> direction -> label -> crossings since start."""
+        return {name: copy.deepcopy(line.totals) for name, line in self.lines.items()}
+
