@@ -33,6 +33,7 @@ from edge_agent.health.snapshot import (
     SCHEMA_VERSION,
     CameraHealth,
     EndToEndLatency,
+    EventsHealth,
     HealthSnapshot,
     HealthStatus,
     InferenceLatency,
@@ -343,6 +344,7 @@ class HealthMonitor:
             end_to_end_ms=EndToEndLatency(*rounded(stats.end_to_end_ms, 2)),
             queue=QueueHealth(frames=camera.queued, in_flight=stats.in_flight),
             drift=None if stats.drift is None else drift_health(stats.drift),
+            events=None if stats.events is None else EventsHealth(**vars(stats.events)),
         )
 
 

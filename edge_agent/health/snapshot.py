@@ -91,6 +91,21 @@ class DriftHealth:
 
 
 @dataclass(frozen=True)
+class EventsHealth:
+    """A camera's events (edge_agent.delivery): rate, delivery and snapshots."""
+
+    events_per_s: float
+    """Over the last minute (or since the start, when shorter)."""
+    events_total: int
+    events_not_delivered: int
+    tracks: int
+    snapshots_written: int
+    snapshots_failed: int
+    snapshot_error: str | None
+    error: str | None
+
+
+@dataclass(frozen=True)
 class CameraHealth:
     id: str
     state: CameraState
@@ -112,6 +127,7 @@ class CameraHealth:
     end_to_end_ms: EndToEndLatency
     queue: QueueHealth
     drift: DriftHealth | None
+    events: EventsHealth | None = None
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from edge_agent.config.model import AgentConfig
+from edge_agent.config.model import AgentConfig, CameraConfig
 from engines.errors import EngineError
 from engines.model_info import file_sha256, model_files
 
@@ -17,6 +17,10 @@ log = logging.getLogger(__name__)
 ENGINE_FIELDS = {"path", "name", "family", "labels"}
 """Model settings that need the engine loaded again; the rest (thresholds, classes)
 only change the detection filter (what postprocessing keeps)."""
+
+EVENT_FIELDS = {"zones", "lines", "tracker", "publish", "snapshots"}
+"""Camera settings applied to the running camera (CameraDelivery.reconfigure): a change
+of only these does not restart its capture."""
 
 RESTART_ONLY = ("device_id", "state_dir", "mqtt", "health")
 """Sections a running agent cannot change in place: topics, files and the broker session
@@ -35,6 +39,8 @@ class ReloadPlan:
     """Cameras to stop for good: deleted from the file or disabled."""
     log_level_changed: bool
     needs_restart_notes: tuple[str, ...]
+    cameras_retuned: tuple[str, ...] = ()
+    """Running cameras whose only change is in EVENT_FIELDS: reconfigured, not restarted."""
 
 
 def plan_reload(running: AgentConfig, new: AgentConfig, running_sha256: str) -> ReloadPlan:
@@ -62,11 +68,21 @@ def plan_reload(running: AgentConfig, new: AgentConfig, running_sha256: str) -> 
         kept=kept,
         model_changed=model_changed,
         filter_changed=filter_changed,
-        cameras_changed=tuple(i for i, cam in wanted.items() if old.get(i) != cam),
+        cameras_changed=tuple(i for i, cam in wanted.items()
+                              if old.get(i) != cam and not _only_events_differ(old.get(i), cam)),
         cameras_removed=tuple(i for i in old if i not in wanted),
+        cameras_retuned=tuple(i for i, cam in wanted.items()
+                              if old.get(i) != cam and _only_events_differ(old.get(i), cam)),
         log_level_changed=running.log_level != new.log_level,
         needs_restart_notes=notes,
     )
+
+
+def _only_events_differ(old: CameraConfig | None, new: CameraConfig) -> bool:
+    """True when `old` exists and differs from `new` only in EVENT_FIELDS."""
+    if old is None:
+        return False
+    return old.model_dump(exclude=EVENT_FIELDS) == new.model_dump(exclude=EVENT_FIELDS)
 
 
 def _sha256(config: AgentConfig) -> str | None:
