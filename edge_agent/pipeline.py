@@ -66,7 +66,7 @@ class FrameDelivery(Protocol):
         self, frame: Frame, detections: Detections, detected: Detected
     ) -> FrameOutcome: ...
 
-    def stats(self) -> DeliveryStats: ...
+    def stats(self) -> DeliveryStats | None: ...
 
     def reconfigure(self, camera: CameraConfig) -> None: ...
 
@@ -132,7 +132,7 @@ class PipelineStats:
     drift: DriftReport | None
     """None when drift watch is off."""
     events: DeliveryStats | None = None
-    """None when the camera has no events delivery."""
+    """None when the camera does not track (no zones, lines or on_change)."""
 
 
 @dataclass

@@ -214,7 +214,10 @@ class CameraDelivery:
 
     # -- health ------------------------------------------------------------------------
 
-    def stats(self) -> DeliveryStats:
+    def stats(self) -> DeliveryStats | None:
+        """None while the camera does not track (no zones, lines or on_change)."""
+        if self._events is None:
+            return None
         store = self._store
         return DeliveryStats(
             events_per_s=round(self.rate.per_second(time.monotonic()), 3),

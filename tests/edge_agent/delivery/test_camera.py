@@ -71,6 +71,7 @@ def test_without_events_nothing_changes(tmp_path: Path) -> None:
     assert all(o.publish_detections and o.track_ids is None for o in outcomes)
     assert sink.events == []
     assert sink.retained == {}
+    assert delivery.stats() is None  # health shows events: null
 
 
 def test_a_crossing_is_one_event_and_a_count(tmp_path: Path) -> None:
