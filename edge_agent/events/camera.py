@@ -59,20 +59,22 @@ class CameraEvents:
     def reconfigure(self, zones: Sequence[ZoneConfig], lines: Sequence[LineConfig]) -> None:
         """Apply reloaded shapes; unchanged ones keep their tracks' state and counts."""
         old_zones, old_lines = self.zones, self.lines
-        self.zones = {}
+        self.zones, self.lines = {}, {}
         for zone in zones:
             kept = old_zones.get(zone.name)
-            self.zones[zone.name] = kept if kept is not None and kept.config == zone else (
-                ZoneEvents(zone, class_filter(zone.classes, self.labels, f"zone {zone.name}")))
-            self.zones[zone.name].occupancy.update(
-                {self.tracker.label(i): 0 for i in self.zones[zone.name].class_ids or ()
-                 if self.tracker.label(i) not in self.zones[zone.name].occupancy})
-        self.lines = {}
+            if kept is None or kept.config != zone:
+                kept = ZoneEvents(zone, class_filter(zone.classes, self.labels,
+                                                     f"zone {zone.name}"))
+                # Filtered classes are reported from the start, at 0.
+                kept.occupancy.update({self.tracker.label(i): 0
+                                       for i in sorted(kept.class_ids or ())})
+            self.zones[zone.name] = kept
         for line in lines:
             kept_line = old_lines.get(line.name)
-            self.lines[line.name] = kept_line if (
-                kept_line is not None and kept_line.config == line) else LineCounts(
-                line, class_filter(line.classes, self.labels, f"line {line.name}"))
+            if kept_line is None or kept_line.config != line:
+                kept_line = LineCounts(line, class_filter(line.classes, self.labels,
+                                                          f"line {line.name}"))
+            self.lines[line.name] = kept_line
         self._occupancy_dirty = self._counts_dirty = self._windows_dirty = True
 
     def update(self, detections: Detections, frame_size: tuple[int, int], captured_at: float,

@@ -62,7 +62,7 @@ def inference_ms(detector: Detector, seconds: float) -> float:
     return (time.process_time() - started) * 1000 / max(frames, 1.0)
 
 
-def cost_report(infer_ms: float | None, frames: int = 200) -> str:
+def cost_report(infer_ms: float | None, frames: int = 100) -> str:
     """Lines for bench: ms per frame at 1, 20 and 100 objects, and the share of inference."""
     lines = ["events CPU cost per frame (tracking + 2 zones + 2 lines, synthetic boxes)"]
     for objects in COST_OBJECTS:

@@ -93,7 +93,7 @@ def test_random_walks_with_gaps_cross_exactly_as_often_as_the_path_does() -> Non
     stay 3 frames away from a turn: SORT's motion model cannot follow a person who turns
     round while unseen (docs/events.md, Tracking)."""
     rng = random.Random(7)
-    for _ in range(30):
+    for _ in range(20):
         crossings = rng.randint(0, 5)
         xs = [rng.uniform(150, 330)] + [rng.uniform(440, 620) if i % 2 == 0 else
                                         rng.uniform(150, 330) for i in range(crossings)]
@@ -275,7 +275,7 @@ def test_random_in_out_sequences_fire_exactly_the_reference_events() -> None:
     rng = random.Random(11)
     edge = 0.3 * FRAME[0]
     fired = 0
-    for _ in range(60):
+    for _ in range(40):
         min_frames = rng.randint(1, 4)
         pattern = ""
         while len(pattern) < 40:
@@ -291,4 +291,13 @@ def test_random_in_out_sequences_fire_exactly_the_reference_events() -> None:
         got = [(e.type, i) for i, u in enumerate(updates) for e in u.events]
         assert got == expected_zone_events(pattern, min_frames), (pattern, min_frames)
         fired += len(got)
-    assert fired > 100  # the property was exercised, not vacuously true
+    assert fired > 50  # the property was exercised, not vacuously true
+
+
+def test_filtered_classes_start_at_zero_and_unknown_names_are_skipped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    zone = BAY.model_copy(update={"classes": ["car", "person", "unicorn"], "dwell_s": None})
+    update = camera(zones=[zone]).update(frame(), FRAME, T0, 0.0)
+    assert update.occupancy == {"bay": {"person": 0, "car": 0}}
+    assert "zone bay: class 'unicorn' is not one of the model's labels" in caplog.text
