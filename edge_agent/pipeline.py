@@ -20,6 +20,7 @@ from edge_agent.camera_filter import CameraFilter, FilterStats
 from edge_agent.capture.camera import Camera, Frame
 from edge_agent.capture.state import CameraState, CameraStats
 from edge_agent.config.model import CameraConfig
+from edge_agent.delivery.camera import DeliveryStats
 from edge_agent.gate import FrameGate, GateStats
 from edge_agent.health.drift import DriftReport, DriftWatch
 from edge_agent.publish.payload import detections_payload
@@ -52,6 +53,24 @@ class DetectionSink(Protocol):
     """Where payloads go (the MQTT publisher); returns False when it had to drop one."""
 
     def publish_detections(self, camera_id: str, payload: bytes) -> bool: ...
+
+
+class FrameOutcome(Protocol):
+    publish_detections: bool
+    track_ids: np.ndarray | None
+
+
+class FrameDelivery(Protocol):
+    """Events of one camera (edge_agent.delivery.camera.CameraDelivery): called once per
+    processed frame; says whether the detections message goes out, with which track ids."""
+
+    def on_frame(
+        self, frame: Frame, detections: Detections, detected: Detected
+    ) -> FrameOutcome: ...
+
+    def stats(self) -> DeliveryStats | None: ...
+
+    def reconfigure(self, camera: CameraConfig) -> None: ...
 
 
 @dataclass
@@ -118,6 +137,8 @@ class PipelineStats:
     """Frames not inferred (detect.fps, motion gate); see edge_agent.gate."""
     ignored: FilterStats | None = None
     """Detections removed by detect.min_score, detect.min_area and masks."""
+    events: DeliveryStats | None = None
+    """None when the camera does not track (no zones, lines or on_change)."""
 
 
 @dataclass
@@ -154,6 +175,8 @@ class CameraPipeline:
         """Frames submitted to the engine and not yet published."""
         self.drift: DriftWatch | None = None
         """Set by the health monitor when drift watch is on."""
+        self.delivery: FrameDelivery | None = None
+        """Set by the agent: tracking, zones, lines, events (edge_agent.delivery)."""
         self.frames_failed = 0
         """Frames lost to a per-frame fault (inference, postprocessing, payload); loop goes on."""
         self.nonfinite_values = 0
@@ -191,6 +214,7 @@ class CameraPipeline:
             end_to_end_ms=None if end_to_end is None else (end_to_end[0], end_to_end[1]),
             drift=self.drift.report() if self.drift is not None else None,
             gate=self.gate.stats(), ignored=self.camera_filter.stats(),
+            events=self.delivery.stats() if self.delivery is not None else None,
         )
 
     def retune(self, config: CameraConfig) -> None:
@@ -377,6 +401,12 @@ class CameraPipeline:
         return detections
 
     def _send(self, frame: Frame, detected: Detected, detections: Detections) -> None:
+        track_ids = None
+        if self.delivery is not None:
+            outcome = self.delivery.on_frame(frame, detections, detected)
+            if not outcome.publish_detections:
+                return
+            track_ids = outcome.track_ids
         payload = detections_payload(
             camera_id=frame.camera_id,
             sequence=frame.sequence,
@@ -389,6 +419,7 @@ class CameraPipeline:
             inference_ms=detected.infer_ms,
             detections=detections,
             clock_synced=frame.clock_synced,
+            track_ids=track_ids,
         )
         if self.sink.publish_detections(frame.camera_id, payload):
             self.published += 1

@@ -17,6 +17,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from edge_agent.config.detect import DetectConfig, MaskConfig, unique_mask_names
+from edge_agent.config.events_publish import PublishConfig, SnapshotConfig
 from edge_agent.config.rules import HOST, SLUG, MqttRules, Strict, TlsRules, default_device_id
 from edge_agent.config.zones import LineConfig, TrackerConfig, ZoneConfig, unique_shape_names
 from engines import registry
@@ -149,6 +150,10 @@ class CameraBase(Strict):
     detect: DetectConfig = Field(default_factory=DetectConfig, description="Detect rate, limits.")
     masks: list[MaskConfig] = Field(default_factory=list, description="Ignore detections here.")
     _unique_mask_names = model_validator(mode="after")(unique_mask_names)
+    publish: PublishConfig = Field(default_factory=PublishConfig, description="Detections stream.")
+    snapshots: SnapshotConfig = Field(
+        default_factory=SnapshotConfig, description="A JPEG per event (docs/events.md)."
+    )
 
 
 class FileCamera(CameraBase):

@@ -174,6 +174,23 @@ def _camera_metrics(cameras: tuple[CameraHealth, ...]) -> Iterator[Metric]:
             for reason in camera.drift.reasons:
                 drift_reason.add_metric([camera_id, reason], 1)
     yield from (state, inference, end_to_end, queue, drift, drift_reason)
+    yield from _event_metrics(cameras)
+
+
+def _event_metrics(cameras: tuple[CameraHealth, ...]) -> Iterator[Metric]:
+    events = CounterMetricFamily(
+        "edge_agent_camera_events", "Events (enter, exit, dwell, cross) since the camera "
+        "started.", labels=["camera"],
+    )
+    rate = GaugeMetricFamily(
+        "edge_agent_camera_events_per_second", "Events/s over the last minute.",
+        labels=["camera"],
+    )
+    for camera in cameras:
+        if camera.events is not None:
+            events.add_metric([camera.id], camera.events.events_total)
+            rate.add_metric([camera.id], camera.events.events_per_s)
+    yield from (events, rate)
 
 
 def _mqtt_metrics(mqtt: MqttHealth) -> Iterator[Metric]:

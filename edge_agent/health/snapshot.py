@@ -110,6 +110,21 @@ class DriftHealth:
 
 
 @dataclass(frozen=True)
+class EventsHealth:
+    """A camera's events (edge_agent.delivery): rate, delivery and snapshots."""
+
+    events_per_s: float
+    """Over the last minute (or since the start, when shorter)."""
+    events_total: int
+    events_not_delivered: int
+    tracks: int
+    snapshots_written: int
+    snapshots_failed: int
+    snapshot_error: str | None
+    error: str | None
+
+
+@dataclass(frozen=True)
 class CameraHealth:
     id: str
     state: CameraState
@@ -135,6 +150,7 @@ class CameraHealth:
     motion_active: bool | None
     """Whether the motion gate sees motion now; None when it is off."""
     detections_ignored: DetectionsIgnored
+    events: EventsHealth | None = None
 
 
 @dataclass(frozen=True)

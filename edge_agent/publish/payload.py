@@ -41,8 +41,12 @@ def detections_payload(
     inference_ms: float,
     detections: Detections,
     clock_synced: bool = True,
+    track_ids: np.ndarray | None = None,
 ) -> bytes:
     """One frame's detections as compact JSON (the hot path: arrays, not per-value math).
+
+    `track_ids` (N,) aligned with the detections, when tracking runs: each item gains
+    `track_id` (null for a detection not tracked yet, where the id is -1).
 
     Boxes are clipped to the frame, so `box` lies in 0..width/height and
     `box_normalized` in 0..1. `clock_synced` is false when `timestamp` was read from a
@@ -71,6 +75,10 @@ def detections_payload(
             class_ids, scores, pixel_rows, normalized_rows, strict=True
         )
     ]
+    if track_ids is not None:
+        ids = np.asarray(track_ids, dtype=np.int64).reshape(-1).tolist()
+        for item, track_id in zip(items, ids, strict=True):
+            item["track_id"] = track_id if track_id >= 0 else None
     body = {
         "schema_version": SCHEMA_VERSION,
         "timestamp": iso_utc(captured_at),

@@ -4,6 +4,7 @@ Topics (docs/mqtt.md):
   <prefix>/<device_id>/status             "online"/"offline", retained, QoS 1, last will
   <prefix>/<device_id>/info               JSON, retained, QoS 1, re-sent after each connect
   <prefix>/<device_id>/<camera>/detections JSON, QoS from config, not retained
+  <prefix>/<device_id>/<camera>/events     JSON, spooled like detections (docs/events.md)
 
 MQTT 5 first, 3.1.1 when the broker refuses 5: a 5 broker states its Maximum Packet
 Size in CONNACK and says why it drops a connection or refuses a message, which 3.1.1
@@ -202,6 +203,11 @@ class Publisher:
     def publish_detections(self, camera_id: str, payload: bytes) -> bool:
         """Store one frame's detections for sending; False (a counted drop) if refused."""
         return self.outbox.put(f"{self._base}/{camera_id}/detections", payload)
+
+    def publish_event(self, camera_id: str, payload: bytes) -> bool:
+        """Store one event for sending, through the same spool as detections (so an outage
+        or a restart loses none); False (a counted drop) if refused."""
+        return self.outbox.put(f"{self._base}/{camera_id}/events", payload)
 
     def publish_info(self, payload: bytes) -> None:
         """Set the retained info; sent now if connected and again after every reconnect."""

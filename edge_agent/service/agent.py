@@ -15,6 +15,7 @@ from edge_agent.capture.camera import Camera
 from edge_agent.capture.state import CameraState
 from edge_agent.config.loader import load_config
 from edge_agent.config.model import AgentConfig, CameraConfig
+from edge_agent.delivery.camera import CameraDelivery, warn_if_events_can_be_lost
 from edge_agent.errors import ConfigError
 from edge_agent.health.drift import DriftWatch
 from edge_agent.health.monitor import HealthMonitor, start_health
@@ -80,6 +81,7 @@ class Agent:
             self.publisher = publisher
             stack.callback(publisher.close)
             self.camera_states = CameraStates(publisher)
+            warn_if_events_can_be_lost(config)
             self._publish_info()
             self.health = start_health(self, stack)  # stops before the publisher closes
             state_files.write_pid(config.state_dir)
@@ -143,6 +145,8 @@ class Agent:
         first = self._next_sequence.get(camera_config.id, 0)
         camera = Camera(camera_config, first_sequence=first)
         pipeline = CameraPipeline(camera, self.engine, self.publisher, self.options)
+        pipeline.delivery = CameraDelivery(camera_config, self.engine.info.class_names,
+                                           self.publisher, self.config.state_dir)
         drift = self.config.health.drift
         if drift.enabled:  # from the first frame, so the baseline is the camera's start
             pipeline.drift = DriftWatch(drift, self.engine.info.class_names)
@@ -298,9 +302,23 @@ class Agent:
                 self.pipelines[camera.id].retune(camera)
                 applied.append(f"camera {camera.id} detect/masks applied in place")
         applied += [f"camera {c} restarted" for c in sorted(restart) if c in self.pipelines]
+        applied += self._retune(plan.cameras_retuned, restart)
         applied += [f"camera {c} removed" for c in plan.cameras_removed]
         if self.camera_states is not None:
             self.camera_states.forget(plan.cameras_removed)
+        return applied
+
+    def _retune(self, camera_ids: tuple[str, ...], restarted: set[str]) -> list[str]:
+        """Zones, lines, tracker, snapshots and publish settings change on the running
+        camera (edge_agent.delivery): its capture and other cameras go on undisturbed."""
+        applied = []
+        for camera in self.config.cameras:
+            pipeline = self.pipelines.get(camera.id)
+            if camera.id not in camera_ids or camera.id in restarted or pipeline is None:
+                continue
+            if pipeline.delivery is not None:
+                pipeline.delivery.reconfigure(camera)
+                applied.append(f"camera {camera.id} events reconfigured")
         return applied
 
     def _load_new_model(self, new: AgentConfig) -> Selection:

@@ -18,9 +18,13 @@ ENGINE_FIELDS = {"path", "name", "family", "labels", "input_size"}
 """Model settings that need the engine loaded again; the rest (thresholds, classes)
 only change the detection filter (what postprocessing keeps)."""
 
-IN_PLACE_CAMERA_FIELDS = frozenset({"detect", "masks"})
-"""Camera settings a running pipeline takes over between two frames (CameraPipeline.retune):
-a camera whose edits are all in these keeps its capture and its frames in flight."""
+IN_PLACE_CAMERA_FIELDS = frozenset(
+    {"detect", "masks", "zones", "lines", "tracker", "publish", "snapshots"}
+)
+"""Camera settings a running camera takes over between two frames: detect and masks
+(CameraPipeline.retune), zones, lines, tracker, publish and snapshots
+(CameraDelivery.reconfigure). A camera whose edits are all in these keeps its capture
+and its frames in flight."""
 
 RESTART_ONLY = ("device_id", "state_dir", "mqtt", "health")
 """Sections a running agent cannot change in place: topics, files and the broker session
@@ -40,7 +44,8 @@ class ReloadPlan:
     log_level_changed: bool
     needs_restart_notes: tuple[str, ...]
     cameras_retuned: tuple[str, ...] = ()
-    """Cameras whose only edits are IN_PLACE_CAMERA_FIELDS: applied without a restart."""
+    """Running cameras whose only edits are IN_PLACE_CAMERA_FIELDS: applied without a
+    restart."""
 
 
 def plan_reload(running: AgentConfig, new: AgentConfig, running_sha256: str) -> ReloadPlan:

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from edge_agent.health.snapshot import CameraHealth, HealthSnapshot
+from edge_agent.tools.watch_counts import ShapeBoard
 from edge_agent.tools.watch_message import (
     DETECTIONS,
     INFO,
@@ -59,6 +60,8 @@ class WatchState:
     cameras: dict[str, CameraStats] = field(default_factory=dict)
     bad: collections.OrderedDict[str, str] = field(default_factory=collections.OrderedDict)
     bad_total: int = 0
+    shapes: ShapeBoard = field(default_factory=ShapeBoard)
+    """Zone occupancy and line counts (events)."""
 
     def camera(self, camera_id: str) -> CameraStats:
         if camera_id not in self.cameras:
@@ -102,6 +105,8 @@ class WatchState:
         elif rest.endswith("/detections") and rest.count("/") == 1:
             body = read_object(payload, DETECTIONS, "detections")
             self._detections(rest.split("/")[0], body, arrived, wall)
+        elif self.shapes.take(rest, payload):
+            pass
         elif rest.endswith("/state") and rest.count("/") == 1:
             if payload.lstrip().startswith(b"{"):
                 state = read_object(payload, STATE, "state").get("state")
@@ -283,4 +288,7 @@ def _table(state: WatchState, now: float, wall: float) -> list[str]:
             lines.append(f"{'':<16} view changed: {', '.join(entry.drift.reasons)}")
     if not order:
         lines.append("(no cameras seen yet: is the agent running and publishing here?)")
+    counts = state.shapes.render(order)
+    if counts:
+        lines += ["", "counts and occupancy:", *counts]
     return lines

@@ -22,6 +22,8 @@ NOTHING: dict[str, object] = {
     "cameras_removed": (), "log_level_changed": False, "needs_restart_notes": (),
     "cameras_retuned": (),
 }
+ZONE = {"name": "bay", "points": [[0.1, 0.5], [0.6, 0.5], [0.6, 1.0]]}
+LINE = {"name": "gate-line", "points": [[0.5, 0.0], [0.5, 1.0]]}
 
 
 def base(model: Path) -> dict[str, Any]:
@@ -112,6 +114,35 @@ CASES: dict[str, tuple[Edit, dict[str, object]]] = {
     ),
     "disabled camera edited": (
         lambda config, model: camera("spare")(config).__setitem__("device", 7), {},
+    ),
+    "zone added": (  # events settings change on the running camera (no restart)
+        lambda config, model: camera("yard")(config).__setitem__("zones", [ZONE]),
+        {"cameras_retuned": ("yard",)},
+    ),
+    "line added": (
+        lambda config, model: camera("gate")(config).__setitem__("lines", [LINE]),
+        {"cameras_retuned": ("gate",)},
+    ),
+    "detections mode": (
+        lambda config, model: camera("gate")(config).__setitem__(
+            "publish", {"detections": "on_change"}),
+        {"cameras_retuned": ("gate",)},
+    ),
+    "snapshots": (
+        lambda config, model: camera("gate")(config).__setitem__("snapshots", {"enabled": True}),
+        {"cameras_retuned": ("gate",)},
+    ),
+    "tracker": (
+        lambda config, model: camera("gate")(config).__setitem__(
+            "tracker", {"max_missed_frames": 3}),
+        {"cameras_retuned": ("gate",)},
+    ),
+    "zone and source": (  # the source changes too: the camera restarts with both
+        lambda config, model: camera("yard")(config).update(zones=[ZONE], device=4),
+        {"cameras_changed": ("yard",)},
+    ),
+    "zone on a disabled camera": (
+        lambda config, model: camera("spare")(config).__setitem__("zones", [ZONE]), {},
     ),
     "log level": (
         lambda config, model: config.__setitem__("log_level", "debug"),

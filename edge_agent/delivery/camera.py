@@ -1,0 +1,230 @@
+"""One camera's delivery: detections -> tracks, zones, lines (edge_agent.events) -> MQTT.
+
+The pipeline calls `CameraDelivery.on_frame` once per processed frame, in frame order,
+on its own thread. It runs the camera's `CameraEvents`, sends each event through the
+durable spool (Publisher.publish_event), keeps occupancy, counts and the last snapshot
+per class as retained messages, and says whether this frame's detections message goes
+out (`publish.detections`) and with which track ids.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from edge_agent.capture.camera import Frame
+from edge_agent.config.model import AgentConfig, CameraConfig
+from edge_agent.delivery.detections_mode import DetectionsMode
+from edge_agent.delivery.payloads import EventLike, SnapshotRef, event_payload
+from edge_agent.delivery.rate import EventRate
+from edge_agent.delivery.retained import RetainedSink, RetainedStates
+from edge_agent.delivery.shapes import ShapeStates
+from edge_agent.delivery.snapshots import SnapshotStore, file_name, render
+from edge_agent.events import CameraEvents
+from engines.base import Detections
+from engines.detector import Detected
+
+log = logging.getLogger(__name__)
+
+MAX_SNAPSHOTS_PER_FRAME = 8
+"""A crowd crossing at once makes many events in one frame; past this many, the rest go
+out without a snapshot (and say so), so one frame never stalls the camera for long."""
+ERROR_LOG_S = 10.0
+
+
+class EventSink(RetainedSink, Protocol):
+    """The publisher as delivery uses it."""
+
+    def publish_event(self, camera_id: str, payload: bytes) -> bool: ...
+
+
+@dataclass(frozen=True)
+class FrameOutcome:
+    """What the pipeline does with this frame's detections message."""
+
+    publish_detections: bool
+    track_ids: np.ndarray | None
+    """(N,) aligned with the detections, -1 where not tracked; None: tracking is off."""
+
+
+@dataclass(frozen=True)
+class DeliveryStats:
+    """One camera's events at one moment, for health (docs/health.md `events`)."""
+
+    events_per_s: float
+    events_total: int
+    events_not_delivered: int
+    tracks: int
+    snapshots_written: int
+    snapshots_failed: int
+    snapshot_error: str | None
+    error: str | None
+
+
+def warn_if_events_can_be_lost(config: AgentConfig) -> None:
+    """Events share the detections' QoS: at 0 one the broker never got is lost; say so."""
+    if config.mqtt.qos == 0 and any(cam.zones or cam.lines for cam in config.cameras):
+        log.warning("mqtt.qos is 0: an event sent as the broker goes away can be lost; "
+                    "use qos 1 for events (docs/events.md)")
+
+
+def tracking_wanted(camera: CameraConfig) -> bool:
+    """Tracking runs for zones, lines, or on_change detections (which compare track ids)."""
+    return bool(camera.zones or camera.lines) or camera.publish.detections == "on_change"
+
+
+class CameraDelivery:
+    """Turns one camera's detections into events and state messages; see module doc."""
+
+    def __init__(
+        self, camera: CameraConfig, labels: Sequence[str], sink: EventSink, state_dir: Path
+    ) -> None:
+        self.camera_id = camera.id
+        self.labels = tuple(labels)
+        self._sink = sink
+        self._snapshot_root = state_dir / "snapshots"
+        self._retained = RetainedStates(sink)
+        self.rate = EventRate()
+        self.events_total = 0
+        self.events_not_delivered = 0
+        self.tracks = 0
+        self.last_error: str | None = None
+        self._error_logged_at = float("-inf")
+        self._camera = camera
+        self._events: CameraEvents | None = None
+        self._shapes = ShapeStates(camera.id, self._retained)
+        self._store: SnapshotStore | None = None
+        self._mode = DetectionsMode(camera.publish)
+        self._lock = threading.Lock()  # the pipeline runs frames, a reload reconfigures
+        self._apply(camera, first=True)
+
+    # -- configuration -----------------------------------------------------------------
+
+    def _apply(self, camera: CameraConfig, first: bool = False) -> None:
+        old = self._camera
+        self._camera = camera
+        if camera.publish != old.publish or first:
+            self._mode = DetectionsMode(camera.publish)
+        snapshots = camera.snapshots
+        if snapshots.enabled and (self._store is None or self._store.keep != snapshots.keep):
+            self._store = SnapshotStore(self._snapshot_root / camera.id, snapshots.keep)
+        elif not snapshots.enabled:
+            self._store = None
+        wanted = tracking_wanted(camera)
+        if not wanted:
+            self._events = None
+        elif self._events is None or camera.tracker != old.tracker:
+            self._events = CameraEvents(camera.id, camera.zones, camera.lines, camera.tracker,
+                                        self.labels)
+        else:
+            self._events.reconfigure(camera.zones, camera.lines)
+        self._shapes.configure(camera.zones, camera.lines, time.time(),
+                               reset=first or camera.tracker != old.tracker)
+
+    def reconfigure(self, camera: CameraConfig) -> None:
+        """Apply new zones, lines, tracker, snapshot and publish settings (a reload) on the
+        running camera: shapes that did not change keep their tracks and counts."""
+        with self._lock:
+            self._apply(camera)
+        log.info("camera %s: events reconfigured (%d zones, %d lines)", camera.id,
+                 len(camera.zones), len(camera.lines))
+
+    # -- per frame (the pipeline thread) -----------------------------------------------
+
+    def on_frame(self, frame: Frame, detections: Detections, detected: Detected) -> FrameOutcome:
+        """Run events on one frame's detections; what to do with its detections message."""
+        size = (int(detected.frame_width), int(detected.frame_height))
+        track_ids = None
+        with self._lock:
+            if self._events is not None:
+                try:
+                    track_ids = self._update(frame, detections, size)
+                except Exception as exc:  # a tracking fault loses this frame's events only
+                    self._failed("events failed", exc)
+            self._retained.flush()
+            labels: list[str] = []
+            if self._mode.config.detections == "on_change":
+                names = self.labels
+                labels = [names[c] if 0 <= c < len(names) else str(c)
+                          for c in np.asarray(detections.class_ids, dtype=np.int64).tolist()]
+            publish = self._mode.wants(labels, track_ids, frame.captured_mono)
+        return FrameOutcome(publish, track_ids)
+
+    def _update(self, frame: Frame, detections: Detections, size: tuple[int, int]) -> np.ndarray:
+        assert self._events is not None
+        update = self._events.update(detections, size, frame.captured_at, frame.captured_mono)
+        self.tracks = len(update.tracks)
+        snapshots_left = MAX_SNAPSHOTS_PER_FRAME
+        for event in update.events:
+            ref = None
+            if self._store is not None:
+                if snapshots_left > 0:
+                    ref = self._snapshot(frame, event)
+                    snapshots_left -= 1
+                else:
+                    ref = SnapshotRef(error=f"more than {MAX_SNAPSHOTS_PER_FRAME} events in "
+                                      "one frame: no snapshot for the rest")
+            payload = event_payload(event, frame_size=size, clock_synced=frame.clock_synced,
+                                    snapshot=ref)
+            self.events_total += 1
+            self.rate.add(frame.captured_mono)
+            if not self._sink.publish_event(self.camera_id, payload):
+                self.events_not_delivered += 1
+        self._shapes.update(update, frame.captured_at)
+        return np.asarray(update.track_ids, dtype=np.int64).reshape(-1)
+
+    def _snapshot(self, frame: Frame, event: EventLike) -> SnapshotRef:
+        """Render, store and (retained) publish one event's snapshot; never raises."""
+        assert self._store is not None
+        config = self._camera.snapshots
+        label = event.label
+        try:
+            rendered = render(frame.image, event.box, f"{label} #{event.track_id}", config)
+        except Exception as exc:  # a bad box or frame: the event still goes out
+            return SnapshotRef(error=f"cannot render a snapshot: {type(exc).__name__}: {exc}")
+        event_id, at = event.event_id, float(event.time)
+        files: dict[str, str | None] = {"frame": None, "crop": None}
+        error = None
+        for kind, jpeg in (("frame", rendered.frame), ("crop", rendered.crop)):
+            if jpeg is None:
+                continue
+            files[kind] = self._store.save(file_name(event_id, at, label, kind), jpeg)
+            if files[kind] is None:
+                error = self._store.last_error
+        topic = None
+        if rendered.primary is not None:
+            topic = f"{self.camera_id}/snapshot/{label}"
+            self._retained.set(topic, rendered.primary)
+        return SnapshotRef(file=files["frame"], crop_file=files["crop"],
+                           topic=topic, error=error)
+
+    def _failed(self, what: str, exc: Exception) -> None:
+        self.last_error = f"{what}: {type(exc).__name__}: {exc}"
+        now = time.monotonic()
+        if now - self._error_logged_at >= ERROR_LOG_S:
+            self._error_logged_at = now
+            log.error("camera %s: %s", self.camera_id, self.last_error, exc_info=exc)
+
+    # -- health ------------------------------------------------------------------------
+
+    def stats(self) -> DeliveryStats | None:
+        """None while the camera does not track (no zones, lines or on_change)."""
+        if self._events is None:
+            return None
+        store = self._store
+        return DeliveryStats(
+            events_per_s=round(self.rate.per_second(time.monotonic()), 3),
+            events_total=self.events_total, events_not_delivered=self.events_not_delivered,
+            tracks=self.tracks,
+            snapshots_written=store.written if store else 0,
+            snapshots_failed=store.failed if store else 0,
+            snapshot_error=store.last_error if store else None,
+            error=self.last_error,
+        )
