@@ -246,6 +246,9 @@ cameras:
 {cameras}
 """
     )
+    kept = tmp_path / ".metrics-port"  # an agent already ran on this folder: same port
+    if kept.exists():
+        config.write_text(config.read_text() + _metrics_block(kept))
     return config
 
 
@@ -280,12 +283,21 @@ def own_metrics_port(config: Path) -> None:
     9108, so agents of tests running in parallel (pytest-xdist) do not contend for it.
 
     Appended at the end, so the YAML lines that tests assert on do not move; a config
-    with its own `health:` section or metrics address is left as it is.
+    with its own `health:` section or metrics address is left as it is. The port is kept
+    beside the config, and `write_config` appends the same block to a config it writes
+    there again, so a reload test's new file does not change `health`.
     """
     text = config.read_text()
     if "metrics_address" in text or re.search(r"^health:", text, re.MULTILINE):
         return
-    config.write_text(f"{text.rstrip()}\nhealth:\n  metrics_address: 127.0.0.1:{free_port()}\n")
+    kept = config.parent / ".metrics-port"
+    if not kept.exists():
+        kept.write_text(str(free_port()))
+    config.write_text(f"{text.rstrip()}\n{_metrics_block(kept)}")
+
+
+def _metrics_block(kept: Path) -> str:
+    return f"health:\n  metrics_address: 127.0.0.1:{kept.read_text().strip()}\n"
 
 
 def stop_agent(agent: subprocess.Popen[str], log: Path, timeout: float = 60.0) -> None:

@@ -292,31 +292,38 @@ class Agent:
             old.close()
             applied.append(f"model {swap.engine.info.name} ({swap.engine.info.sha256[:12]})")
         self.options = options
+        previous = {camera.id: camera for camera in self.config.cameras}
         self.config = plan.kept
         for camera in self.config.cameras:
             if camera.enabled and camera.id in restart and camera.id not in self.pipelines:
                 log.info("reload: starting camera %s", camera.id)
                 self._start_camera(camera)
-        for camera in self.config.cameras:  # detect/masks only: in place, capture goes on
-            if camera.id in plan.cameras_retuned and camera.id not in restart:
-                self.pipelines[camera.id].retune(camera)
-                applied.append(f"camera {camera.id} detect/masks applied in place")
         applied += [f"camera {c} restarted" for c in sorted(restart) if c in self.pipelines]
-        applied += self._retune(plan.cameras_retuned, restart)
+        applied += self._retune(plan.cameras_retuned, restart, previous)
         applied += [f"camera {c} removed" for c in plan.cameras_removed]
         if self.camera_states is not None:
             self.camera_states.forget(plan.cameras_removed)
         return applied
 
-    def _retune(self, camera_ids: tuple[str, ...], restarted: set[str]) -> list[str]:
-        """Zones, lines, tracker, snapshots and publish settings change on the running
-        camera (edge_agent.delivery): its capture and other cameras go on undisturbed."""
+    def _retune(
+        self, camera_ids: tuple[str, ...], restarted: set[str],
+        previous: dict[str, CameraConfig],
+    ) -> list[str]:
+        """Apply in-place camera edits (reload_plan.IN_PLACE_CAMERA_FIELDS) to the running
+        camera: detect and masks to its pipeline, zones, lines, tracker, snapshots and
+        publish to its events delivery. Its capture and other cameras go on undisturbed."""
         applied = []
         for camera in self.config.cameras:
             pipeline = self.pipelines.get(camera.id)
             if camera.id not in camera_ids or camera.id in restarted or pipeline is None:
                 continue
-            if pipeline.delivery is not None:
+            old = previous.get(camera.id)
+            if old is None or (old.detect, old.masks) != (camera.detect, camera.masks):
+                pipeline.retune(camera)
+                applied.append(f"camera {camera.id} detect/masks applied in place")
+            events = ("zones", "lines", "tracker", "publish", "snapshots")
+            changed = old is None or any(getattr(old, k) != getattr(camera, k) for k in events)
+            if changed and pipeline.delivery is not None:
                 pipeline.delivery.reconfigure(camera)
                 applied.append(f"camera {camera.id} events reconfigured")
         return applied
