@@ -17,6 +17,7 @@ from edge_agent.delivery.camera import CameraDelivery, warn_if_events_can_be_los
 from edge_agent.errors import ConfigError
 from edge_agent.health.drift import DriftWatch
 from edge_agent.health.monitor import HealthMonitor, start_health
+from edge_agent.homeassistant.announce import DiscoveryAnnouncer
 from edge_agent.pipeline import CameraPipeline
 from edge_agent.publish.camera_state import CameraStates
 from edge_agent.publish.payload import info_payload, iso_utc
@@ -58,6 +59,7 @@ class Agent:
         self.last_reload: dict[str, object] | None = None
         self.camera_states: CameraStates | None = None
         self.health: HealthMonitor | None = None
+        self.discovery: DiscoveryAnnouncer | None = None
         self._next_sequence: dict[str, int] = {}
         self._status_text = ""
 
@@ -80,6 +82,8 @@ class Agent:
             self.camera_states = CameraStates(publisher)
             warn_if_events_can_be_lost(config)
             self._publish_info()
+            self.discovery = DiscoveryAnnouncer(publisher, config.state_dir)
+            self._announce()
             self.health = start_health(self, stack)  # stops before the publisher closes
             state_files.write_pid(config.state_dir)
             stack.callback(state_files.remove_pid, config.state_dir)
@@ -176,6 +180,8 @@ class Agent:
             if self.camera_states is not None:
                 self.camera_states.update(self.pipelines)
             self._report_status()
+            if self.discovery is not None:
+                self.discovery.flush()
             for signum in received:
                 if signum in (signal.SIGTERM, signal.SIGINT):
                     log.info("received %s", signal.Signals(signum).name)
@@ -324,3 +330,11 @@ class Agent:
                             "applied": applied}
         state_files.write_reload_result(self.config.state_dir, self.last_reload)
         self._publish_info()
+        self._announce()
+
+    def _announce(self) -> None:
+        """Home Assistant discovery for the running config (docs/homeassistant.md)."""
+        if self.discovery is not None and self.engine is not None:
+            self.discovery.announce(self.config, self.engine.info.class_names,
+                                    f"{self.engine.backend}/{self.engine.device}")
+            self.discovery.flush()
