@@ -16,7 +16,9 @@ from __future__ import annotations
 import json
 import random
 import re
+import signal
 import string
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -33,6 +35,7 @@ from edge_agent.homeassistant.discovery import (
     occupied_template,
     slug,
 )
+from tests.helpers import Broker, first_frames, start_agent, stop_agent, write_config
 
 try:  # Home Assistant renders templates with Jinja2's ImmutableSandboxedEnvironment
     from jinja2 import StrictUndefined
@@ -267,3 +270,86 @@ def test_bad_settings_name_the_line(
     with pytest.raises(ConfigError) as caught:
         configs_for(tmp_path, samples, section)
     assert f"agent.yaml:{7 + section.count(chr(10))}: {problem}" in str(caught.value)
+
+
+# -- the real agent and broker ---------------------------------------------------------
+
+AGENT_CAMERA = """\
+  - id: yard
+    type: file
+    path: {video}
+    loop: true
+    zones:
+      - {{name: bay, points: [[0, 0], [0.5, 0], [0.5, 1], [0, 1]], classes: [person]}}
+{extra_zone}    lines:
+      - {{name: gate, points: [[0.5, 0], [0.5, 1]], directions: {{forward: in, backward: out}},
+         classes: [person, car]}}
+    snapshots: {{enabled: true}}
+homeassistant:
+  enabled: {enabled}
+  discovery_prefix: {discovery}
+"""
+LOT = "      - {name: lot, points: [[0.5, 0], [1, 0], [1, 1], [0.5, 1]], classes: [car]}\n"
+
+
+def retained_now(subscribe, topic_filter: str, settle: float = 1.5) -> dict[str, bytes]:
+    """What a new subscriber (Home Assistant starting) gets: the retained messages."""
+    collector = subscribe(topic_filter)
+    time.sleep(settle)
+    return {m.topic: m.payload for m in collector.messages if m.retain}
+
+
+@pytest.mark.slow
+def test_agent_announces_updates_and_removes_entities(
+    tmp_path: Path, samples: Path, broker: Broker, subscribe, unique_prefix: str
+) -> None:
+    video = first_frames(samples, tmp_path / "clip.mp4", 40)
+    discovery = f"ha-{unique_prefix}"
+
+    def configure(extra_zone: str, enabled: str) -> Path:
+        return write_config(tmp_path, samples, broker, unique_prefix, AGENT_CAMERA.format(
+            video=video, extra_zone=extra_zone, enabled=enabled, discovery=discovery))
+
+    config = configure(LOT, "true")
+    configs = subscribe(f"{discovery}/#")
+    states = subscribe(f"{unique_prefix}/#")
+    log = tmp_path / "agent.log"
+    agent = start_agent(config, log)
+    try:
+        # bay: person x 2, lot: car x 2, gate: 2 directions x 2 classes, images person, car
+        configs.wait_for("/config", count=10, timeout=60)
+        states.wait_for("/yard/zones/lot/occupancy", timeout=30)
+        states.wait_for("/yard/zones/bay/occupancy", timeout=30)
+        states.wait_for("/yard/lines/gate/counts", timeout=30)
+        announced = {m.topic: m.payload for m in configs.messages}
+        assert len(announced) == 10
+        real = {m.topic: m.payload for m in states.messages}  # the newest of each
+        for topic, payload in announced.items():
+            body = validate(topic, payload, real)
+            assert body["availability_topic"] == f"{unique_prefix}/box1/status"
+        assert real[f"{unique_prefix}/box1/status"] == b"online"
+        lot = {t for t in announced if "__lot__" in t}
+        assert len(lot) == 2
+
+        configure("", "true")  # the zone `lot` goes
+        agent.send_signal(signal.SIGHUP)
+        cleared = [m for m in configs.wait_for("/config", count=12, timeout=30)
+                   if m.payload == b""]
+        assert {m.topic for m in cleared} == lot
+    finally:
+        stop_agent(agent, log)
+    assert agent.returncode == 0, log.read_text()
+    left = retained_now(subscribe, f"{discovery}/#")
+    assert set(left) == set(announced) - lot
+    state_file = tmp_path / "state" / "homeassistant.json"
+    assert set(json.loads(state_file.read_text())["topics"]) == set(left)
+
+    configure("", "false")  # a restart with Home Assistant off removes every entity
+    agent = start_agent(config, log)
+    try:
+        configs.wait_for("/config", count=12 + len(left), timeout=60)
+        assert not retained_now(subscribe, f"{discovery}/#")
+    finally:
+        stop_agent(agent, log)
+    assert agent.returncode == 0, log.read_text()
+    assert not state_file.exists()
