@@ -102,6 +102,8 @@ class DiscoveryAnnouncer:
     def _load(self) -> set[str]:
         try:
             topics = json.loads(self._path.read_text())["topics"]
+            if not isinstance(topics, list):
+                raise TypeError(f"topics is {type(topics).__name__}, not a list")
         except FileNotFoundError:
             return set()
         except (OSError, ValueError, KeyError, TypeError) as exc:
