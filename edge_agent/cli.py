@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="measure this backend instead of the config's; all: every "
                        "backend whose runtime is present here, side by side")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
+    bench.add_argument("--events-cost", action="store_true",
+                       help="only tracking+zones+lines ms per frame at 1, 20, 100 objects")
     bench.set_defaults(handler=_bench)
 
     for module_name in COMMAND_MODULES:

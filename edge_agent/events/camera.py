@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
+
+import numpy as np
 
 from edge_agent.config.zones import LineConfig, TrackerConfig, ZoneConfig
 from edge_agent.events.line_counts import LineCounts
@@ -57,20 +59,22 @@ class CameraEvents:
     def reconfigure(self, zones: Sequence[ZoneConfig], lines: Sequence[LineConfig]) -> None:
         """Apply reloaded shapes; unchanged ones keep their tracks' state and counts."""
         old_zones, old_lines = self.zones, self.lines
-        self.zones = {}
+        self.zones, self.lines = {}, {}
         for zone in zones:
             kept = old_zones.get(zone.name)
-            self.zones[zone.name] = kept if kept is not None and kept.config == zone else (
-                ZoneEvents(zone, class_filter(zone.classes, self.labels, f"zone {zone.name}")))
-            self.zones[zone.name].occupancy.update(
-                {self.tracker.label(i): 0 for i in self.zones[zone.name].class_ids or ()
-                 if self.tracker.label(i) not in self.zones[zone.name].occupancy})
-        self.lines = {}
+            if kept is None or kept.config != zone:
+                kept = ZoneEvents(zone, class_filter(zone.classes, self.labels,
+                                                     f"zone {zone.name}"))
+                # Filtered classes are reported from the start, at 0.
+                kept.occupancy.update({self.tracker.label(i): 0
+                                       for i in sorted(kept.class_ids or ())})
+            self.zones[zone.name] = kept
         for line in lines:
             kept_line = old_lines.get(line.name)
-            self.lines[line.name] = kept_line if (
-                kept_line is not None and kept_line.config == line) else LineCounts(
-                line, class_filter(line.classes, self.labels, f"line {line.name}"))
+            if kept_line is None or kept_line.config != line:
+                kept_line = LineCounts(line, class_filter(line.classes, self.labels,
+                                                          f"line {line.name}"))
+            self.lines[line.name] = kept_line
         self._occupancy_dirty = self._counts_dirty = self._windows_dirty = True
 
     def update(self, detections: Detections, frame_size: tuple[int, int], captured_at: float,
@@ -92,13 +96,14 @@ class CameraEvents:
                          box=tuple(float(v) for v in track.box),  # type: ignore[arg-type]
                          time=captured_at, first_seen=track.first_seen, **where)
 
+        boxes = np.stack([t.box for t in tracks]) if tracks else np.zeros((0, 4), np.float32)
         for zone in self.zones.values():
-            found = zone.update(tracks, frame_size, captured_at, make)
+            found = zone.update(tracks, boxes, frame_size, captured_at, make)
             self._occupancy_dirty |= any(e.type != "dwell" for e in found)
             events += found
         for line in self.lines.values():
             self._windows_dirty |= line.roll_window(captured_at)
-            found = line.update(tracks, frame_size, make)
+            found = line.update(tracks, boxes, frame_size, make)
             self._counts_dirty |= bool(found)
             self._windows_dirty |= bool(found) and line.window is not None
             events += found
@@ -121,10 +126,10 @@ class CameraEvents:
         if self._occupancy_dirty:
             occupancy = {name: dict(zone.occupancy) for name, zone in self.zones.items()}
         if self._counts_dirty:
-            counts = {name: copy.deepcopy(line.totals) for name, line in self.lines.items()}
+            counts = self.counts()
         if self._windows_dirty:
-            windows = {name: copy.deepcopy(line.window) for name, line in self.lines.items()
-                       if line.window is not None}
+            windows = {name: replace(line.window, counts=_copy(line.window.counts))
+                       for name, line in self.lines.items() if line.window is not None}
         self._occupancy_dirty = self._counts_dirty = self._windows_dirty = False
         return occupancy, counts, windows
 
@@ -134,5 +139,9 @@ class CameraEvents:
 
     def counts(self) -> Counts:
         """Line -> direction -> label -> crossings since start."""
-        return {name: copy.deepcopy(line.totals) for name, line in self.lines.items()}
+        return {name: _copy(line.totals) for name, line in self.lines.items()}
+
+
+def _copy(counts: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    return {direction: dict(per_label) for direction, per_label in counts.items()}
 

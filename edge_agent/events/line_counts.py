@@ -66,17 +66,19 @@ class LineCounts:
                                                            names.backward: {}})
         return True
 
-    def update(self, tracks: list[Track], frame_size: tuple[int, int], make: MakeEvent
-               ) -> list[Event]:
-        """Cross events of this frame for the tracks seen in it."""
-        wanted = [t for t in tracks if self.class_ids is None or t.class_id in self.class_ids]
-        if not wanted:
+    def update(self, tracks: list[Track], boxes: np.ndarray, frame_size: tuple[int, int],
+               make: MakeEvent) -> list[Event]:
+        """Cross events of this frame for the tracks seen in it; boxes: (N, 4) of those."""
+        if self.class_ids is not None:
+            keep = [i for i, t in enumerate(tracks) if t.class_id in self.class_ids]
+            tracks, boxes = [tracks[i] for i in keep], boxes[keep]
+        if not tracks:
             return []
         a, b = self.ends(frame_size)
-        points = anchors(np.stack([t.box for t in wanted]), self.ANCHOR)
+        points = anchors(boxes, self.ANCHOR)
         sides = line_side(points, a, b)
         events: list[Event] = []
-        for track, point, side in zip(wanted, points, sides.tolist(), strict=True):
+        for track, point, side in zip(tracks, points, sides.tolist(), strict=True):
             state = self._sides.get(track.track_id)
             if state is None:
                 if side != 0:

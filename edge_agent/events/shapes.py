@@ -16,24 +16,27 @@ def anchors(boxes: np.ndarray, anchor: str) -> np.ndarray:
                             boxes[:, 1] * top + boxes[:, 3] * bottom])
 
 
-def inside_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
-    """(N,) bool: which of (N, 2) points lie inside the (E, 2) polygon (even-odd rule).
-
-    One (N, E) pass of ray casting; points exactly on an edge count as inside on the
-    left/top edges and outside on the right/bottom ones, so neighbouring zones never both
-    claim a point.
-    """
-    points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-    if points.shape[0] == 0:
-        return np.zeros(0, dtype=bool)
+def polygon_edges(polygon: np.ndarray) -> np.ndarray:
+    """(5, E) float64 rows x1, y1, x2, y2, dx/dy of each edge: made once per frame size."""
     corners = np.asarray(polygon, dtype=np.float64)
     x1, y1 = corners[:, 0], corners[:, 1]
     x2, y2 = np.roll(x1, -1), np.roll(y1, -1)
+    dy = np.where(y2 == y1, 1.0, y2 - y1)  # a flat edge never straddles a row: any value
+    return np.stack([x1, y1, x2, y2, (x2 - x1) / dy])
+
+
+def inside_polygon(points: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """(N,) bool: which of (N, 2) points lie inside the polygon (even-odd rule).
+
+    `edges` comes from `polygon_edges`. One (N, E) pass of ray casting; a point exactly on
+    an edge is inside on the left/top edges and outside on the right/bottom ones, so
+    neighbouring zones never both claim a point.
+    """
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    x1, y1, _, y2, slope = edges
     px, py = points[:, :1], points[:, 1:]
     straddles = (y1 > py) != (y2 > py)  # (N, E): the edge spans the point's row
-    with np.errstate(divide="ignore", invalid="ignore"):
-        cross_x = x1 + (py - y1) * (x2 - x1) / (y2 - y1)
-    crossings = straddles & (px < cross_x)
+    crossings = straddles & (px < x1 + (py - y1) * slope)
     return np.count_nonzero(crossings, axis=1) % 2 == 1
 
 

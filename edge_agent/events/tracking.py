@@ -43,12 +43,12 @@ class TrackState:
     def observe(self, box: np.ndarray, score: float, class_id: int, time: float,
                 frame: int) -> None:
         elapsed = time - self.last_seen
-        if elapsed > 0:
-            moved = ((box[:2] + box[2:]) - (self.box[:2] + self.box[2:])) / 2 / elapsed
-            vx, vy = self.velocity
-            w = VELOCITY_SMOOTHING
-            self.velocity = (float(w * moved[0] + (1 - w) * vx),
-                             float(w * moved[1] + (1 - w) * vy))
+        if elapsed > 0:  # plain floats: numpy scalars cost ~1 us an operation
+            x1, y1, x2, y2 = box.tolist()
+            o1, p1, o2, p2 = self.box.tolist()
+            w, vx, vy = VELOCITY_SMOOTHING, *self.velocity
+            self.velocity = (w * ((x1 + x2) - (o1 + o2)) / 2 / elapsed + (1 - w) * vx,
+                             w * ((y1 + y2) - (p1 + p2)) / 2 / elapsed + (1 - w) * vy)
         self.box, self.score, self.last_seen, self.last_frame = box, score, time, frame
         self.best_score = max(self.best_score, score)
         self.classes[class_id] += 1
@@ -100,6 +100,10 @@ class Tracker:
         out = self._library.update(found)  # type: ignore[attr-defined]
         track_ids = np.full(count, -1, dtype=np.int64)
         tracks: list[Track] = []
+        given: set[int] = set()
+        boxes32 = np.asarray(detections.boxes, dtype=np.float32).reshape(-1, 4)
+        scores = np.asarray(detections.scores).tolist()
+        class_ids = np.asarray(detections.class_ids).tolist()
         if out.tracker_id is not None and len(out):
             for index, library_id in zip(out.data["index"].tolist(), out.tracker_id.tolist(),
                                          strict=True):
@@ -109,15 +113,16 @@ class Tracker:
                 if track_id is None:
                     track_id = self._ids[library_id] = self._next_id
                     self._next_id += 1
-                if track_id in track_ids:
+                if track_id in given:
                     continue  # the library gave one id to two boxes: keep the first
+                given.add(track_id)
                 track_ids[index] = track_id
-                tracks.append(self._observe(track_id, detections, index, time))
+                tracks.append(self._observe(track_id, boxes32[index], scores[index],
+                                            class_ids[index], time))
         return tracks, track_ids
 
-    def _observe(self, track_id: int, detections: Detections, index: int, time: float) -> Track:
-        box = np.asarray(detections.boxes[index], dtype=np.float32)
-        score, class_id = float(detections.scores[index]), int(detections.class_ids[index])
+    def _observe(self, track_id: int, box: np.ndarray, score: float, class_id: int,
+                 time: float) -> Track:
         state = self.states.get(track_id)
         if state is None:
             state = self.states[track_id] = TrackState(track_id, box, score, time, time, score,

@@ -9,7 +9,7 @@ import numpy as np
 
 from edge_agent.config.geometry import to_pixels
 from edge_agent.config.zones import ZoneConfig
-from edge_agent.events.shapes import anchors, inside_polygon
+from edge_agent.events.shapes import anchors, inside_polygon, polygon_edges
 from edge_agent.events.types import Event, EventType, Track
 
 MakeEvent = Callable[..., Event]
@@ -40,6 +40,7 @@ class ZoneEvents:
         self.class_ids = class_ids  # None: every class
         self._presence: dict[int, _Presence] = {}
         self._polygon: np.ndarray | None = None
+        self._edges = np.zeros((5, 0))
         self._frame_size: tuple[int, int] | None = None
         self.occupancy: dict[str, int] = {}
 
@@ -48,19 +49,22 @@ class ZoneEvents:
         if self._polygon is None or frame_size != self._frame_size:
             self._polygon = to_pixels(self.config.points, self.config.units, frame_size,
                                       name=f"zone {self.config.name}")
+            self._edges = polygon_edges(self._polygon)
             self._frame_size = frame_size
         return self._polygon
 
-    def update(self, tracks: list[Track], frame_size: tuple[int, int], time: float,
-               make: MakeEvent) -> list[Event]:
-        """Events of this frame for the tracks seen in it."""
-        wanted = [t for t in tracks if self.class_ids is None or t.class_id in self.class_ids]
-        if not wanted:
+    def update(self, tracks: list[Track], boxes: np.ndarray, frame_size: tuple[int, int],
+               time: float, make: MakeEvent) -> list[Event]:
+        """Events of this frame for the tracks seen in it; boxes: (N, 4) of those tracks."""
+        if self.class_ids is not None:
+            keep = [i for i, t in enumerate(tracks) if t.class_id in self.class_ids]
+            tracks, boxes = [tracks[i] for i in keep], boxes[keep]
+        if not tracks:
             return []
-        boxes = np.stack([t.box for t in wanted])
-        inside = inside_polygon(anchors(boxes, self.config.anchor), self.polygon(frame_size))
+        self.polygon(frame_size)
+        inside = inside_polygon(anchors(boxes, self.config.anchor), self._edges)
         events: list[Event] = []
-        for track, now_inside in zip(wanted, inside.tolist(), strict=True):
+        for track, now_inside in zip(tracks, inside.tolist(), strict=True):
             presence = self._presence.setdefault(track.track_id, _Presence())
             if now_inside == presence.inside:
                 presence.streak = 0

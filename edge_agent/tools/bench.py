@@ -135,6 +135,15 @@ def configs_to_bench(config: AgentConfig, backend: str | None) -> list[AgentConf
 
 def main(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    if getattr(args, "events_cost", False):
+        from edge_agent.events.cost import cost_report, inference_ms  # loads the tracker
+
+        engine = select_engine(config, probe()).engine
+        try:
+            print(cost_report(inference_ms(Detector(engine), args.seconds)))
+        finally:
+            engine.close()
+        return 0
     video = args.video or next(
         (cam.path for cam in config.cameras if isinstance(cam, FileCamera)), None
     )

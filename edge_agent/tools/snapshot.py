@@ -280,7 +280,12 @@ def _snapshot(args: argparse.Namespace) -> int:
     try:
         detections, infer_ms = detect(engine, config, grab.image)
         names = engine.info.class_names
-        write_jpeg(output, draw(grab.image, detections, names))
+        drawn = draw(grab.image, detections, names)
+        if args.zones:  # masks, zones and lines on top, to aim them
+            from edge_agent.events.draw import draw_shapes
+
+            drawn = draw_shapes(drawn, camera.zones, camera.lines, getattr(camera, "masks", []))
+        write_jpeg(output, drawn)
         if args.json:
             payload = detections_payload(  # stamped and flagged as the agent's are
                 camera_id=camera.id, sequence=0, captured_at=time.time(),
@@ -316,4 +321,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:
                         help="JPEG to write; default: snapshot-CAMERA.jpg here")
     parser.add_argument("--json", action="store_true",
                         help="print the detections as the agent's MQTT JSON payload")
+    parser.add_argument("--zones", action="store_true",
+                        help="also draw the camera's masks, zones and lines (with direction "
+                        "arrows) to aim them")
     parser.set_defaults(handler=_snapshot)

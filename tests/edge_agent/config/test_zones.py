@@ -135,3 +135,17 @@ def test_check_config_command_names_file_and_line(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert f"{path}:12: cameras[0].lines[0].points[1]: the line has zero length" in (
         result.stdout + result.stderr)
+
+
+def test_commented_example_in_the_reference_config_is_valid(tmp_path: Path) -> None:
+    """configs/agent.yaml shows zones, lines and tracker commented out: uncommented, they
+    must load (a technician copies them)."""
+    text = (Path(__file__).resolve().parents[3] / "configs" / "agent.yaml").read_text()
+    lines = text.splitlines()
+    start = lines.index("    # zones:")
+    end = next(i for i in range(start, len(lines)) if lines[i].startswith("    # tracker:"))
+    example = "\n".join("    " + line[6:] for line in lines[start:end + 1])
+    camera = load_config(write(tmp_path, BASE + example + "\n")).cameras[0]
+    assert [z.name for z in camera.zones] == ["loading-bay"]
+    assert camera.lines[0].directions.forward == "in"
+    assert camera.tracker.max_missed_frames == 10
