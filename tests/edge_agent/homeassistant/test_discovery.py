@@ -35,7 +35,7 @@ from edge_agent.homeassistant.discovery import (
     occupied_template,
     slug,
 )
-from tests.helpers import Broker, first_frames, start_agent, stop_agent, write_config
+from tests.helpers import REPO, Broker, first_frames, start_agent, stop_agent, write_config
 
 try:  # Home Assistant renders templates with Jinja2's ImmutableSandboxedEnvironment
     from jinja2 import StrictUndefined
@@ -353,3 +353,30 @@ def test_agent_announces_updates_and_removes_entities(
         stop_agent(agent, log)
     assert agent.returncode == 0, log.read_text()
     assert not state_file.exists()
+
+
+def test_agent_yaml_example_announces_valid_entities(tmp_path: Path) -> None:
+    """configs/agent.yaml's commented homeassistant and events blocks, uncommented, give
+    the entities docs/homeassistant.md describes, each valid for Home Assistant."""
+    lines = (REPO / "configs" / "agent.yaml").read_text().splitlines()
+    for marker, indent in (("# homeassistant:", ""), ("    # zones:", "    ")):
+        start = lines.index(marker)
+        end = next(i for i in range(start, len(lines)) if not lines[i].startswith(marker[:-len(
+            marker.lstrip())] + "#"))
+        lines[start:end] = [line.replace(f"{indent}# ", indent, 1) for line in lines[start:end]]
+    text = "\n".join(lines).replace("enabled: false       # true", "enabled: true        # true")
+    path = tmp_path / "agent.yaml"
+    path.write_text(text.replace("../samples", str(REPO / "samples")))
+    config = load_config(path)
+    assert config.homeassistant.enabled
+    configs = discovery_configs(config, LABELS, DEVICE)
+    for topic, payload in configs.items():
+        validate(topic, payload)
+    dock = sorted(t.split("/")[3] for t in configs if "dock-door" in t)
+    assert dock == sorted([
+        "zone__dock-door__loading-bay__person__count",
+        "zone__dock-door__loading-bay__person__occupied",
+        *(f"line__dock-door__door-line__{d}__{c}__count"
+          for d in ("in", "out") for c in ("person", "car")),
+        "snapshot__dock-door__person", "snapshot__dock-door__car",
+    ])
