@@ -265,7 +265,10 @@ class Agent:
             log.error("reload rejected, the running config stays in service:\n%s", exc)
             self._reloaded(ok=False, error=str(exc) or type(exc).__name__, applied=[])
             return
+        discovery_changed = new.homeassistant != self.config.homeassistant
         applied = self._apply(plan, swap, options)
+        if discovery_changed:  # sent by _reloaded -> _announce
+            applied.append(f"homeassistant (enabled: {new.homeassistant.enabled})")
         log.info("reload applied: %s", "; ".join(applied) or "nothing changed")
         self._reloaded(ok=True, error=None, applied=applied)
 

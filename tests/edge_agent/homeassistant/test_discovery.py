@@ -288,6 +288,7 @@ AGENT_CAMERA = """\
 homeassistant:
   enabled: {enabled}
   discovery_prefix: {discovery}
+  device_name: {device_name}
 """
 LOT = "      - {name: lot, points: [[0.5, 0], [1, 0], [1, 1], [0.5, 1]], classes: [car]}\n"
 
@@ -306,9 +307,10 @@ def test_agent_announces_updates_and_removes_entities(
     video = first_frames(samples, tmp_path / "clip.mp4", 40)
     discovery = f"ha-{unique_prefix}"
 
-    def configure(extra_zone: str, enabled: str) -> Path:
+    def configure(extra_zone: str, enabled: str, device_name: str = "Yard box") -> Path:
         return write_config(tmp_path, samples, broker, unique_prefix, AGENT_CAMERA.format(
-            video=video, extra_zone=extra_zone, enabled=enabled, discovery=discovery))
+            video=video, extra_zone=extra_zone, enabled=enabled, discovery=discovery,
+            device_name=device_name))
 
     config = configure(LOT, "true")
     configs = subscribe(f"{discovery}/#")
@@ -331,11 +333,17 @@ def test_agent_announces_updates_and_removes_entities(
         lot = {t for t in announced if "__lot__" in t}
         assert len(lot) == 2
 
-        configure("", "true")  # the zone `lot` goes
+        assert all(json.loads(p)["device"]["name"] == "Yard box" for p in announced.values())
+        configure("", "true", "Gate box")  # the zone `lot` goes, the device is renamed
         agent.send_signal(signal.SIGHUP)
-        cleared = [m for m in configs.wait_for("/config", count=12, timeout=30)
-                   if m.payload == b""]
-        assert {m.topic for m in cleared} == lot
+        after = configs.wait_for("/config", count=10 + 2 + 8, timeout=30)[10:]
+        assert {m.topic for m in after if m.payload == b""} == lot
+        renamed = {m.topic: json.loads(m.payload) for m in after if m.payload}
+        assert set(renamed) == set(announced) - lot
+        for topic, body in renamed.items():
+            assert validate(topic, json.dumps(body).encode())["device"]["name"] == "Gate box"
+        reload = json.loads((tmp_path / "state" / "last-reload.json").read_text())
+        assert "homeassistant (enabled: True)" in reload["applied"]
     finally:
         stop_agent(agent, log)
     assert agent.returncode == 0, log.read_text()
@@ -344,10 +352,10 @@ def test_agent_announces_updates_and_removes_entities(
     state_file = tmp_path / "state" / "homeassistant.json"
     assert set(json.loads(state_file.read_text())["topics"]) == set(left)
 
-    configure("", "false")  # a restart with Home Assistant off removes every entity
+    configure("", "false", "Gate box")  # a restart with Home Assistant off removes every entity
     agent = start_agent(config, log)
     try:
-        configs.wait_for("/config", count=12 + len(left), timeout=60)
+        configs.wait_for("/config", count=20 + len(left), timeout=60)
         assert not retained_now(subscribe, f"{discovery}/#")
     finally:
         stop_agent(agent, log)
