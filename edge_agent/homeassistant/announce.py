@@ -47,7 +47,7 @@ class _FullTopics:
         return self._sink.connected
 
     @property
-    def disconnects(self) -> int:  # type: ignore[override]
+    def disconnects(self) -> int:
         return self._sink.disconnects
 
     def publish_retained(self, subtopic: str, payload: bytes) -> bool:
