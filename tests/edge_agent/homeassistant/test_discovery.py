@@ -388,3 +388,23 @@ def test_agent_yaml_example_announces_valid_entities(tmp_path: Path) -> None:
           for d in ("in", "out") for c in ("person", "car")),
         "snapshot__dock-door__person", "snapshot__dock-door__car",
     ])
+
+
+def test_the_example_in_the_docs_is_what_the_agent_sends(tmp_path: Path, samples: Path) -> None:
+    text = (REPO / "docs" / "homeassistant.md").read_text()
+    topic = "homeassistant/sensor/box1/zone__yard__bay__person__count/config"
+    shown = json.loads(text.split(f"{topic}\n```\n```json\n", 1)[1].split("```", 1)[0])
+    path = tmp_path / "agent.yaml"
+    path.write_text(f"""\
+device_id: box1
+model: {{path: {samples}/models/yolox_nano.onnx}}
+homeassistant: {{enabled: true}}
+cameras:
+  - id: yard
+    type: file
+    path: {samples}/media/vtest.mp4
+    zones: [{{name: bay, points: [[0, 0], [1, 0], [1, 1]], classes: [person]}}]
+""")
+    sent = discovery_configs(load_config(path), LABELS,
+                             DeviceInfo(device_id="box1", hardware="openvino/CPU", version="0.1.0"))
+    assert json.loads(sent[topic]) == shown
