@@ -18,6 +18,7 @@ from pydantic_core import PydanticCustomError
 
 from edge_agent.config.detect import DetectConfig, MaskConfig, unique_mask_names
 from edge_agent.config.events_publish import PublishConfig, SnapshotConfig
+from edge_agent.config.homeassistant import HomeAssistantConfig
 from edge_agent.config.rules import HOST, SLUG, MqttRules, Strict, TlsRules, default_device_id
 from edge_agent.config.zones import LineConfig, TrackerConfig, ZoneConfig, unique_shape_names
 from engines import registry
@@ -310,6 +311,9 @@ class AgentConfig(Strict):
         default_factory=HealthConfig, description="Health messages, metrics, drift watch."
     )
     cameras: list[CameraConfig] = Field(min_length=1, description="Video sources, at least one.")
+    homeassistant: HomeAssistantConfig = Field(
+        default_factory=HomeAssistantConfig, description="Home Assistant MQTT discovery."
+    )
 
     _host_name_as_id = model_validator(mode="before")(default_device_id)
 

@@ -226,6 +226,14 @@ class Publisher:
         info = self._publish_control(f"{self._base}/{subtopic}", payload)
         return info.rc == mqtt.MQTT_ERR_SUCCESS
 
+    def publish_retained_topic(self, topic: str, payload: bytes) -> bool:
+        """Like publish_retained, on a full topic outside the agent's own (Home Assistant
+        discovery); False when not connected."""
+        with self._lock:
+            if not self._connected or self._closing:
+                return False
+        return self._publish_control(topic, payload).rc == mqtt.MQTT_ERR_SUCCESS
+
     def close(self, timeout: float = 5.0) -> None:
         """Flush, say "offline" (a clean disconnect does not fire the will), disconnect.
 

@@ -19,6 +19,7 @@ from edge_agent.delivery.camera import CameraDelivery, warn_if_events_can_be_los
 from edge_agent.errors import ConfigError
 from edge_agent.health.drift import DriftWatch
 from edge_agent.health.monitor import HealthMonitor, start_health
+from edge_agent.homeassistant.announce import DiscoveryAnnouncer
 from edge_agent.pipeline import CameraPipeline
 from edge_agent.publish.camera_state import CameraStates
 from edge_agent.publish.payload import info_payload, iso_utc
@@ -60,6 +61,7 @@ class Agent:
         self.last_reload: dict[str, object] | None = None
         self.camera_states: CameraStates | None = None
         self.health: HealthMonitor | None = None
+        self.discovery: DiscoveryAnnouncer | None = None
         self._next_sequence: dict[str, int] = {}
         self._status_text = ""
 
@@ -83,6 +85,8 @@ class Agent:
             self.camera_states = CameraStates(publisher)
             warn_if_events_can_be_lost(config)
             self._publish_info()
+            self.discovery = DiscoveryAnnouncer(publisher, config.state_dir)
+            self._announce()
             self.health = start_health(self, stack)  # stops before the publisher closes
             state_files.write_pid(config.state_dir)
             stack.callback(state_files.remove_pid, config.state_dir)
@@ -180,6 +184,8 @@ class Agent:
             if self.camera_states is not None:
                 self.camera_states.update(self.pipelines)
             self._report_status()
+            if self.discovery is not None:
+                self.discovery.flush()
             for signum in received:
                 if signum in (signal.SIGTERM, signal.SIGINT):
                     log.info("received %s", signal.Signals(signum).name)
@@ -264,7 +270,10 @@ class Agent:
             log.error("reload rejected, the running config stays in service:\n%s", exc)
             self._reloaded(ok=False, error=str(exc) or type(exc).__name__, applied=[])
             return
+        discovery_changed = new.homeassistant != self.config.homeassistant
         applied = self._apply(plan, swap, options)
+        if discovery_changed:  # sent by _reloaded -> _announce
+            applied.append(f"homeassistant (enabled: {new.homeassistant.enabled})")
         log.info("reload applied: %s", "; ".join(applied) or "nothing changed")
         self._reloaded(ok=True, error=None, applied=applied)
 
@@ -340,3 +349,11 @@ class Agent:
                             "applied": applied}
         state_files.write_reload_result(self.config.state_dir, self.last_reload)
         self._publish_info()
+        self._announce()
+
+    def _announce(self) -> None:
+        """Home Assistant discovery for the running config (docs/homeassistant.md)."""
+        if self.discovery is not None and self.engine is not None:
+            self.discovery.announce(self.config, self.engine.info.class_names,
+                                    f"{self.engine.backend}/{self.engine.device}")
+            self.discovery.flush()
