@@ -19,6 +19,7 @@ import numpy as np
 from edge_agent.capture.camera import Camera, Frame
 from edge_agent.capture.state import CameraState, CameraStats
 from edge_agent.health.drift import DriftReport, DriftWatch
+from edge_agent.models.handover import Handover, RecentFrames
 from edge_agent.publish.payload import detections_payload
 from edge_agent.supervision import GuardedWorker, is_broken
 from edge_agent.workers import InjectedFaultError, Worker, WorkerState
@@ -117,6 +118,8 @@ class PipelineStats:
 class _InFlight:
     frame: Frame
     pending: PendingDetection
+    generation: int = 0
+    """Which engine took the frame (Handover.generation): a swap waits for older ones."""
 
 
 class CameraPipeline:
@@ -156,6 +159,11 @@ class CameraPipeline:
         self._failures_logged = 0
         self.output_problem: str | None = None
         """Set while the model's whole output is NaN/inf (degrades health); None when fine."""
+        self.detected = 0
+        """Detections published so far (model probation compares rates per frame)."""
+        self.recent = RecentFrames()
+        """A few recent frames with their detection counts, to validate a new model on."""
+        self.handover = Handover()
         self._stop = threading.Event()
         self._worker = GuardedWorker(f"pipeline-{camera.id}", self._run, on_crash=self._crashed)
 
@@ -180,6 +188,22 @@ class CameraPipeline:
             end_to_end_ms=None if end_to_end is None else (end_to_end[0], end_to_end[1]),
             drift=self.drift.report() if self.drift is not None else None,
         )
+
+    def use_engine(self, engine: Engine, options: DetectionFilter) -> threading.Event:
+        """Switch to `engine` between two frames (edge_agent.models); the event is set when
+        no frame of the engine before is in flight any more."""
+        drained = self.handover.offer(engine, options)
+        if not self._worker.is_alive():  # no loop to take it: switch here
+            self._take_engine([])
+        return drained
+
+    def _take_engine(self, inflight: collections.deque[_InFlight] | list[_InFlight]) -> None:
+        taken = self.handover.take()
+        if taken is not None:
+            self.engine, self.options = taken
+            self.detector = Detector(self.engine, self.options)
+            self.recent.clear()
+        self.handover.settle(inflight[0].generation if inflight else None)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop after the frames already captured and in flight are published."""
@@ -230,6 +254,8 @@ class CameraPipeline:
         inflight: collections.deque[_InFlight] = collections.deque()
         frames = self.camera.frames
         while not self._stop.is_set():
+            if self.handover.waiting:  # a new model: taken here, between two frames
+                self._take_engine(inflight)
             while inflight and inflight[0].pending.done():
                 self._finish(inflight.popleft())
             if len(inflight) >= self.depth:
@@ -251,7 +277,8 @@ class CameraPipeline:
             item.pending.cancel()
 
     def _submit(self, frame: Frame) -> _InFlight:
-        return _InFlight(frame, self.detector.submit(frame.image, self.options))
+        return _InFlight(frame, self.detector.submit(frame.image, self.options),
+                         self.handover.generation)
 
     def _frame_failed(self, frame: Frame, what: str, exc: Exception) -> None:
         """One bad frame is counted and logged (one line per FRAME_ERROR_LOG_S); the loop
@@ -327,6 +354,8 @@ class CameraPipeline:
         detections = detected.detections if self._note_outputs(detected) else None
         if detections is not None:
             self._send(frame, detected, detections)
+            self.detected += len(detections)
+            self.recent.offer(frame.sequence, frame.image, len(detections))
         published_at = time.monotonic()
         totals = self.times.totals
         totals["decode"] += frame.decode_ms

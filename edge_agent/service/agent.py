@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from edge_agent.config.model import AgentConfig, CameraConfig
 from edge_agent.errors import ConfigError
 from edge_agent.health.drift import DriftWatch
 from edge_agent.health.monitor import HealthMonitor, start_health
+from edge_agent.models.lifecycle import ModelManager
 from edge_agent.pipeline import CameraPipeline
 from edge_agent.publish.camera_state import CameraStates
 from edge_agent.publish.payload import info_payload, iso_utc
@@ -58,6 +60,7 @@ class Agent:
         self.camera_states: CameraStates | None = None
         self.health: HealthMonitor | None = None
         self._next_sequence: dict[str, int] = {}
+        self.models = ModelManager(config.state_dir)
         self._status_text = ""
 
     def run(self) -> int:
@@ -68,9 +71,11 @@ class Agent:
             stack.enter_context(state_files.exclusive(config.state_dir))
             report = probe()
             log.info("hardware: %s", summary_line(report))
-            selection = select_engine(config, report, self.config_path)
+            selection = self.models.start(config, report, self.config_path)  # deployed or config
             self._use(selection, detection_filter(config.model, selection.engine.info.class_names))
             stack.callback(lambda: self.engine and self.engine.close())
+            self.models.attach(self)
+            stack.callback(self.models.close)
 
             publisher = Publisher(config.mqtt, config.device_id, config.state_dir)
             publisher.start()
@@ -109,6 +114,18 @@ class Agent:
         self.backend_reason, self.fallbacks = selection.reason, selection.fallbacks
         log.info("%s on %s (%s)", engine.backend, engine.device, selection.reason)
 
+    def use_model(self, selection: Selection, options: DetectionFilter) -> list[threading.Event]:
+        """A deploy or rollback (edge_agent.models): the new engine for cameras started
+        from now on, and for each running pipeline at its next frame boundary; each event
+        is set when that camera has no frame of the old engine in flight."""
+        self._use(selection, options)
+        drained = [p.use_engine(selection.engine, options) for p in self.pipelines.values()]
+        self._publish_info()
+        return drained
+
+    def publish_info(self) -> None:
+        self._publish_info()
+
     def _publish_info(self) -> None:
         engine, config = self.engine, self.config
         if engine is None or self.publisher is None:
@@ -127,6 +144,7 @@ class Agent:
                 cameras=[(cam.id, cam.type) for cam in config.cameras if cam.enabled],
                 config_path=str(self.config_path) if self.config_path else None,
                 last_reload=self.last_reload,
+                models=self.models.info(),
             )
         )
 
@@ -243,7 +261,8 @@ class Agent:
         swap: Selection | None = None
         try:
             new = load_config(self.config_path)
-            plan = plan_reload(self.config, new, self.engine.info.sha256)
+            plan = plan_reload(self.config, new,
+                               self.models.reload_reference(self.engine.info.sha256))
             swap = self._load_new_model(new) if plan.model_changed else None
             engine = swap.engine if swap is not None else self.engine
             options = detection_filter(new.model, engine.info.class_names)
@@ -256,6 +275,8 @@ class Agent:
             self._reloaded(ok=False, error=str(exc) or type(exc).__name__, applied=[])
             return
         applied = self._apply(plan, swap, options)
+        if swap is not None:  # the config's model replaced a deployed one (docs/models.md)
+            self.models.config_model_took_over(plan.kept)
         log.info("reload applied: %s", "; ".join(applied) or "nothing changed")
         self._reloaded(ok=True, error=None, applied=applied)
 
