@@ -39,7 +39,7 @@ class ModelServer:
             def log_message(self, *_args: object) -> None:
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            def do_GET(self) -> None:
                 wanted = self.headers.get("Range")
                 server.requests.append((self.path, wanted))
                 queue = server.faults.get(self.path) or []

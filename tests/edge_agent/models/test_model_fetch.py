@@ -99,7 +99,7 @@ def test_url_rules(url: str, message: str | None) -> None:
 def test_copy_respects_the_size_limit(tmp_path: Path) -> None:
     source = tmp_path / "m.onnx"
     source.write_bytes(DATA)
-    with pytest.raises(FetchError, match="over models.max_download_mb"):
+    with pytest.raises(FetchError, match=r"over models\.max_download_mb"):
         copy_file(source, tmp_path / "x.part", 1000)
     copy_file(source, tmp_path / "y.part", len(DATA))
     assert (tmp_path / "y.part").read_bytes() == DATA

@@ -162,7 +162,7 @@ def test_store_installs_files_and_ir_archives(tmp_path: Path) -> None:
 def test_store_refuses_odd_archives(tmp_path: Path, members: dict[str, bytes]) -> None:
     store = ModelStore(tmp_path)
     store.prepare()
-    with pytest.raises(StoreError, match="one .xml and one .bin"):
+    with pytest.raises(StoreError, match=r"one \.xml and one \.bin"):
         store.install(A, tar_of(members, tmp_path), ".tar")
     assert store.present() == set()
     assert not list(store.root.glob(".*building"))
@@ -173,7 +173,7 @@ def test_store_refuses_a_non_archive_and_cleans_leftovers(tmp_path: Path) -> Non
     store.prepare()
     junk = tmp_path / "j.part"
     junk.write_bytes(os.urandom(2000))
-    with pytest.raises(StoreError, match="not a readable .tar"):
+    with pytest.raises(StoreError, match=r"not a readable \.tar"):
         store.install(A, junk, ".tar")
     (store.root / f".{B}.building").mkdir()  # a power cut while building
     store.partial_file(C).write_bytes(b"half")
