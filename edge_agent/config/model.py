@@ -16,6 +16,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from edge_agent.config.commands import CommandsConfig
 from edge_agent.config.rules import HOST, SLUG, MqttRules, Strict, TlsRules, default_device_id
 from engines import registry
 from engines.backend import Backend
@@ -286,6 +287,9 @@ class AgentConfig(Strict):
         default_factory=HealthConfig, description="Health messages, metrics, drift watch."
     )
     cameras: list[CameraConfig] = Field(min_length=1, description="Video sources, at least one.")
+    commands: CommandsConfig = Field(
+        default_factory=CommandsConfig, description="Commands over MQTT (off by default)."
+    )
 
     _host_name_as_id = model_validator(mode="before")(default_device_id)
 
