@@ -147,6 +147,8 @@ class CameraPipeline:
         """Frames submitted to the engine and not yet published."""
         self.drift: DriftWatch | None = None
         """Set by the health monitor when drift watch is on."""
+        self.latest: tuple[Frame, Detections] | None = None
+        """The newest published frame and its detections (references; the snapshot command)."""
         self.frames_failed = 0
         """Frames lost to a per-frame fault (inference, postprocessing, payload); loop goes on."""
         self.nonfinite_values = 0
@@ -327,6 +329,7 @@ class CameraPipeline:
         detections = detected.detections if self._note_outputs(detected) else None
         if detections is not None:
             self._send(frame, detected, detections)
+            self.latest = (frame, detections)
         published_at = time.monotonic()
         totals = self.times.totals
         totals["decode"] += frame.decode_ms

@@ -48,6 +48,7 @@ class Code(enum.Enum):
     BUSY = "busy"  # the same command is running now
     NOT_FOUND = "not_found"  # the thing named (camera, model version) does not exist
     UNAVAILABLE = "unavailable"  # the box cannot do it now (no frame yet, shutting down)
+    INTERRUPTED = "interrupted"  # the agent stopped while it ran; never run again
     ERROR = "error"  # the command ran and failed (the reason says how)
 
 
