@@ -150,6 +150,8 @@ class CameraPipeline:
         """Frames submitted to the engine and not yet published."""
         self.drift: DriftWatch | None = None
         """Set by the health monitor when drift watch is on."""
+        self.latest: tuple[Frame, Detections] | None = None
+        """The newest published frame and its detections (references; the snapshot command)."""
         self.frames_failed = 0
         """Frames lost to a per-frame fault (inference, postprocessing, payload); loop goes on."""
         self.nonfinite_values = 0
@@ -356,6 +358,7 @@ class CameraPipeline:
             self._send(frame, detected, detections)
             self.detected += len(detections)
             self.recent.offer(frame.sequence, frame.image, len(detections))
+            self.latest = (frame, detections)
         published_at = time.monotonic()
         totals = self.times.totals
         totals["decode"] += frame.decode_ms

@@ -16,6 +16,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from edge_agent.config.commands import CommandsConfig
 from edge_agent.config.models_store import ModelsConfig
 from edge_agent.config.rules import HOST, SLUG, MqttRules, Strict, TlsRules, default_device_id
 from engines import registry
@@ -289,6 +290,9 @@ class AgentConfig(Strict):
     cameras: list[CameraConfig] = Field(min_length=1, description="Video sources, at least one.")
     models: ModelsConfig = Field(
         default_factory=ModelsConfig, description="Deployed model versions (docs/models.md)."
+    )
+    commands: CommandsConfig = Field(
+        default_factory=CommandsConfig, description="Commands over MQTT (off by default)."
     )
 
     _host_name_as_id = model_validator(mode="before")(default_device_id)

@@ -27,6 +27,7 @@ from edge_agent.selection.loading import Selection, detection_filter, select_eng
 from edge_agent.selection.probe import probe
 from edge_agent.selection.report import summary_line
 from edge_agent.service import state_files
+from edge_agent.service.agent_box import MainLoopTasks, start_commands
 from edge_agent.service.notify import Notifier, ProgressWatchdog
 from edge_agent.service.reload_plan import ReloadPlan, plan_reload
 from edge_agent.service.signals import SignalReceiver
@@ -61,6 +62,8 @@ class Agent:
         self.health: HealthMonitor | None = None
         self._next_sequence: dict[str, int] = {}
         self.models = ModelManager(config.state_dir)
+        self.tasks = MainLoopTasks(self.signals.wake)
+        """Work other threads (commands) hand to the main loop."""
         self._status_text = ""
 
     def run(self) -> int:
@@ -94,6 +97,7 @@ class Agent:
             engine = selection.engine
             summary = f"{len(cameras)} camera(s) on {engine.backend}/{engine.device}"
             log.info("running %s: %s", summary, ", ".join(c.id for c in cameras))
+            start_commands(self, self.tasks, stack)  # stops first: before the cameras
             self.notifier.ready(status=f"running {summary}")
             inject_faults_from_environment()  # fault-injection tests only
             code = self._wait()
@@ -171,6 +175,11 @@ class Agent:
         pipeline.stop()
         self._next_sequence[camera_id] = pipeline.camera.next_sequence
 
+    def restart_camera(self, camera_config: CameraConfig) -> None:
+        """Stop one camera's capture and pipeline and start them again (main loop only)."""
+        self._stop_camera(camera_config.id)
+        self._start_camera(camera_config)
+
     def _stop_cameras(self) -> None:
         """All captures stop at once; then each pipeline drains what it already has."""
         for pipeline in self.pipelines.values():
@@ -194,9 +203,8 @@ class Agent:
                 if signum in (signal.SIGTERM, signal.SIGINT):
                     log.info("received %s", signal.Signals(signum).name)
                     return 0
-                self.notifier.reloading()
-                self.reload()
-                self.notifier.ready()
+                self.reload_now()
+            self.tasks.run_pending()
             problem = self._cannot_continue()
             if problem:
                 if self.camera_states is not None:  # the last word: which camera FAILED
@@ -247,6 +255,13 @@ class Agent:
         if text != self._status_text:
             self._status_text = text
             self.notifier.status(text)
+
+    def reload_now(self) -> dict[str, object]:
+        """SIGHUP's path (main loop only): reload, telling systemd; the outcome record."""
+        self.notifier.reloading()
+        self.reload()
+        self.notifier.ready()
+        return dict(self.last_reload or {})
 
     def reload(self) -> None:
         """Validate the file first; then apply only what changed.
