@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from edge_agent.config.model import AgentConfig
 from engines.base import Detections
+
+if TYPE_CHECKING:
+    from edge_agent.models.lifecycle import ModelManager
 
 
 @dataclass(frozen=True)
@@ -77,4 +80,9 @@ class Box(Protocol):
 
     def message_limit(self, subtopic: str) -> int:
         """Largest payload in bytes for `<prefix>/<device_id>/<subtopic>`."""
+        ...
+
+    @property
+    def models(self) -> ModelManager:
+        """The model lifecycle (edge_agent.models): deploy, rollback, listing."""
         ...

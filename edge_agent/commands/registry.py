@@ -35,7 +35,7 @@ class Registry:
         return name in self._commands
 
 
-COMMAND_MODULES = ("edge_agent.commands.builtin",)
+COMMAND_MODULES = ("edge_agent.commands.builtin", "edge_agent.models.commands")
 """Modules that declare `COMMANDS: list[Command]`; the model lifecycle adds its own here.
 Imported when the channel starts, never swallowed: a broken module fails the start."""
 

@@ -98,6 +98,8 @@ class ModelManager:
         self._report: HardwareReport | None = None
         self._held: Engine | None = None
         """The previous engine, kept loaded during probation for an instant rollback."""
+        self._superseded = threading.Event()
+        """Set by a reload that loaded the config's model: a probation running ends."""
 
     # -- start and stop ------------------------------------------------------------------
 
@@ -153,6 +155,7 @@ class ModelManager:
     def config_model_took_over(self, config: AgentConfig) -> None:
         """A reload loaded the config's changed model: it is now the active one."""
         from edge_agent.models.startup import config_model
+        self._superseded.set()
         with self._mutex:
             if self.active_ref != CONFIG_MODEL:
                 self.manifest.previous = self.active_ref
@@ -272,29 +275,31 @@ class ModelManager:
         config = host.config
         old_engine, old_options, old_ref = host.engine, _options_of(host), self.active_ref
         baseline_infer = {cam: p.times.totals["infer"] / p.times.frames
-                          for cam, p in host.pipelines.items() if p.times.frames}
-        with self._mutex:
-            at_swap = _counters(host)
+                          for cam, p in list(host.pipelines.items()) if p.times.frames}
+        self._superseded.clear()
+        at_swap = _counters(host)
+        try:  # the manifest follows the swap: a power cut in between restarts on the old
             drained = host.use_model(selection, options)
+        except Exception as exc:  # the main loop is stopping: nothing was swapped
+            selection.engine.close()
+            self._finish(version, Outcome.REJECTED, f"not swapped: {exc}")
+            raise LifecycleError(f"not swapped: {exc}", rejected=False, kind="unavailable",
+                                 model=version.to_json()) from exc
+        with self._mutex:
             self._held = old_engine
             version.activated, version.outcome = _now(), Outcome.PROBATION
-            self.manifest.previous = old_ref
             self.manifest.active = self.active_ref = version.sha256
             self._save()
+        host.publish_info()
         _wait_all(drained)
         self._step(progress, "swapped", probation_s=config.models.probation_s)
-        deadline = time.monotonic() + config.models.probation_s
-        problem = None
-        while not stopping.is_set():
-            final = time.monotonic() >= deadline
-            problem = probation_problem(validation.baseline_rates(), baseline_infer,
-                                        at_swap=at_swap, now=_counters(host),
-                                        config=config.models, drift=config.health.drift,
-                                        final=final)
-            if problem or final:
-                break
-            stopping.wait(PROBATION_TICK_S)
-        if stopping.is_set() and problem is None:
+        problem = self._probation(validation, baseline_infer, at_swap, stopping)
+        if self._superseded.is_set():
+            self._close_held(old_engine)
+            self._finish(version, Outcome.ROLLED_BACK, "a reload loaded the config's model")
+            raise LifecycleError("superseded: a reload loaded the config's model.path during "
+                                 "probation", rejected=False, model=version.to_json())
+        if problem is None and stopping.is_set():
             raise LifecycleError("the agent is stopping during probation: the next start "
                                  "goes back to the previous model", rejected=False,
                                  kind="unavailable", model=version.to_json())
@@ -310,17 +315,36 @@ class ModelManager:
         return {"model": version.to_json(), "active": self.info()["active"],
                 "previous": self.info()["previous"]}
 
+    def _probation(self, validation: Any, baseline_infer: dict[str, float],
+                   at_swap: dict[str, Counters], stopping: threading.Event) -> str | None:
+        """Watch until the window ends, a problem shows, the agent stops or a reload
+        replaces the model; the problem or None."""
+        host = self._need_host()
+        config = host.config
+        deadline = time.monotonic() + config.models.probation_s
+        while not stopping.is_set() and not self._superseded.is_set():
+            final = time.monotonic() >= deadline
+            problem = probation_problem(validation.baseline_rates(), baseline_infer,
+                                        at_swap=at_swap, now=_counters(host),
+                                        config=config.models, drift=config.health.drift,
+                                        final=final)
+            if problem or final:
+                return problem
+            stopping.wait(PROBATION_TICK_S)
+        return None
+
     def _swap_back(self, old_ref: str, old_engine: Engine | None,
                    old_options: DetectionFilter | None, new_engine: Engine) -> None:
         host = self._need_host()
         assert old_engine is not None
         assert old_options is not None
+        drained = host.use_model(Selection(old_engine, "the previous model (rolled back)"),
+                                 old_options)
         with self._mutex:
-            previous = Selection(old_engine, "the previous model (rolled back)")
-            drained = host.use_model(previous, old_options)
             self._held = None
             self.manifest.active = self.active_ref = old_ref
             self._save()
+        host.publish_info()
         _wait_all(drained)
         new_engine.close()
 
@@ -365,8 +389,13 @@ class ModelManager:
         except Exception as exc:
             raise LifecycleError(f"{wanted[:12]} does not load: {exc}", rejected=False) from exc
         old_engine, left = host.engine, self.active_ref
-        with self._mutex:
+        try:
             drained = host.use_model(selection, options)
+        except Exception as exc:  # the main loop is stopping: nothing was swapped
+            selection.engine.close()
+            raise LifecycleError(f"not swapped: {exc}", rejected=False,
+                                 kind="unavailable") from exc
+        with self._mutex:
             left_version = self.manifest.find(left)
             if left_version is not None:
                 left_version.outcome = Outcome.ROLLED_BACK
@@ -377,6 +406,7 @@ class ModelManager:
             self.last_outcome = _outcome(left_version, "rolled_back",
                                          "rolled back by model/rollback")
             self._save()
+        host.publish_info()
         _wait_all(drained)
         self._close_held(old_engine)
         self._step(progress, "swapped")

@@ -39,6 +39,9 @@ from engines.postprocess import DetectionFilter
 
 log = logging.getLogger(__name__)
 
+MODEL_SWAP_S = 120.0
+"""A swap waits for the main loop, which may be busy loading a model for a reload."""
+
 
 class Agent:
     """Owns the engine, the publisher and one capture + pipeline per enabled camera."""
@@ -119,13 +122,15 @@ class Agent:
         log.info("%s on %s (%s)", engine.backend, engine.device, selection.reason)
 
     def use_model(self, selection: Selection, options: DetectionFilter) -> list[threading.Event]:
-        """A deploy or rollback (edge_agent.models): the new engine for cameras started
-        from now on, and for each running pipeline at its next frame boundary; each event
-        is set when that camera has no frame of the old engine in flight."""
+        """A deploy or rollback (edge_agent.models, a command thread): the new engine for
+        cameras started from now on, and for each running pipeline at its next frame
+        boundary; each event is set when that camera has no frame of the old engine in
+        flight. Runs on the main loop, so it never races a reload or camera restart."""
+        return self.tasks.call(lambda: self._use_model(selection, options), MODEL_SWAP_S)
+
+    def _use_model(self, selection: Selection, options: DetectionFilter) -> list[threading.Event]:
         self._use(selection, options)
-        drained = [p.use_engine(selection.engine, options) for p in self.pipelines.values()]
-        self._publish_info()
-        return drained
+        return [p.use_engine(selection.engine, options) for p in self.pipelines.values()]
 
     def publish_info(self) -> None:
         self._publish_info()

@@ -26,6 +26,7 @@ from edge_agent.config.model import AgentConfig
 from edge_agent.health.snapshot import fitted_json
 
 if TYPE_CHECKING:
+    from edge_agent.models.lifecycle import ModelManager
     from edge_agent.service.agent import Agent
 
 log = logging.getLogger(__name__)
@@ -146,6 +147,10 @@ class AgentBox:
             return False
         info = publisher.publish_message(subtopic, payload)
         return info.rc in (0, 4)  # MQTT_ERR_SUCCESS, MQTT_ERR_NO_CONN (queued)
+
+    @property
+    def models(self) -> ModelManager:
+        return self._agent.models
 
     def message_limit(self, subtopic: str) -> int:
         publisher = self._agent.publisher
