@@ -23,8 +23,9 @@ from edge_agent.commands.spec import (
     RejectedError,
     Reply,
 )
+from edge_agent.models.acquire import DeployRequest
 from edge_agent.models.fetch import FetchError, check_url
-from edge_agent.models.lifecycle import DeployRequest, LifecycleError
+from edge_agent.models.lifecycle import LifecycleError
 from edge_agent.models.manifest import CONFIG_MODEL
 
 RESULT_VERSION = 1
@@ -63,7 +64,7 @@ class RollbackArgs(Args):
 def _raise(error: LifecycleError) -> None:
     """A model that is not acceptable (hash, format, validation) is a bad argument."""
     kind = RejectedError if error.rejected else FailedError
-    code = CODES[error.kind] if error.kind in CODES else Code.ERROR
+    code = CODES.get(error.kind, Code.ERROR)
     if error.rejected and error.kind == "error":
         code = Code.BAD_ARGUMENTS
     raise kind(error.reason, code, schema_version=RESULT_VERSION, **error.fields) from error

@@ -13,19 +13,21 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from edge_agent.config.model import AgentConfig
+from edge_agent.models.acquire import DeployRequest, acquire
 from edge_agent.models.checks import Counters, ModelRejectedError, probation_problem, validate
-from edge_agent.models.fetch import FetchError, copy_file, download, verify
+from edge_agent.models.fetch import FetchError
 from edge_agent.models.manifest import (
     CONFIG_MODEL,
     Manifest,
     ModelVersion,
     Outcome,
+    describe,
     load_manifest,
+    outcome_record,
     save_manifest,
 )
 from edge_agent.models.startup import select_at_start, version_config
@@ -69,18 +71,6 @@ class LifecycleError(Exception):
                  **fields: Any) -> None:
         super().__init__(reason)
         self.reason, self.rejected, self.kind, self.fields = reason, rejected, kind, fields
-
-
-@dataclass(frozen=True)
-class DeployRequest:
-    sha256: str
-    url: str | None = None
-    path: Path | None = None
-    """Already checked against commands.allowed_paths by the caller."""
-    name: str | None = None
-    version: str | None = None
-    labels: tuple[str, ...] | None = None
-    """Class names in class-id order; default: the config's model.labels."""
 
 
 class ModelManager:
@@ -131,8 +121,8 @@ class ModelManager:
     def info(self) -> dict[str, Any]:
         """The retained info's `models` object (docs/schemas/info.schema.json)."""
         with self._mutex:
-            return {"active": self._describe(self.manifest.active),
-                    "previous": self._describe(self.manifest.previous),
+            return {"active": describe(self.manifest, self.manifest.active),
+                    "previous": describe(self.manifest, self.manifest.previous),
                     "step": self.step, "last_outcome": self.last_outcome}
 
     def listing(self) -> dict[str, Any]:
@@ -197,7 +187,14 @@ class ModelManager:
             self.manifest.put(version)
             self._save()
         try:
-            self._fetch(request, suffix, version, config, progress=progress, stopping=stopping)
+            def step(name: str, **fields: Any) -> None:
+                self._step(progress, name, **fields)
+
+            try:
+                version.file = acquire(self.store, request, suffix, config.models,
+                                       step=step, stopping=stopping)
+            except (FetchError, StoreError, OSError) as exc:
+                raise LifecycleError(str(exc), rejected=True) from exc
             selection, options, validation = self._load_and_validate(version, config, progress)
         except LifecycleError as exc:
             self._finish(version, Outcome.REJECTED, exc.reason)
@@ -205,43 +202,6 @@ class ModelManager:
             raise
         return self._swap_and_watch(version, selection, options, validation,
                                     progress=progress, stopping=stopping)
-
-    def _fetch(self, request: DeployRequest, suffix: str, version: ModelVersion,
-               config: AgentConfig, *, progress: Progress, stopping: threading.Event) -> None:
-        settings = config.models
-        max_bytes = int(settings.max_download_mb * 1024 * 1024)
-        if request.sha256 in self.store.present():
-            self._step(progress, "fetched", already_on_the_box=True)
-        else:
-            partial = self.store.partial_file(request.sha256)
-            last = [0.0]
-
-            def report(received: int, total: int | None) -> None:
-                if stopping.is_set():
-                    raise FetchError("the agent is stopping; the partial file is kept")
-                if time.monotonic() - last[0] >= 1.0:
-                    last[0] = time.monotonic()
-                    self._step(progress, "downloading", received=received, total=total)
-
-            try:
-                self._step(progress, "fetching", source=version.source)
-                if request.url is not None:
-                    download(request.url, partial, max_bytes=max_bytes,
-                             timeout_s=settings.download_timeout_s,
-                             retries=settings.download_retries, progress=report)
-                else:
-                    assert request.path is not None
-                    copy_file(request.path, partial, max_bytes)
-                self._step(progress, "verifying", bytes=partial.stat().st_size)
-                verify(partial, request.sha256)
-                version.file = self.store.install(request.sha256, partial, suffix)
-            except (FetchError, StoreError, OSError) as exc:
-                raise LifecycleError(str(exc), rejected=True) from exc
-            self._step(progress, "fetched", already_on_the_box=False)
-        version.file = self.store.model_file(request.sha256)
-        if version.labels:
-            labels = self.store.folder(request.sha256) / "labels.txt"
-            labels.write_text("\n".join(version.labels) + "\n")
 
     def _load_and_validate(self, version: ModelVersion, config: AgentConfig,
                            progress: Progress) -> tuple[Selection, DetectionFilter, Any]:
@@ -366,20 +326,13 @@ class ModelManager:
         host = self._need_host()
         config = host.config
         with self._mutex:
-            present = self.store.present()
-            targets = self.manifest.rollback_targets(present)
-            wanted = target or (targets[0] if targets else None)
-            if wanted is None:
-                raise LifecycleError("nothing to roll back to: the config's model runs and "
-                                     "no deployed version is kept", rejected=True,
-                                     kind="not_found")
-            if wanted == self.active_ref:
-                raise LifecycleError(f"{wanted[:12]} is already the active model",
-                                     rejected=True)
+            try:
+                wanted = self.manifest.rollback_target(target, self.store.present())
+            except LookupError as exc:
+                raise LifecycleError(str(exc), rejected=True, kind="not_found") from exc
+            except ValueError as exc:
+                raise LifecycleError(str(exc), rejected=True) from exc
             version = self.manifest.find(wanted)
-            if wanted != CONFIG_MODEL and (version is None or wanted not in present):
-                raise LifecycleError(f"no kept model version {wanted}", rejected=True,
-                                     kind="not_found")
         self._step(progress, "loading", target=wanted)
         wanted_config = config if version is None else version_config(config, self.store,
                                                                       version)
@@ -403,7 +356,7 @@ class ModelManager:
             if version is not None:
                 version.outcome, version.activated = Outcome.OK, _now()
             self.manifest.active = self.active_ref = wanted
-            self.last_outcome = _outcome(left_version, "rolled_back",
+            self.last_outcome = outcome_record(left_version, "rolled_back",
                                          "rolled back by model/rollback")
             self._save()
         host.publish_info()
@@ -440,7 +393,7 @@ class ModelManager:
     def _finish(self, version: ModelVersion, outcome: Outcome, reason: str | None) -> None:
         with self._mutex:
             version.outcome, version.reason = outcome, reason
-            self.last_outcome = _outcome(version, outcome.value, reason)
+            self.last_outcome = outcome_record(version, outcome.value, reason)
             kept = {self.active_ref, *self.manifest.rollback_targets(self.store.present())}
             if outcome is not Outcome.OK and version.sha256 not in kept:
                 self.store.remove_folder(version.sha256)  # a partial download stays
@@ -467,28 +420,9 @@ class ModelManager:
         self.manifest.previous = targets[0] if targets else None
         save_manifest(self.store.manifest_path, self.manifest)
 
-    def _describe(self, ref: str | None) -> dict[str, Any] | None:
-        if ref is None:
-            return None
-        if ref == CONFIG_MODEL:
-            model = self.manifest.config_model or {}
-            return {"ref": CONFIG_MODEL, "name": None, "version": None,
-                    "sha256": model.get("sha256"), "path": model.get("path")}
-        version = self.manifest.find(ref)
-        return {"ref": ref, "name": version.name if version else None,
-                "version": version.version if version else None, "sha256": ref,
-                "path": None}
-
 
 def _now() -> str:
     return iso_utc(time.time())
-
-
-def _outcome(version: ModelVersion | None, outcome: str, reason: str | None) -> dict[str, Any]:
-    return {"sha256": version.sha256 if version else None,
-            "name": version.name if version else None,
-            "version": version.version if version else None,
-            "outcome": outcome, "reason": reason, "at": _now()}
 
 
 def _options_of(host: ModelHost) -> DetectionFilter | None:

@@ -14,8 +14,10 @@ import logging
 import os
 import time
 from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +102,22 @@ class Manifest:
             targets.append(CONFIG_MODEL)
         return targets
 
+    def rollback_target(self, target: str | None, present: set[str]) -> str:
+        """What model/rollback goes to: `target` (a sha256 or CONFIG_MODEL) when it is
+        kept, else the first rollback target. LookupError: nothing there; ValueError: it
+        is the active one already."""
+        if target is None:
+            targets = self.rollback_targets(present)
+            if not targets:
+                raise LookupError("nothing to roll back to: the config's model runs and no "
+                                  "deployed version that ran well is kept")
+            target = targets[0]
+        if target == self.active:
+            raise ValueError(f"{target[:12]} is already the active model")
+        if target != CONFIG_MODEL and (self.find(target) is None or target not in present):
+            raise LookupError(f"no kept model version {target}")
+        return target
+
     def to_json(self) -> dict[str, object]:
         return {"schema_version": MANIFEST_VERSION, "active": self.active,
                 "previous": self.previous, "config_model": self.config_model,
@@ -161,3 +179,27 @@ def save_manifest(path: Path, manifest: Manifest) -> None:
         manifest.versions = manifest.versions[-MAX_HISTORY:]
     text = json.dumps(manifest.to_json(), indent=1, ensure_ascii=False)
     write_atomically(path, text.encode("utf-8") + b"\n")
+
+
+def describe(manifest: Manifest, ref: str | None) -> dict[str, Any] | None:
+    """A version as info and results show it (docs/schemas/info.schema.json models)."""
+    if ref is None:
+        return None
+    if ref == CONFIG_MODEL:
+        model = manifest.config_model or {}
+        return {"ref": CONFIG_MODEL, "name": None, "version": None,
+                "sha256": model.get("sha256"), "path": model.get("path")}
+    version = manifest.find(ref)
+    return {"ref": ref, "name": version.name if version else None,
+            "version": version.version if version else None, "sha256": ref, "path": None}
+
+
+def outcome_record(version: ModelVersion | None, outcome: str, reason: str | None,
+                   ) -> dict[str, Any]:
+    """The `last_outcome` of info: which version, what became of it, why, when."""
+    return {"sha256": version.sha256 if version else None,
+            "name": version.name if version else None,
+            "version": version.version if version else None,
+            "outcome": outcome, "reason": reason,
+            "at": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace(
+                "+00:00", "Z")}

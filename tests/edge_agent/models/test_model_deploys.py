@@ -5,6 +5,7 @@ rollback and list), then SIGKILLs in the middle of deploys and restarts."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 import subprocess
@@ -220,7 +221,7 @@ def test_a_good_deploy_swaps_between_frames(box: Box) -> None:
     switch = next(i for i, sha in enumerate(models_seen) if sha != models_seen[0])
     assert all(a == models_seen[0] for a in models_seen[:switch])
     assert all(b == models_seen[switch] for b in models_seen[switch:])
-    gaps = [b - a for (a, _), (b, _) in zip(sequences, sequences[1:], strict=False)]
+    gaps = [b - a for (a, _), (b, _) in itertools.pairwise(sequences)]
     assert max(gaps) <= 2, gaps  # at most one frame missing at the swap, none elsewhere
     assert min(gaps) >= 1
     listed = box.run("model/list")["result"]

@@ -180,3 +180,25 @@ def test_store_refuses_a_non_archive_and_cleans_leftovers(tmp_path: Path) -> Non
     store.clean_leftovers()
     assert not (store.root / f".{B}.building").exists()
     assert store.partial_file(C).exists()  # a partial download resumes later
+
+
+@pytest.mark.parametrize(("active", "target", "present", "expected"), [
+    (B, None, {A, B}, A),
+    (A, None, {A}, CONFIG_MODEL),
+    (CONFIG_MODEL, None, set(), LookupError("nothing to roll back to")),
+    (B, CONFIG_MODEL, {A, B}, CONFIG_MODEL),
+    (CONFIG_MODEL, A, {A}, A),
+    (B, B, {A, B}, ValueError("already the active model")),
+    (B, C, {A, B}, LookupError("no kept model version")),  # not in the manifest
+    (B, D, {A, B, D}, LookupError("no kept model version")),  # files without an entry
+    (A, B, {A}, LookupError("no kept model version")),  # entry without files
+])
+def test_rollback_target(active: str, target: str | None, present: set[str],
+                         expected: str | Exception) -> None:
+    manifest = Manifest(active=active, versions=[version(A, activated="1"),
+                                                 version(B, activated="2")])
+    if isinstance(expected, Exception):
+        with pytest.raises(type(expected), match=str(expected)):
+            manifest.rollback_target(target, present)
+    else:
+        assert manifest.rollback_target(target, present) == expected
