@@ -381,9 +381,13 @@ class ModelManager:
         return self._report
 
     def _step(self, progress: Progress, step: str, **fields: Any) -> None:
-        self.step = step
+        """One step: logged, on the result topic, and (but for each downloaded second)
+        in the retained info's `models.step`."""
+        changed, self.step = step != self.step, step
         log.info("model change: %s %s", step, fields or "")
         progress(step, **fields)
+        if changed and self._host is not None:
+            self._host.publish_info()
 
     def _close_held(self, engine: Engine | None) -> None:
         if engine is not None and self._host is not None and engine is not self._host.engine:

@@ -62,46 +62,55 @@ def settle_interrupted(manifest: Manifest, now: str) -> None:
         manifest.active = manifest.previous or CONFIG_MODEL
 
 
+def start_order(manifest: Manifest) -> list[str]:
+    """The references to try at start, in order: the active one, then the previous one,
+    then the config's model (each once); CONFIG_MODEL is always among them."""
+    order = [manifest.active, manifest.previous or CONFIG_MODEL, CONFIG_MODEL]
+    return list(dict.fromkeys(order))
+
+
 def select_at_start(
     config: AgentConfig, report: HardwareReport, config_path: Path | None, *,
     store: ModelStore, manifest: Manifest, now: str,
 ) -> tuple[Selection, str]:
     """Load the model to run; returns the selection and its reference (sha256 or
     CONFIG_MODEL). Updates `manifest` (the caller saves it). Raises what select_engine
-    raises when even the config's model does not load, as an agent without deploys does.
+    raises when nothing loads, the config's model included.
     """
     settle_interrupted(manifest, now)
     current = config_model(config)
-    changed = manifest.config_model is not None and current != manifest.config_model
+    # An unreadable config model (None) is no change: the deployed one keeps the box up.
+    changed = None not in (manifest.config_model, current) and current != manifest.config_model
     if changed and manifest.active != CONFIG_MODEL:
         log.warning("the config's model.path (%s) changed since model %s was deployed: "
                     "the config's model runs; the deployed one stays for model/rollback",
                     config.model.path, manifest.active[:12])
         manifest.previous, manifest.active = manifest.active, CONFIG_MODEL
-    manifest.config_model = current
+    manifest.config_model = current or manifest.config_model
     present = store.present()
-    tries = [ref for ref in (manifest.active, manifest.previous)
-             if ref not in (None, CONFIG_MODEL)]
-    for ref in dict.fromkeys(tries):
-        version = manifest.find(str(ref))
-        if version is None or version.sha256 not in present:
-            log.error("model %s is in the manifest but not on disk: skipped", str(ref)[:12])
+    order = start_order(manifest)
+    for position, ref in enumerate(order):
+        last = position == len(order) - 1
+        version = manifest.find(ref)
+        if ref != CONFIG_MODEL and (version is None or ref not in present):
+            log.error("model %s is in the manifest but not on disk: skipped", ref[:12])
             continue
+        wanted = config if version is None else version_config(config, store, version)
         try:
-            selection = select_engine(version_config(config, store, version), report,
-                                      config_path)
-        except Exception as exc:  # any failure: the next candidate, never no model
-            version.outcome, version.reason = Outcome.ROLLED_BACK, f"does not load: {exc}"
-            log.error("deployed model %s (%s) does not load, trying the next: %s",
-                      version.name, version.sha256[:12], exc)
+            selection = select_engine(wanted, report, config_path)
+        except Exception as exc:  # the next candidate: never no model while one loads
+            if last:
+                raise
+            if version is not None:
+                version.outcome, version.reason = Outcome.ROLLED_BACK, f"does not load: {exc}"
+            log.error("model %s does not load, trying the next: %s",
+                      version.name if version else "model.path", exc)
             continue
         if ref != manifest.active:
-            manifest.previous = manifest.active if manifest.active in present else None
-            manifest.active = version.sha256
-        log.info("running deployed model %s %s (%s)", version.name, version.version or "",
-                 version.sha256[:12])
-        return selection, version.sha256
-    if manifest.active != CONFIG_MODEL:
-        manifest.active = CONFIG_MODEL
-    selection = select_engine(config, report, config_path)
-    return selection, CONFIG_MODEL
+            log.warning("running %s instead of the manifest's active model", ref[:12])
+            manifest.active = ref
+        if version is not None:
+            log.info("running deployed model %s %s (%s)", version.name, version.version or "",
+                     ref[:12])
+        return selection, ref
+    raise AssertionError("unreachable: the config's model is always tried last")

@@ -21,7 +21,7 @@ from edge_agent.models.manifest import (
     load_manifest,
     save_manifest,
 )
-from edge_agent.models.startup import settle_interrupted
+from edge_agent.models.startup import settle_interrupted, start_order
 from edge_agent.models.store import ModelStore, StoreError, artifact_suffix
 
 A, B, C, D = (c * 64 for c in "abcd")
@@ -202,3 +202,14 @@ def test_rollback_target(active: str, target: str | None, present: set[str],
             manifest.rollback_target(target, present)
     else:
         assert manifest.rollback_target(target, present) == expected
+
+
+@pytest.mark.parametrize(("active", "previous", "order"), [
+    (CONFIG_MODEL, None, [CONFIG_MODEL]),
+    (CONFIG_MODEL, A, [CONFIG_MODEL, A]),  # the config's model first: it was chosen
+    (A, None, [A, CONFIG_MODEL]),
+    (A, CONFIG_MODEL, [A, CONFIG_MODEL]),
+    (B, A, [B, A, CONFIG_MODEL]),
+])
+def test_start_order(active: str, previous: str | None, order: list[str]) -> None:
+    assert start_order(Manifest(active=active, previous=previous)) == order
