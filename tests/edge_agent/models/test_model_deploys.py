@@ -107,9 +107,16 @@ class Box:
         return body
 
     def restart(self) -> None:
+        """Start the agent again; back when it answers commands (it subscribes after
+        publishing info, and a request sent before that is not delivered)."""
         self.agent = start_agent(self.config, self.log)
-        seen = len(self.collector.on_topic("/box1/info"))
-        self.collector.wait_for("/box1/info", seen + 1, timeout=60)
+        deadline = time.monotonic() + 60
+        while True:
+            request = self.send("model/list")
+            time.sleep(0.5)
+            if self.results("model/list", request):
+                return
+            assert time.monotonic() < deadline, self.log.read_text()
 
 
 @pytest.fixture(scope="module")
@@ -240,6 +247,7 @@ def test_probation_rolls_back_a_model_that_stops_detecting(box: Box) -> None:
     while not box.collector.json_on("/box1/info")[-1]["config"]["last_reload"]:
         assert time.monotonic() < deadline, box.log.read_text()
         time.sleep(0.05)
+    assert box.info()["active"]["sha256"] == good  # the model itself did not change
     result = box.run("model/deploy", url=box.server.url("/blind.tar"),
                      sha256=sha256_of(box.files["blind"]))
     assert (result["outcome"], result["code"]) == ("failed", "error"), result
@@ -295,3 +303,26 @@ def test_sigkill_mid_deploy_leaves_a_model_that_loads(box: Box) -> None:
     assert "before its probation ended" in versions[blind]["reason"]
     frames = len(box.collector.on_topic("/box1/cam/detections"))
     box.collector.wait_for("/box1/cam/detections", frames + 5, timeout=30)
+
+
+def test_a_changed_model_path_wins_over_a_deployed_model(box: Box) -> None:
+    """The operator's file is the last word: a reload with a new model.path replaces the
+    deployed version, which stays kept for model/rollback."""
+    good = sha256_of(box.files["good"])
+    assert box.run("model/rollback", to=good)["outcome"] == "ok"
+    assert box.info()["active"]["sha256"] == good
+    reloads = len([m for m in box.collector.json_on("/box1/info")
+                   if m["config"]["last_reload"]])
+    box.config.write_text(box.config.read_text().replace(
+        str(box.files["onnx"]), str(box.tmp / "good.xml")))
+    box.agent.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 60
+    while box.info()["active"]["ref"] != "config":
+        assert time.monotonic() < deadline, box.log.read_text()
+        time.sleep(0.1)
+    models = box.info()
+    assert models["active"]["path"] == str(box.tmp / "good.xml")
+    assert models["previous"]["sha256"] == good
+    assert reloads < len([m for m in box.collector.json_on("/box1/info")
+                          if m["config"]["last_reload"]])
+    assert box.manifest()["config_model"]["path"] == str(box.tmp / "good.xml")
