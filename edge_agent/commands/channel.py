@@ -72,11 +72,10 @@ class Rejection(Exception):  # noqa: N818 (a verdict, not an error of ours)
 class CommandChannel:
     """Turns messages on `<base>/cmd/<name>` into at most one run and one final result."""
 
-    def __init__(self, registry: Registry, config: CommandsConfig, box: Box,
-                 sender_for: Any, requests: RequestLog) -> None:
+    def __init__(self, registry: Registry, box: Box, sender_for: Any,
+                 requests: RequestLog) -> None:
         """`sender_for(stopping)` makes the ResultSender (the publisher is bound in it)."""
         self.registry = registry
-        self.config = config
         self.box = box
         self.requests = requests
         self.stopping = threading.Event()
@@ -93,6 +92,12 @@ class CommandChannel:
         self.worker = Worker("commands", self._serve)
 
     # -- paho's network thread -----------------------------------------------------------
+
+    @property
+    def config(self) -> CommandsConfig:
+        """The running config's section: a reload changes `allow` and the limits at once
+        (`enabled: false` then refuses everything, until a restart unsubscribes)."""
+        return self.box.running_config().commands
 
     def on_message(self, name: str, payload: bytes) -> None:
         """A message on `cmd/<name>` (the publisher strips the prefix). Never blocks."""
@@ -205,9 +210,11 @@ class CommandChannel:
         if command is None:
             raise Rejection(Code.UNKNOWN_COMMAND, f"unknown command {_short(name)!r}; known: "
                             f"{', '.join(self.registry.names())}", request_id)
-        if not self.config.permits(name, command.changes_box):
-            raise Rejection(Code.NOT_ALLOWED, f"{name} changes the box and is not in "
-                            "commands.allow of this box's config", request_id)
+        config = self.config
+        if not config.permits(name, command.changes_box):
+            why = (f"{name} changes the box and is not in commands.allow of this box's "
+                   "config") if config.enabled else "commands.enabled is false (reloaded)"
+            raise Rejection(Code.NOT_ALLOWED, why, request_id)
         arguments = {key: value for key, value in body.items() if key != "request_id"}
         try:
             args = command.args.model_validate(arguments)
@@ -224,10 +231,14 @@ class CommandChannel:
         if seen is not None and seen.interrupted:
             reply = Reply.failed("the agent stopped while this request ran; it is not run "
                                  "again (send a new request_id to run it)", Code.INTERRUPTED)
-        else:
-            reply = Reply(Outcome.PROGRESS, "this request_id is running now; its result "
-                          "follows", None, {})
-        self._answer(name, request_id, received_at, reply, duplicate=True, store=False)
+            self._answer(name, request_id, received_at, reply, duplicate=True, store=False)
+            return
+        now = time.time()
+        payload = result_payload(
+            command=name, request_id=request_id, outcome=Outcome.PROGRESS,
+            received_at=received_at, started_at=now, finished_at=now, duration_ms=0.0,
+            reason="this request_id is running now; its result follows", step="running")
+        self.results.send(name, as_duplicate(payload, received_at))
 
     def _run(self, command: Command, request: Request, args: Any) -> None:
         progress = _Progress(self, request)
