@@ -15,6 +15,7 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,7 @@ from edge_agent.commands.box import Box
 from edge_agent.commands.dedupe import RequestLog
 from edge_agent.commands.registry import Registry
 from edge_agent.commands.results import ResultSender, as_duplicate, result_payload
+from edge_agent.commands.runner import Runner
 from edge_agent.commands.spec import (
     Call,
     Code,
@@ -84,7 +86,7 @@ class CommandChannel:
         self._inbox_bytes = 0
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
-        self._running: dict[str, Worker] = {}
+        self._runners: dict[str, Runner] = {}
         self.received = 0
         self.dropped = 0
         self.answered = 0
@@ -139,8 +141,8 @@ class CommandChannel:
         self.worker.stop()
         self.worker.join(timeout)
         deadline = time.monotonic() + timeout
-        for worker in list(self._running.values()):
-            worker.join(max(0.0, deadline - time.monotonic()))
+        for runner in list(self._runners.values()):
+            runner.join(max(0.0, deadline - time.monotonic()))
         self.requests.close()
 
     def workers(self) -> list[Worker]:
@@ -173,9 +175,10 @@ class CommandChannel:
         if seen is not None:
             self._repeat(name, request_id, inbound.received_at, seen)
             return
-        with self._lock:
-            busy = self._running.get(name)
-        if busy is not None:
+        runner = self._runners.get(name)
+        if runner is None:
+            runner = self._runners[name] = Runner(name, self.stopping)
+        if runner.busy:
             self._answer(name, request_id, inbound.received_at, Reply.rejected(
                 f"busy: another {name} is running; try again when it has finished",
                 Code.BUSY))
@@ -184,7 +187,7 @@ class CommandChannel:
             self._repeat(name, request_id, inbound.received_at,
                          self.requests.seen(name, request_id))
             return
-        self._run(command, Request(name, request_id, inbound.received_at), args)
+        self._run(runner, command, Request(name, request_id, inbound.received_at), args)
 
     def _check(self, inbound: _Inbound) -> tuple[Command, str, Any]:
         """The command, request_id and validated arguments; raises Rejection."""
@@ -240,11 +243,11 @@ class CommandChannel:
             reason="this request_id is running now; its result follows", step="running")
         self.results.send(name, as_duplicate(payload, received_at))
 
-    def _run(self, command: Command, request: Request, args: Any) -> None:
+    def _run(self, runner: Runner, command: Command, request: Request, args: Any) -> None:
         progress = _Progress(self, request)
         call = Call(request, args, self.box, progress, self.config, self.stopping)
 
-        def body() -> None:
+        def job(free: Callable[[], None]) -> None:
             started, started_mono = time.time(), time.monotonic()
             try:
                 reply = command.handler(call)
@@ -255,16 +258,11 @@ class CommandChannel:
                               request.request_id)
                 text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 reply = Reply.failed(redact(text), Code.ERROR)
-            finally:
-                with self._lock:
-                    self._running.pop(command.name, None)
+            free()
             self._answer(command.name, request.request_id, request.received_at, reply,
                          started=(started, started_mono))
 
-        worker = Worker(f"command-{command.name}", body, restart=False)
-        with self._lock:
-            self._running[command.name] = worker
-        worker.start()
+        runner.try_run(job)  # free: only this thread hands out jobs, and it checked
 
     def _answer(self, name: str, request_id: str | None, received_at: float, reply: Reply,
                 *, started: tuple[float, float] | None = None, duplicate: bool = False,

@@ -57,7 +57,7 @@ class RequestLog:
         db = sqlite3.connect(target, check_same_thread=False, isolation_level=None)
         try:
             db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA synchronous=NORMAL")
             db.execute(
                 "CREATE TABLE IF NOT EXISTS requests (command TEXT NOT NULL, "
                 "request_id TEXT NOT NULL, claimed REAL NOT NULL, result BLOB, "
