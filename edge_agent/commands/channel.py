@@ -49,6 +49,8 @@ REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 """1-128 printable ASCII characters, no spaces (a UUID, a ULID, `deploy-42`)."""
 MAX_NAME = 1024
 """Longest command part of a topic that is answered (its result topic must stay valid)."""
+MAX_STORED_RESULT = 16 * 1024
+"""A longer result (a snapshot's JPEG) is stored for repeats without its `result`."""
 MAX_REASON = 1000
 """Longest reason text (characters) in a result."""
 LOG_EVERY_S = 10.0
@@ -289,7 +291,7 @@ class CommandChannel:
         if duplicate:
             payload = as_duplicate(payload, received_at)
         if store and started is not None and request_id is not None:
-            self.requests.finish(name, request_id, payload)
+            self.requests.finish(name, request_id, _to_keep(payload))
         self.results.send(name, payload)
         self.answered += 1
 
@@ -320,6 +322,16 @@ class _Progress:
             self._channel.results.send(request.name, payload)
         except Exception:  # progress is a courtesy; the command goes on
             log.exception("commands: progress of %s not sent", request.name)
+
+
+def _to_keep(payload: bytes) -> bytes:
+    """The result as stored for repeats: whole, or without `result` when too long."""
+    if len(payload) <= MAX_STORED_RESULT:
+        return payload
+    body = json.loads(payload)
+    body["result"] = {"not_kept": f"the result was {len(payload)} bytes; results over "
+                                  f"{MAX_STORED_RESULT} bytes are not kept for repeats"}
+    return json.dumps(body, separators=(",", ":")).encode("utf-8")
 
 
 def _argument_errors(exc: ValidationError) -> str:

@@ -7,6 +7,7 @@ test_commands_agent.py runs the same channel inside the real agent with a real b
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -247,3 +248,18 @@ def test_config_get_masks_secrets(channel) -> None:
     assert config["mqtt"]["username"] == "op"
     assert "hunter22" not in json.dumps(body)
     assert config["commands"]["allow"] == ["camera/restart"]
+
+
+def test_a_long_result_is_answered_whole_and_kept_short_for_repeats(channel) -> None:
+    made, box, recorder = channel
+    noise = np.random.default_rng(1).integers(0, 255, (480, 1280, 3), np.uint8)
+    box.latest = LatestFrame("cam1", 7, time.time(), noise, box.latest.detections,
+                             ("person",))
+    made.on_message("snapshot", b'{"request_id": "big", "quality": 95}')
+    [(_, first)] = recorder.wait(1)
+    assert len(base64.b64decode(first["result"]["jpeg_base64"])) == first["result"]["bytes"]
+    made.on_message("snapshot", b'{"request_id": "big", "quality": 95}')
+    again = recorder.wait(2)[-1][1]
+    assert again["duplicate"] is True
+    assert "not_kept" in again["result"]
+    assert again["finished_at"] == first["finished_at"]

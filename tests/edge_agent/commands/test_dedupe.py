@@ -57,3 +57,17 @@ def test_an_unwritable_state_dir_keeps_ids_in_memory(tmp_path: Path) -> None:
     assert requests.path is None
     assert requests.claim("snapshot", "a")
     assert not requests.claim("snapshot", "a")
+
+
+def test_stored_results_are_bounded_in_bytes(tmp_path: Path, monkeypatch) -> None:
+    from edge_agent.commands import dedupe
+
+    monkeypatch.setattr(dedupe, "MAX_BYTES", 10_000)
+    requests = RequestLog(tmp_path / FILE_NAME, 3600, 1000)
+    for index in range(30):
+        requests.claim("snapshot", f"r{index}")
+        requests.finish("snapshot", f"r{index}", b"x" * 1000)
+    requests.prune()
+    assert 9 <= len(requests) <= 10
+    assert requests.seen("snapshot", "r29") is not None  # the newest stay
+    assert requests.seen("snapshot", "r0") is None
