@@ -6,6 +6,7 @@ import json
 
 import jsonschema
 import pytest
+import yaml
 
 from edge_agent.commands import Command, NoArgs, Reply
 from edge_agent.commands.registry import Registry, default_registry
@@ -64,3 +65,13 @@ def test_enabled_answers_safe_commands_and_allow_the_rest(section: dict, name: s
 def test_bad_commands_sections_are_refused(section: dict) -> None:
     with pytest.raises(ValueError):  # noqa: PT011 (pydantic's message is checked elsewhere)
         CommandsConfig.model_validate(section)
+
+
+def test_the_commented_example_in_agent_yaml_is_valid() -> None:
+    text = (REPO / "configs" / "agent.yaml").read_text()
+    block = text.split("# commands:\n", 1)[1].split("\n\n", 1)[0]
+    lines = [line.removeprefix("#   ") for line in block.splitlines()]
+    section = yaml.safe_load("\n".join(line for line in lines if not line.startswith("#")))
+    config = CommandsConfig.model_validate(section)
+    assert config.enabled
+    assert config.allow == ["reload", "camera/restart"]
