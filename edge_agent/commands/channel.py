@@ -13,6 +13,7 @@ import collections
 import json
 import logging
 import re
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from edge_agent.commands.box import Box
-from edge_agent.commands.dedupe import RequestLog
+from edge_agent.commands.dedupe import RequestLog, Seen
 from edge_agent.commands.registry import Registry
 from edge_agent.commands.results import ResultSender, as_duplicate, result_payload
 from edge_agent.commands.runner import Runner
@@ -76,7 +77,8 @@ class Rejection(Exception):  # noqa: N818 (a verdict, not an error of ours)
 class CommandChannel:
     """Turns messages on `<base>/cmd/<name>` into at most one run and one final result."""
 
-    def __init__(self, registry: Registry, box: Box, sender_for: Any,
+    def __init__(self, registry: Registry, box: Box,
+                 sender_for: Callable[[threading.Event], ResultSender],
                  requests: RequestLog) -> None:
         """`sender_for(stopping)` makes the ResultSender (the publisher is bound in it)."""
         self.registry = registry
@@ -173,23 +175,24 @@ class CommandChannel:
             self._answer(name, refusal.request_id, inbound.received_at,
                          Reply.rejected(refusal.reason, refusal.code))
             return
-        seen = self.requests.seen(name, request_id)
-        if seen is not None:
-            self._repeat(name, request_id, inbound.received_at, seen)
-            return
         runner = self._runners.get(name)
         if runner is None:
             runner = self._runners[name] = Runner(name, self.stopping)
-        if runner.busy:
+        try:
+            seen = self.requests.seen(name, request_id)
+            claimed = seen is None and not runner.busy and self.requests.claim(name, request_id)
+        except sqlite3.Error as exc:  # a full or failing disk: not run, since not recorded
+            self._answer(name, request_id, inbound.received_at, Reply.failed(
+                f"the request id cannot be recorded ({exc}); not run", Code.UNAVAILABLE))
+            return
+        if seen is not None:
+            self._repeat(name, request_id, inbound.received_at, seen)
+        elif not claimed:
             self._answer(name, request_id, inbound.received_at, Reply.rejected(
                 f"busy: another {name} is running; try again when it has finished",
                 Code.BUSY))
-            return
-        if not self.requests.claim(name, request_id):  # a race with nobody: kept for safety
-            self._repeat(name, request_id, inbound.received_at,
-                         self.requests.seen(name, request_id))
-            return
-        self._run(runner, command, Request(name, request_id, inbound.received_at), args)
+        else:
+            self._run(runner, command, Request(name, request_id, inbound.received_at), args)
 
     def _check(self, inbound: _Inbound) -> tuple[Command, str, Any]:
         """The command, request_id and validated arguments; raises Rejection."""
@@ -227,13 +230,13 @@ class CommandChannel:
             raise Rejection(Code.BAD_ARGUMENTS, _argument_errors(exc), request_id) from None
         return command, request_id, args
 
-    def _repeat(self, name: str, request_id: str, received_at: float, seen: Any) -> None:
+    def _repeat(self, name: str, request_id: str, received_at: float, seen: Seen) -> None:
         """A request_id already claimed: its stored result again, or a word on why not."""
-        if seen is not None and seen.result is not None:
+        if seen.result is not None:
             self.results.send(name, as_duplicate(seen.result, received_at))
             self.answered += 1
             return
-        if seen is not None and seen.interrupted:
+        if seen.interrupted:
             reply = Reply.failed("the agent stopped while this request ran; it is not run "
                                  "again (send a new request_id to run it)", Code.INTERRUPTED)
             self._answer(name, request_id, received_at, reply, duplicate=True, store=False)

@@ -263,3 +263,13 @@ def test_a_long_result_is_answered_whole_and_kept_short_for_repeats(channel) -> 
     assert again["duplicate"] is True
     assert "not_kept" in again["result"]
     assert again["finished_at"] == first["finished_at"]
+
+
+def test_a_request_id_that_cannot_be_recorded_is_not_run(channel) -> None:
+    made, box, recorder = channel
+    made.requests.close()  # stands for a disk that fails
+    box.release.set()
+    made.on_message("camera/restart", b'{"request_id": "r1", "camera": "cam1"}')
+    [(_, body)] = recorder.wait(1)
+    assert (body["outcome"], body["code"], body["request_id"]) == ("failed", "unavailable", "r1")
+    assert box.restarts == 0
