@@ -13,17 +13,20 @@ import collections
 import json
 import logging
 import re
+import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
 from edge_agent.commands.box import Box
-from edge_agent.commands.dedupe import RequestLog
+from edge_agent.commands.dedupe import RequestLog, Seen
 from edge_agent.commands.registry import Registry
 from edge_agent.commands.results import ResultSender, as_duplicate, result_payload
+from edge_agent.commands.runner import Runner
 from edge_agent.commands.spec import (
     Call,
     Code,
@@ -47,6 +50,8 @@ REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 """1-128 printable ASCII characters, no spaces (a UUID, a ULID, `deploy-42`)."""
 MAX_NAME = 1024
 """Longest command part of a topic that is answered (its result topic must stay valid)."""
+MAX_STORED_RESULT = 16 * 1024
+"""A longer result (a snapshot's JPEG) is stored for repeats without its `result`."""
 MAX_REASON = 1000
 """Longest reason text (characters) in a result."""
 LOG_EVERY_S = 10.0
@@ -72,11 +77,11 @@ class Rejection(Exception):  # noqa: N818 (a verdict, not an error of ours)
 class CommandChannel:
     """Turns messages on `<base>/cmd/<name>` into at most one run and one final result."""
 
-    def __init__(self, registry: Registry, config: CommandsConfig, box: Box,
-                 sender_for: Any, requests: RequestLog) -> None:
+    def __init__(self, registry: Registry, box: Box,
+                 sender_for: Callable[[threading.Event], ResultSender],
+                 requests: RequestLog) -> None:
         """`sender_for(stopping)` makes the ResultSender (the publisher is bound in it)."""
         self.registry = registry
-        self.config = config
         self.box = box
         self.requests = requests
         self.stopping = threading.Event()
@@ -85,7 +90,7 @@ class CommandChannel:
         self._inbox_bytes = 0
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
-        self._running: dict[str, Worker] = {}
+        self._runners: dict[str, Runner] = {}
         self.received = 0
         self.dropped = 0
         self.answered = 0
@@ -93,6 +98,12 @@ class CommandChannel:
         self.worker = Worker("commands", self._serve)
 
     # -- paho's network thread -----------------------------------------------------------
+
+    @property
+    def config(self) -> CommandsConfig:
+        """The running config's section: a reload changes `allow` and the limits at once
+        (`enabled: false` then refuses everything, until a restart unsubscribes)."""
+        return self.box.running_config().commands
 
     def on_message(self, name: str, payload: bytes) -> None:
         """A message on `cmd/<name>` (the publisher strips the prefix). Never blocks."""
@@ -134,8 +145,8 @@ class CommandChannel:
         self.worker.stop()
         self.worker.join(timeout)
         deadline = time.monotonic() + timeout
-        for worker in list(self._running.values()):
-            worker.join(max(0.0, deadline - time.monotonic()))
+        for runner in list(self._runners.values()):
+            runner.join(max(0.0, deadline - time.monotonic()))
         self.requests.close()
 
     def workers(self) -> list[Worker]:
@@ -164,22 +175,24 @@ class CommandChannel:
             self._answer(name, refusal.request_id, inbound.received_at,
                          Reply.rejected(refusal.reason, refusal.code))
             return
-        seen = self.requests.seen(name, request_id)
+        runner = self._runners.get(name)
+        if runner is None:
+            runner = self._runners[name] = Runner(name, self.stopping)
+        try:
+            seen = self.requests.seen(name, request_id)
+            claimed = seen is None and not runner.busy and self.requests.claim(name, request_id)
+        except sqlite3.Error as exc:  # a full or failing disk: not run, since not recorded
+            self._answer(name, request_id, inbound.received_at, Reply.failed(
+                f"the request id cannot be recorded ({exc}); not run", Code.UNAVAILABLE))
+            return
         if seen is not None:
             self._repeat(name, request_id, inbound.received_at, seen)
-            return
-        with self._lock:
-            busy = self._running.get(name)
-        if busy is not None:
+        elif not claimed:
             self._answer(name, request_id, inbound.received_at, Reply.rejected(
                 f"busy: another {name} is running; try again when it has finished",
                 Code.BUSY))
-            return
-        if not self.requests.claim(name, request_id):  # a race with nobody: kept for safety
-            self._repeat(name, request_id, inbound.received_at,
-                         self.requests.seen(name, request_id))
-            return
-        self._run(command, Request(name, request_id, inbound.received_at), args)
+        else:
+            self._run(runner, command, Request(name, request_id, inbound.received_at), args)
 
     def _check(self, inbound: _Inbound) -> tuple[Command, str, Any]:
         """The command, request_id and validated arguments; raises Rejection."""
@@ -205,9 +218,11 @@ class CommandChannel:
         if command is None:
             raise Rejection(Code.UNKNOWN_COMMAND, f"unknown command {_short(name)!r}; known: "
                             f"{', '.join(self.registry.names())}", request_id)
-        if not self.config.permits(name, command.changes_box):
-            raise Rejection(Code.NOT_ALLOWED, f"{name} changes the box and is not in "
-                            "commands.allow of this box's config", request_id)
+        config = self.config
+        if not config.permits(name, command.changes_box):
+            why = (f"{name} changes the box and is not in commands.allow of this box's "
+                   "config") if config.enabled else "commands.enabled is false (reloaded)"
+            raise Rejection(Code.NOT_ALLOWED, why, request_id)
         arguments = {key: value for key, value in body.items() if key != "request_id"}
         try:
             args = command.args.model_validate(arguments)
@@ -215,25 +230,29 @@ class CommandChannel:
             raise Rejection(Code.BAD_ARGUMENTS, _argument_errors(exc), request_id) from None
         return command, request_id, args
 
-    def _repeat(self, name: str, request_id: str, received_at: float, seen: Any) -> None:
+    def _repeat(self, name: str, request_id: str, received_at: float, seen: Seen) -> None:
         """A request_id already claimed: its stored result again, or a word on why not."""
-        if seen is not None and seen.result is not None:
+        if seen.result is not None:
             self.results.send(name, as_duplicate(seen.result, received_at))
             self.answered += 1
             return
-        if seen is not None and seen.interrupted:
+        if seen.interrupted:
             reply = Reply.failed("the agent stopped while this request ran; it is not run "
                                  "again (send a new request_id to run it)", Code.INTERRUPTED)
-        else:
-            reply = Reply(Outcome.PROGRESS, "this request_id is running now; its result "
-                          "follows", None, {})
-        self._answer(name, request_id, received_at, reply, duplicate=True, store=False)
+            self._answer(name, request_id, received_at, reply, duplicate=True, store=False)
+            return
+        now = time.time()
+        payload = result_payload(
+            command=name, request_id=request_id, outcome=Outcome.PROGRESS,
+            received_at=received_at, started_at=now, finished_at=now, duration_ms=0.0,
+            reason="this request_id is running now; its result follows", step="running")
+        self.results.send(name, as_duplicate(payload, received_at))
 
-    def _run(self, command: Command, request: Request, args: Any) -> None:
+    def _run(self, runner: Runner, command: Command, request: Request, args: Any) -> None:
         progress = _Progress(self, request)
         call = Call(request, args, self.box, progress, self.config, self.stopping)
 
-        def body() -> None:
+        def job(free: Callable[[], None]) -> None:
             started, started_mono = time.time(), time.monotonic()
             try:
                 reply = command.handler(call)
@@ -244,16 +263,11 @@ class CommandChannel:
                               request.request_id)
                 text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 reply = Reply.failed(redact(text), Code.ERROR)
-            finally:
-                with self._lock:
-                    self._running.pop(command.name, None)
+            free()
             self._answer(command.name, request.request_id, request.received_at, reply,
                          started=(started, started_mono))
 
-        worker = Worker(f"command-{command.name}", body, restart=False)
-        with self._lock:
-            self._running[command.name] = worker
-        worker.start()
+        runner.try_run(job)  # free: only this thread hands out jobs, and it checked
 
     def _answer(self, name: str, request_id: str | None, received_at: float, reply: Reply,
                 *, started: tuple[float, float] | None = None, duplicate: bool = False,
@@ -280,7 +294,7 @@ class CommandChannel:
         if duplicate:
             payload = as_duplicate(payload, received_at)
         if store and started is not None and request_id is not None:
-            self.requests.finish(name, request_id, payload)
+            self.requests.finish(name, request_id, _to_keep(payload))
         self.results.send(name, payload)
         self.answered += 1
 
@@ -311,6 +325,16 @@ class _Progress:
             self._channel.results.send(request.name, payload)
         except Exception:  # progress is a courtesy; the command goes on
             log.exception("commands: progress of %s not sent", request.name)
+
+
+def _to_keep(payload: bytes) -> bytes:
+    """The result as stored for repeats: whole, or without `result` when too long."""
+    if len(payload) <= MAX_STORED_RESULT:
+        return payload
+    body = json.loads(payload)
+    body["result"] = {"not_kept": f"the result was {len(payload)} bytes; results over "
+                                  f"{MAX_STORED_RESULT} bytes are not kept for repeats"}
+    return json.dumps(body, separators=(",", ":")).encode("utf-8")
 
 
 def _argument_errors(exc: ValidationError) -> str:

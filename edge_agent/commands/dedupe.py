@@ -6,7 +6,9 @@ is written into it before the result is sent. So a redelivered or repeated reque
 its row whether the agent crashed, lost power or restarted in between, and is answered
 from it instead of running again. A row still without a result after a restart was cut
 off by the stop: it is answered `failed` (code `interrupted`), never run a second time.
-Rows older than `dedupe_hours` and beyond `dedupe_max_entries` are deleted.
+Rows older than `dedupe_hours`, beyond `dedupe_max_entries` or beyond MAX_BYTES of
+results are deleted. synchronous=NORMAL: a crash or SIGKILL loses nothing; a power cut
+may lose the last claims (an fsync per request would cost ~10 ms on an SD card).
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ log = logging.getLogger(__name__)
 FILE_NAME = "commands.db"
 PRUNE_EVERY = 100
 """Claims between two prunes (and on open)."""
+MAX_BYTES = 32 * 1024 * 1024
+"""Stored results, in all, at most (the oldest rows go first); with results kept to
+edge_agent.commands.channel.MAX_STORED_RESULT each, the file stays small."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +62,7 @@ class RequestLog:
         db = sqlite3.connect(target, check_same_thread=False, isolation_level=None)
         try:
             db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA synchronous=NORMAL")
             db.execute(
                 "CREATE TABLE IF NOT EXISTS requests (command TEXT NOT NULL, "
                 "request_id TEXT NOT NULL, claimed REAL NOT NULL, result BLOB, "
@@ -137,6 +142,11 @@ class RequestLog:
             self._db.execute(
                 "DELETE FROM requests WHERE rowid IN (SELECT rowid FROM requests "
                 "ORDER BY claimed DESC LIMIT -1 OFFSET ?)", (self._max_entries,),
+            )
+            self._db.execute(
+                "DELETE FROM requests WHERE rowid IN (SELECT rowid FROM (SELECT rowid, "
+                "SUM(LENGTH(result)) OVER (ORDER BY claimed DESC) AS newer FROM requests) "
+                "WHERE newer > ?)", (MAX_BYTES,),
             )
             return self._db.total_changes - before
 

@@ -170,7 +170,7 @@ def start_commands(agent: Agent, tasks: MainLoopTasks,
     requests = RequestLog.open_in(config.state_dir, section.dedupe_hours * 3600,
                                   section.dedupe_max_entries)
     channel = CommandChannel(
-        default_registry(), section, AgentBox(agent, tasks),
+        default_registry(), AgentBox(agent, tasks),
         lambda stopping: ResultSender(publisher, stopping), requests,
     )
     channel.start()
