@@ -14,12 +14,18 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from edge_agent.config.model import AgentConfig
 from edge_agent.models.acquire import DeployRequest, acquire
 from edge_agent.models.checks import Counters, ModelRejectedError, probation_problem, validate
 from edge_agent.models.fetch import FetchError
+from edge_agent.models.host import (
+    LifecycleError,
+    ModelHost,
+    counters,
+    wait_all,
+)
 from edge_agent.models.manifest import (
     CONFIG_MODEL,
     Manifest,
@@ -32,7 +38,6 @@ from edge_agent.models.manifest import (
 )
 from edge_agent.models.startup import select_at_start, version_config
 from edge_agent.models.store import ModelStore, StoreError, artifact_suffix
-from edge_agent.pipeline import CameraPipeline
 from edge_agent.publish.payload import iso_utc
 from edge_agent.selection.loading import Selection, detection_filter, select_engine
 from edge_agent.selection.probe import HardwareReport
@@ -43,34 +48,7 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[..., None]
 """progress(step, **fields): one step of a deploy or rollback, published at once."""
-DRAIN_TIMEOUT_S = 10.0
 PROBATION_TICK_S = 0.5
-
-
-class ModelHost(Protocol):
-    """What the lifecycle needs of the agent (edge_agent.service.agent.Agent)."""
-
-    config: AgentConfig
-    config_path: Path | None
-    engine: Engine | None
-    pipelines: dict[str, CameraPipeline]
-
-    def use_model(self, selection: Selection, options: DetectionFilter) -> list[threading.Event]:
-        """Make `selection` the running engine; events set when each camera drained."""
-        ...
-
-    def publish_info(self) -> None:
-        """Publish the retained info again (it carries `models`)."""
-        ...
-
-
-class LifecycleError(Exception):
-    """A deploy or rollback that did not happen; `rejected` when nothing was changed."""
-
-    def __init__(self, reason: str, *, rejected: bool, kind: str = "error",
-                 **fields: Any) -> None:
-        super().__init__(reason)
-        self.reason, self.rejected, self.kind, self.fields = reason, rejected, kind, fields
 
 
 class ModelManager:
@@ -164,8 +142,7 @@ class ModelManager:
         try:
             return self._deploy(request, progress, stopping)
         finally:
-            self.step = None
-            self._busy.release()
+            self._done()
 
     def _deploy(self, request: DeployRequest, progress: Progress,
                 stopping: threading.Event) -> dict[str, Any]:
@@ -233,11 +210,11 @@ class ModelManager:
                         stopping: threading.Event) -> dict[str, Any]:
         host = self._need_host()
         config = host.config
-        old_engine, old_options, old_ref = host.engine, _options_of(host), self.active_ref
+        old_engine, old_options, old_ref = host.engine, host.options, self.active_ref
         baseline_infer = {cam: p.times.totals["infer"] / p.times.frames
                           for cam, p in list(host.pipelines.items()) if p.times.frames}
         self._superseded.clear()
-        at_swap = _counters(host)
+        at_swap = counters(host)
         try:  # the manifest follows the swap: a power cut in between restarts on the old
             drained = host.use_model(selection, options)
         except Exception as exc:  # the main loop is stopping: nothing was swapped
@@ -251,7 +228,7 @@ class ModelManager:
             self.manifest.active = self.active_ref = version.sha256
             self._save()
         host.publish_info()
-        _wait_all(drained)
+        wait_all(drained)
         self._step(progress, "swapped", probation_s=config.models.probation_s)
         problem = self._probation(validation, baseline_infer, at_swap, stopping)
         if self._superseded.is_set():
@@ -285,7 +262,7 @@ class ModelManager:
         while not stopping.is_set() and not self._superseded.is_set():
             final = time.monotonic() >= deadline
             problem = probation_problem(validation.baseline_rates(), baseline_infer,
-                                        at_swap=at_swap, now=_counters(host),
+                                        at_swap=at_swap, now=counters(host),
                                         config=config.models, drift=config.health.drift,
                                         final=final)
             if problem or final:
@@ -305,7 +282,7 @@ class ModelManager:
             self.manifest.active = self.active_ref = old_ref
             self._save()
         host.publish_info()
-        _wait_all(drained)
+        wait_all(drained)
         new_engine.close()
 
     # -- rollback ------------------------------------------------------------------------
@@ -319,8 +296,7 @@ class ModelManager:
         try:
             return self._rollback(target, progress)
         finally:
-            self.step = None
-            self._busy.release()
+            self._done()
 
     def _rollback(self, target: str | None, progress: Progress) -> dict[str, Any]:
         host = self._need_host()
@@ -360,11 +336,18 @@ class ModelManager:
                                          "rolled back by model/rollback")
             self._save()
         host.publish_info()
-        _wait_all(drained)
+        wait_all(drained)
         self._close_held(old_engine)
         self._step(progress, "swapped")
         return {"active": self.info()["active"], "previous": self.info()["previous"],
                 "left": left}
+
+    def _done(self) -> None:
+        """A deploy or rollback ended: no step any more, in info too."""
+        self.step = None
+        self._busy.release()
+        if self._host is not None:
+            self._host.publish_info()
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -427,19 +410,3 @@ class ModelManager:
 
 def _now() -> str:
     return iso_utc(time.time())
-
-
-def _options_of(host: ModelHost) -> DetectionFilter | None:
-    return getattr(host, "options", None)
-
-
-def _counters(host: ModelHost) -> dict[str, Counters]:
-    return {cam: Counters(p.times.frames, p.frames_failed, p.detected,
-                          p.times.totals["infer"], p.output_problem)
-            for cam, p in list(host.pipelines.items())}
-
-
-def _wait_all(events: list[threading.Event]) -> None:
-    deadline = time.monotonic() + DRAIN_TIMEOUT_S
-    for event in events:
-        event.wait(max(0.0, deadline - time.monotonic()))
