@@ -66,6 +66,8 @@ class ModelManager:
         self._report: HardwareReport | None = None
         self._held: Engine | None = None
         """The previous engine, kept loaded during probation for an instant rollback."""
+        self._kept_before: set[str] = set()
+        """Versions on disk when the running deploy began: a failed redeploy keeps them."""
         self._superseded = threading.Event()
         """Set by a reload that loaded the config's model: a probation running ends."""
 
@@ -161,6 +163,7 @@ class ModelManager:
             sha256=request.sha256, name=name, version=request.version, source=source,
             file="", labels=list(request.labels) if request.labels else None, added=_now())
         with self._mutex:
+            self._kept_before = self.store.present()
             self.manifest.put(version)
             self._save()
         try:
@@ -378,10 +381,13 @@ class ModelManager:
         self._held = None
 
     def _finish(self, version: ModelVersion, outcome: Outcome, reason: str | None) -> None:
+        """Record how a deploy ended; a failed version's files go unless they were on the
+        box before this deploy (a kept version deployed again)."""
         with self._mutex:
             version.outcome, version.reason = outcome, reason
             self.last_outcome = outcome_record(version, outcome.value, reason)
-            kept = {self.active_ref, *self.manifest.rollback_targets(self.store.present())}
+            kept = {self.active_ref, *self.manifest.rollback_targets(self.store.present()),
+                    *self._kept_before}
             if outcome is not Outcome.OK and version.sha256 not in kept:
                 self.store.remove_folder(version.sha256)  # a partial download stays
             self._save()
