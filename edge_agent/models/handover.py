@@ -11,6 +11,7 @@ import collections
 import threading
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from engines.base import Engine
@@ -19,13 +20,17 @@ from engines.postprocess import DetectionFilter
 RECENT_EVERY = 5
 """Keep every k-th published frame: spread over time, cheap in memory."""
 RECENT_FRAMES = 8
+MAX_WIDTH = 1280
+"""Wider frames are kept scaled down to this (a 1080p frame: 2.7 MB instead of 6 MB);
+models take 320-1280 px inputs, so the new model sees what the running one saw."""
 
 
 @dataclass(frozen=True)
 class RecentFrame:
     sequence: int
     image: np.ndarray
-    """HxWx3 uint8 BGR, the frame itself (not a copy: frames are never written to)."""
+    """HxWx3 uint8 BGR: the frame itself (frames are never written to), or a copy scaled
+    down to MAX_WIDTH."""
     detections: int
     """How many detections the model that ran on it published."""
 
@@ -42,6 +47,10 @@ class RecentFrames:
     def offer(self, sequence: int, image: np.ndarray, detections: int) -> None:
         self._seen += 1
         if (self._seen - 1) % self._every == 0:
+            height, width = image.shape[:2]
+            if width > MAX_WIDTH:
+                size = (MAX_WIDTH, max(1, round(height * MAX_WIDTH / width)))
+                image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
             with self._lock:
                 self._ring.append(RecentFrame(sequence, image, detections))
 

@@ -67,6 +67,17 @@ def test_recent_frames_keep_every_kth_and_the_newest() -> None:
     assert ring.snapshot() == []
 
 
+def test_wide_frames_are_kept_scaled_down() -> None:
+    ring = RecentFrames(size=2, every=1)
+    wide = np.zeros((1080, 1920, 3), np.uint8)
+    small = np.zeros((240, 320, 3), np.uint8)
+    ring.offer(0, wide, 1)
+    ring.offer(1, small, 1)
+    kept = ring.snapshot()
+    assert kept[0].image.shape == (720, 1280, 3)
+    assert kept[1].image is small  # not copied
+
+
 def test_handover_waits_for_frames_of_the_old_engine() -> None:
     """The event is set only when no frame submitted before the switch is in flight."""
     handover = Handover()
