@@ -217,7 +217,6 @@ class ModelManager:
         baseline_infer = {cam: p.times.totals["infer"] / p.times.frames
                           for cam, p in list(host.pipelines.items()) if p.times.frames}
         self._superseded.clear()
-        at_swap = counters(host)
         try:  # the manifest follows the swap: a power cut in between restarts on the old
             drained = host.use_model(selection, options)
         except Exception as exc:  # the main loop is stopping: nothing was swapped
@@ -232,6 +231,7 @@ class ModelManager:
             self._save()
         host.publish_info()
         wait_all(drained)
+        at_swap = counters(host)  # from here on every frame is the new model's
         self._step(progress, "swapped", probation_s=config.models.probation_s)
         problem = self._probation(validation, baseline_infer, at_swap, stopping)
         if self._superseded.is_set():

@@ -278,6 +278,7 @@ def test_sigkill_mid_deploy_leaves_a_model_that_loads(box: Box) -> None:
     box.agent.send_signal(signal.SIGKILL)
     box.agent.wait(10)
     assert box.manifest()["active"] == "config"  # never named the half download
+    box.config.write_text(box.config.read_text().replace("probation_s: 2", "probation_s: 30"))
     box.restart()
     assert box.info()["active"]["ref"] == "config"
     versions = {v["sha256"]: v for v in box.manifest()["versions"]}
