@@ -37,7 +37,8 @@ class TableBox:
     def __init__(self, allow: list[str]) -> None:
         self.config = AgentConfig.model_validate({
             "device_id": "box1", "model": {"path": "/m.onnx"},
-            "cameras": [{"id": "cam1", "type": "file", "path": "/v.mp4"}],
+            "cameras": [{"id": "cam1", "type": "file", "path": "/v.mp4"},
+                        {"id": "door", "type": "rtsp", "url": "rtsp://admin:hunter22@cam/x"}],
             "mqtt": {"username": "op", "password": "hunter22"},
             "commands": {"enabled": True, "allow": allow},
         })
@@ -247,6 +248,7 @@ def test_config_get_masks_secrets(channel) -> None:
     assert config["mqtt"]["password"] == MASK
     assert config["mqtt"]["username"] == "op"
     assert "hunter22" not in json.dumps(body)
+    assert config["cameras"][1]["url"] == "rtsp://***@cam/x"
     assert config["commands"]["allow"] == ["camera/restart"]
 
 
