@@ -26,6 +26,8 @@ from edge_agent.redact import MASK, is_secret_name, redact
 RELOAD_TIMEOUT_S = 120.0
 """A reload may load a new model (tens of seconds on a small box)."""
 RESTART_TIMEOUT_S = 30.0
+RESULT_ENVELOPE = 1024
+"""Bytes of a result besides the JPEG (request_id, timestamps, fields), an upper bound."""
 
 
 class SnapshotArgs(Args):
@@ -69,7 +71,13 @@ def snapshot(call: Call) -> Reply:
             raise FailedError(f"the {len(jpeg)}-byte JPEG could not be published on {subtopic} "
                          "(over the broker's limit?)", Code.ERROR, **fields)
         return Reply.ok(**fields, topic=subtopic)
-    return Reply.ok(**fields, jpeg_base64=base64.b64encode(jpeg).decode("ascii"))
+    encoded = base64.b64encode(jpeg).decode("ascii")
+    limit = call.box.message_limit("cmd/snapshot/result") - RESULT_ENVELOPE
+    if len(encoded) > limit:
+        raise FailedError(f"the JPEG is {len(encoded)} bytes in base64, over the broker's "
+                          f"limit of {limit}: ask with a smaller max_width or quality, or "
+                          "with topic", Code.ERROR, **fields)
+    return Reply.ok(**fields, jpeg_base64=encoded)
 
 
 def reload(call: Call) -> Reply:

@@ -52,6 +52,8 @@ MAX_NAME = 1024
 """Longest command part of a topic that is answered (its result topic must stay valid)."""
 MAX_STORED_RESULT = 16 * 1024
 """A longer result (a snapshot's JPEG) is stored for repeats without its `result`."""
+SMALL_RESULT = 2048
+"""A refused result longer than this is replaced by a short `failed` one."""
 MAX_REASON = 1000
 """Longest reason text (characters) in a result."""
 LOG_EVERY_S = 10.0
@@ -295,7 +297,13 @@ class CommandChannel:
             payload = as_duplicate(payload, received_at)
         if store and started is not None and request_id is not None:
             self.requests.finish(name, request_id, _to_keep(payload))
-        self.results.send(name, payload)
+        if not self.results.send(name, payload) and len(payload) > SMALL_RESULT:
+            self.results.send(name, result_payload(  # an answer all the same
+                command=name, request_id=request_id, outcome=Outcome.FAILED,
+                received_at=received_at, started_at=started_at, finished_at=now,
+                duration_ms=(time.monotonic() - started_mono) * 1000, code=Code.ERROR,
+                reason=f"the {reply.outcome.value} result ({len(payload)} bytes) could not "
+                       "be sent: over the broker's limit?"))
         self.answered += 1
 
     def _limit(self, name: str) -> int:

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import paho.mqtt.client as mqtt
 
 from edge_agent.commands.spec import Code, Outcome
+from edge_agent.publish.mqtt_client import acknowledged
 from edge_agent.publish.payload import iso_utc
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,7 @@ class ResultSender:
 
     def _wait_for_room(self) -> None:
         while True:
-            while self._in_flight and self._in_flight[0].is_published():
+            while self._in_flight and acknowledged(self._in_flight[0]):
                 self._in_flight.popleft()
             if len(self._in_flight) < WINDOW or self._stopping.is_set():
                 return

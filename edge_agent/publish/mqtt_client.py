@@ -67,6 +67,14 @@ def subscribe_no_local(client: mqtt.Client, topic: str, protocol: int) -> str | 
     return None if result == mqtt.MQTT_ERR_SUCCESS else mqtt.error_string(result)
 
 
+def acknowledged(info: mqtt.MQTTMessageInfo) -> bool:
+    """Whether the broker acknowledged a queued QoS 1 message. `is_published()` raises
+    for one published while disconnected (rc NO_CONN) even after paho re-sent it on the
+    reconnect and the ack came; the flag it guards is right."""
+    with info._condition:
+        return bool(info._published)
+
+
 def forget_message(client: mqtt.Client, mid: int) -> None:
     """Drop a message from paho's queue, so a reconnect does not send it again (paho's
     reconnect re-sends all of `_out_messages` and recounts its window from it). Not from

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+MQTT_MAX_PAYLOAD = 268_435_455 - 1024
+"""MQTT's largest packet, less room for the topic and header."""
 
 
 class MainLoopTasks:
@@ -153,11 +155,13 @@ class AgentBox:
         return self._agent.models
 
     def message_limit(self, subtopic: str) -> int:
+        """The broker's stated limit (MQTT 5); else MQTT's own, as for status and info
+        (`mqtt.max_message_bytes` is the detection messages' budget, not this)."""
         publisher = self._agent.publisher
         if publisher is None:
             return 0
-        base = publisher.status_topic.rpartition("/")[0]
-        return publisher.message_limit(f"{base}/{subtopic}")
+        limit = publisher.retained_limit(subtopic)
+        return MQTT_MAX_PAYLOAD if limit is None else limit
 
 
 def start_commands(agent: Agent, tasks: MainLoopTasks,

@@ -37,12 +37,14 @@ class TableBox:
     def __init__(self, allow: list[str]) -> None:
         self.config = AgentConfig.model_validate({
             "device_id": "box1", "model": {"path": "/m.onnx"},
-            "cameras": [{"id": "cam1", "type": "file", "path": "/v.mp4"}],
+            "cameras": [{"id": "cam1", "type": "file", "path": "/v.mp4"},
+                        {"id": "door", "type": "rtsp", "url": "rtsp://admin:hunter22@cam/x"}],
             "mqtt": {"username": "op", "password": "hunter22"},
             "commands": {"enabled": True, "allow": allow},
         })
         self.release = threading.Event()
         self.restarts = 0
+        self.limit = 1 << 20
         image = np.zeros((480, 1280, 3), np.uint8)
         boxes = np.array([[100, 100, 300, 400]], np.float32)
         self.latest = LatestFrame("cam1", 7, time.time(), image,
@@ -76,7 +78,7 @@ class TableBox:
         return True
 
     def message_limit(self, subtopic: str) -> int:
-        return 1 << 20
+        return self.limit
 
 
 class Recorder:
@@ -85,8 +87,12 @@ class Recorder:
     def __init__(self) -> None:
         self.results: list[tuple[str, dict]] = []
         self.lock = threading.Condition()
+        self.refuse_over = 1 << 30
+        """As the client does with a message over the broker's stated limit."""
 
     def send(self, command: str, payload: bytes) -> bool:
+        if len(payload) > self.refuse_over:
+            return False
         body = json.loads(payload)
         jsonschema.validate(body, RESULT_SCHEMA, format_checker=jsonschema.FormatChecker())
         with self.lock:
@@ -247,6 +253,7 @@ def test_config_get_masks_secrets(channel) -> None:
     assert config["mqtt"]["password"] == MASK
     assert config["mqtt"]["username"] == "op"
     assert "hunter22" not in json.dumps(body)
+    assert config["cameras"][1]["url"] == "rtsp://***@cam/x"
     assert config["commands"]["allow"] == ["camera/restart"]
 
 
@@ -273,3 +280,18 @@ def test_a_request_id_that_cannot_be_recorded_is_not_run(channel) -> None:
     [(_, body)] = recorder.wait(1)
     assert (body["outcome"], body["code"], body["request_id"]) == ("failed", "unavailable", "r1")
     assert box.restarts == 0
+
+
+def test_a_result_over_the_broker_s_limit_is_still_answered(channel) -> None:
+    made, box, recorder = channel
+    box.limit = 2000  # the broker's stated limit: the snapshot checks it first
+    made.on_message("snapshot", b'{"request_id": "s1"}')
+    [(_, first)] = recorder.wait(1)
+    assert (first["outcome"], first["code"]) == ("failed", "error")
+    assert "over the broker's limit" in first["reason"]
+    box.limit = 1 << 20
+    recorder.refuse_over = 3000  # a result the client refuses for its size anyway
+    made.on_message("snapshot", b'{"request_id": "c1"}')
+    second = recorder.wait(2)[-1][1]
+    assert (second["request_id"], second["outcome"], second["code"]) == ("c1", "failed", "error")
+    assert "could not be sent" in second["reason"]

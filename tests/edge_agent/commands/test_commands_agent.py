@@ -8,6 +8,7 @@ One agent run is shared by the module (tests run in file order and build on each
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import random
 import signal
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import paho.mqtt.client as mqtt
 import pytest
 
 from tests.helpers import (
@@ -36,6 +38,8 @@ from tests.helpers import (
 
 pytestmark = pytest.mark.slow
 FUZZ_MESSAGES = 10_000
+STALL_S = 5.0
+"""Longest time without a detection message that still counts as flowing (10 fps file)."""
 CHUNK = 1000
 """Sent at once, then the answers awaited: within the agent's inbox (1024 requests)."""
 
@@ -76,8 +80,7 @@ def run(tmp_path_factory: pytest.TempPathFactory, samples: Path) -> Iterator[Run
     config.write_text(demo_config(tmp, samples, port, prefix, "commands: {enabled: true}\n"))
     base = f"{prefix}/demo"
     operator = CommandClient(broker, base)
-    detections = CommandClient(broker, base).collector  # a second plain subscriber
-    detections.client.subscribe(f"{base}/vtest/detections", qos=0)
+    detections = subscriber(broker, f"{base}/vtest/detections")
     log = tmp / "agent.log"
     state = Run(broker, config, log, base, operator, detections, start_agent(config, log))
     try:
@@ -86,7 +89,18 @@ def run(tmp_path_factory: pytest.TempPathFactory, samples: Path) -> Iterator[Run
     finally:
         stop_agent(state.agent, state.log)  # type: ignore[arg-type]  (the last one started)
         state.operator.close()
+        state.detections.client.loop_stop()
         broker.stop()
+
+
+def subscriber(broker: Broker, topic: str) -> Collector:
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    collector = Collector(client)
+    client.on_message = collector.on_message
+    client.connect(broker.host, broker.port)
+    client.subscribe(topic, qos=1)
+    client.loop_start()
+    return collector
 
 
 def sequences(run: Run) -> list[int]:
@@ -201,6 +215,7 @@ def fuzz_payload(rng: random.Random, index: int) -> tuple[str, bytes, str | None
 
 
 def test_fuzz_never_crashes_never_stalls_frames_answers_each_request_once(run: Run) -> None:
+    run.operator.close()  # one subscriber to the 10,000 results is enough
     operator = CommandClient(run.broker, run.base, validate=False)
     rng = random.Random(12)
     before = 0
@@ -218,7 +233,7 @@ def test_fuzz_never_crashes_never_stalls_frames_answers_each_request_once(run: R
             else:
                 expected_ids.add(request_id)
         sent += CHUNK
-        wait_until(lambda n=sent: len(operator.collector.messages) - before >= n, timeout=60)
+        wait_until(lambda n=sent: len(operator.collector.messages) - before >= n, timeout=90)
     elapsed = time.monotonic() - started
     time.sleep(0.5)  # nothing more may come
     assert run.agent.poll() is None, run.log.read_text()[-3000:]  # type: ignore[attr-defined]
@@ -238,10 +253,15 @@ def test_fuzz_never_crashes_never_stalls_frames_answers_each_request_once(run: R
     kinds = {(b["command"], b["outcome"], b["code"]): b for b in bodies}
     for body in [*kinds.values(), *rng.sample(bodies, 300)]:  # every kind, and a sample
         COMMAND_RESULT.validate(body)
-    frames = sequences(run)[len(frames_before):]
-    assert len(frames) >= elapsed * 2, (len(frames), elapsed)  # flowing all along
-    assert frames == list(range(frames[0], frames[0] + len(frames)))  # no gap, no stall
-    run.operator.close()  # it saw the fuzz too: a fresh one need not parse it all
+    during = run.detections.on_topic("/detections")[len(frames_before):]
+    frames = [json.loads(m.payload)["sequence"] for m in during]
+    arrivals = [started, *(m.timestamp for m in during), time.monotonic()]
+    longest = max(b - a for a, b in itertools.pairwise(arrivals))
+    assert longest < STALL_S, f"no detections for {longest:.1f} s during the fuzz"
+    restarts = sum(1 for b in finals if b["command"] == "camera/restart" and b["outcome"] == "ok")
+    expected = list(range(frames[0], frames[-1] + 1))  # across the fuzz's camera restarts
+    assert frames == expected, (f"missing {sorted(set(expected) - set(frames))} with "
+                                f"{restarts} camera restarts")
     run.operator = CommandClient(run.broker, run.base)
     assert run.operator.call("health/now")["outcome"] == "ok"
     print(f"fuzz: {FUZZ_MESSAGES} requests answered in {elapsed:.1f} s")
