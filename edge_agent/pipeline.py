@@ -11,18 +11,24 @@ import collections
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
-from edge_agent.camera_filter import CameraFilter, FilterStats
+from edge_agent.camera_filter import CameraFilter
 from edge_agent.capture.camera import Camera, Frame
-from edge_agent.capture.state import CameraState, CameraStats
+from edge_agent.capture.state import CameraState
 from edge_agent.config.model import CameraConfig
 from edge_agent.delivery.camera import DeliveryStats
-from edge_agent.gate import FrameGate, GateStats
-from edge_agent.health.drift import DriftReport, DriftWatch
+from edge_agent.gate import FrameGate
+from edge_agent.health.drift import DriftWatch
+from edge_agent.models.handover import Handover, RecentFrames
+from edge_agent.pipeline_stats import (
+    LatencyRecorder,
+    PipelineStats,
+    StageTimes,
+)
 from edge_agent.publish.payload import detections_payload
 from edge_agent.supervision import GuardedWorker, is_broken
 from edge_agent.workers import InjectedFaultError, Worker, WorkerState
@@ -32,12 +38,6 @@ from engines.errors import PostprocessError
 from engines.postprocess import DetectionFilter
 
 log = logging.getLogger(__name__)
-
-STAGES = ("decode", "preprocess", "infer", "postprocess", "publish")
-
-LATENCY_WINDOW = 1024
-"""Frames whose latencies feed the health percentiles (about 40 s at 25 fps)."""
-
 
 FRAME_ERROR_LOG_S = 10.0
 """At most one per-frame error line per camera this often; the count says what was held."""
@@ -74,77 +74,11 @@ class FrameDelivery(Protocol):
 
 
 @dataclass
-class StageTimes:
-    """Running totals of per-stage milliseconds, cheap enough to update every frame."""
-
-    totals: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
-    frames: int = 0
-
-    def mean_ms(self) -> dict[str, float]:
-        count = max(self.frames, 1)
-        return {stage: total / count for stage, total in self.totals.items()}
-
-
-class LatencyRecorder:
-    """The last LATENCY_WINDOW frames' inference and capture-to-publish times.
-
-    Fixed numpy rings: one pipeline thread writes a slot per frame, the health thread
-    copies them; a copy taken mid-write holds at most one value from the newer frame.
-    """
-
-    def __init__(self, size: int = LATENCY_WINDOW) -> None:
-        self.inference_ms = np.zeros(size, np.float32)
-        self.end_to_end_ms = np.zeros(size, np.float32)
-        self.count = 0
-
-    def add(self, inference_ms: float, end_to_end_ms: float) -> None:
-        slot = self.count % len(self.inference_ms)
-        self.inference_ms[slot] = inference_ms
-        self.end_to_end_ms[slot] = end_to_end_ms
-        self.count += 1
-
-    def percentiles(self, which: str, quantiles: tuple[float, ...]) -> list[float] | None:
-        """Percentiles (0-100) of `inference_ms` or `end_to_end_ms`; None before any frame."""
-        filled = min(self.count, len(self.inference_ms))
-        if not filled:
-            return None
-        values = getattr(self, which)[:filled].copy()
-        return [float(v) for v in np.percentile(values, quantiles)]
-
-
-@dataclass(frozen=True)
-class PipelineStats:
-    """One camera's pipeline at one moment (`CameraPipeline.stats()`), for health."""
-
-    camera: CameraStats
-    state: CameraState
-    """The camera's state including its workers' (FAILED when one is dead)."""
-    frames_processed: int
-    published: int
-    not_delivered: int
-    processing_error: str | None
-    frames_failed: int
-    nonfinite_values: int
-    output_problem: str | None
-    in_flight: int
-    inference_ms: tuple[float, float, float] | None
-    """p50, p95, p99 over the last LATENCY_WINDOW frames; None before the first."""
-    end_to_end_ms: tuple[float, float] | None
-    """p50, p95 of capture to publish, same frames; None before the first."""
-    drift: DriftReport | None
-    """None when drift watch is off."""
-    gate: GateStats | None = None
-    """Frames not inferred (detect.fps, motion gate); see edge_agent.gate."""
-    ignored: FilterStats | None = None
-    """Detections removed by detect.min_score, detect.min_area and masks."""
-    events: DeliveryStats | None = None
-    """None when the camera does not track (no zones, lines or on_change)."""
-
-
-@dataclass
 class _InFlight:
     frame: Frame
     pending: PendingDetection
+    generation: int = 0
+    """Which engine took the frame (Handover.generation): a swap waits for older ones."""
 
 
 class CameraPipeline:
@@ -177,6 +111,8 @@ class CameraPipeline:
         """Set by the health monitor when drift watch is on."""
         self.delivery: FrameDelivery | None = None
         """Set by the agent: tracking, zones, lines, events (edge_agent.delivery)."""
+        self.latest: tuple[Frame, Detections] | None = None
+        """The newest published frame and its detections (references; the snapshot command)."""
         self.frames_failed = 0
         """Frames lost to a per-frame fault (inference, postprocessing, payload); loop goes on."""
         self.nonfinite_values = 0
@@ -186,10 +122,17 @@ class CameraPipeline:
         self._failures_logged = 0
         self.output_problem: str | None = None
         """Set while the model's whole output is NaN/inf (degrades health); None when fine."""
+        self.rules = camera.config
+        """The camera settings the gate and filter follow (a reload's retune replaces them)."""
         self.gate = FrameGate(camera.config.detect)
         self.camera_filter = CameraFilter(
             camera.config.detect, camera.config.masks, engine.info.class_names
         )
+        self.detected = 0
+        """Detections published so far (model probation compares rates per frame)."""
+        self.recent = RecentFrames()
+        """A few recent frames with their detection counts, to validate a new model on."""
+        self.handover = Handover()
         self._stop = threading.Event()
         self._worker = GuardedWorker(f"pipeline-{camera.id}", self._run, on_crash=self._crashed)
 
@@ -220,6 +163,7 @@ class CameraPipeline:
     def retune(self, config: CameraConfig) -> None:
         """Apply a reloaded camera's `detect` and `masks` in place, between two frames:
         capture and frames in flight go on; counts carry over."""
+        self.rules = config
         self.gate = FrameGate(config.detect, counts_from=self.gate)
         self.camera_filter = CameraFilter(config.detect, config.masks,
                                           self.engine.info.class_names, self.camera_filter)
@@ -229,6 +173,24 @@ class CameraPipeline:
         """Frames inferred or skipped by the gate: what the watchdog counts as progress
         (a still scene with motion gating infers little, and is not hung)."""
         return self.times.frames + self.gate.skipped_rate + self.gate.skipped_motion
+    def use_engine(self, engine: Engine, options: DetectionFilter) -> threading.Event:
+        """Switch to `engine` between two frames (edge_agent.models); the event is set when
+        no frame of the engine before is in flight any more."""
+        drained = self.handover.offer(engine, options)
+        if not self._worker.is_alive():  # no loop to take it: switch here
+            self._take_engine([])
+        return drained
+
+    def _take_engine(self, inflight: collections.deque[_InFlight] | list[_InFlight]) -> None:
+        taken = self.handover.take()
+        if taken is not None:
+            self.engine, self.options = taken
+            self.detector = Detector(self.engine, self.options)
+            self.recent.clear()
+            # Class names may differ between models: the camera's rules follow the new ones.
+            self.camera_filter = CameraFilter(self.rules.detect, self.rules.masks,
+                                              self.engine.info.class_names, self.camera_filter)
+        self.handover.settle(inflight[0].generation if inflight else None)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop after the frames already captured and in flight are published."""
@@ -279,6 +241,8 @@ class CameraPipeline:
         inflight: collections.deque[_InFlight] = collections.deque()
         frames = self.camera.frames
         while not self._stop.is_set():
+            if self.handover.waiting:  # a new model: taken here, between two frames
+                self._take_engine(inflight)
             while inflight and inflight[0].pending.done():
                 self._finish(inflight.popleft())
             if len(inflight) >= self.depth:
@@ -310,7 +274,8 @@ class CameraPipeline:
             return True
 
     def _submit(self, frame: Frame) -> _InFlight:
-        return _InFlight(frame, self.detector.submit(frame.image, self.options))
+        return _InFlight(frame, self.detector.submit(frame.image, self.options),
+                         self.handover.generation)
 
     def _frame_failed(self, frame: Frame, what: str, exc: Exception) -> None:
         """One bad frame is counted and logged (one line per FRAME_ERROR_LOG_S); the loop
@@ -388,6 +353,9 @@ class CameraPipeline:
             detections = self.camera_filter.filter(
                 detections, detected.frame_width, detected.frame_height)
             self._send(frame, detected, detections)
+            self.detected += len(detections)
+            self.recent.offer(frame.sequence, frame.image, len(detections))
+            self.latest = (frame, detections)
         published_at = time.monotonic()
         totals = self.times.totals
         totals["decode"] += frame.decode_ms

@@ -499,3 +499,81 @@ def real_gpu_missing() -> str | None:
     except Exception as exc:  # pycuda raises its own Error type
         return f"CUDA is not usable: {exc}"
     return None
+
+
+# -- commands (docs/commands.md) ----------------------------------------------------------
+
+COMMAND_RESULT_SCHEMA = json.loads(
+    (REPO / "docs" / "schemas" / "command-result.schema.json").read_text())
+COMMAND_RESULT = jsonschema.Draft202012Validator(
+    COMMAND_RESULT_SCHEMA, format_checker=jsonschema.FormatChecker())
+"""Checked once, reused: validating thousands of fuzz results stays fast."""
+
+
+class CommandClient:
+    """An operator on the broker: sends requests to one box (`base` = prefix/device_id)
+    and collects its results, each validated against command-result.schema.json."""
+
+    def __init__(self, broker: Broker, base: str, username: str | None = None,
+                 password: str | None = None, validate: bool = True) -> None:
+        """`validate=False`: results are parsed, not validated (a fuzz checks a sample)."""
+        self.base = base
+        self.validate = validate
+        self._read = 0
+        self._results: list[dict] = []
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+                                  client_id=f"operator-{uuid.uuid4().hex[:8]}")
+        if username is not None:
+            self.client.username_pw_set(username, password)
+        self.collector = Collector(self.client)
+        self.client.on_message = self.collector.on_message
+        subscribed = threading.Event()
+        self.client.on_subscribe = lambda *_args: subscribed.set()
+        self.client.max_queued_messages_set(0)
+        self.client.max_inflight_messages_set(1000)
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+        self.client.subscribe([(f"{base}/cmd/{levels}result", 1)
+                               for levels in ("+/", "+/+/", "+/+/+/")])
+        if not subscribed.wait(10):
+            raise TimeoutError("result subscription not acknowledged")
+
+    def send(self, name: str, body: dict | bytes, qos: int = 1) -> mqtt.MQTTMessageInfo:
+        payload = body if isinstance(body, bytes) else json.dumps(body).encode()
+        return self.client.publish(f"{self.base}/cmd/{name}", payload, qos=qos)
+
+    def results(self) -> list[dict]:
+        """Every result so far (progress included), validated once, in arrival order."""
+        with self.collector.lock:
+            new = self.collector.messages[self._read:]
+            self._read += len(new)
+        for message in new:
+            if message.topic.endswith("/result"):
+                body = json.loads(message.payload)
+                if self.validate:
+                    COMMAND_RESULT.validate(body)
+                self._results.append(body)
+        return list(self._results)
+
+    def finals(self) -> list[dict]:
+        return [b for b in self.results() if b["outcome"] != "progress"]
+
+    def result(self, request_id: str, timeout: float = 30.0, count: int = 1) -> dict:
+        """The `count`-th final result for `request_id` (waits for it)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = [b for b in self.finals() if b["request_id"] == request_id]
+            if len(found) >= count:
+                return found[count - 1]
+            time.sleep(0.05)
+        raise AssertionError(f"no result {count} for {request_id} in {timeout}s: "
+                             f"{self.results()[-5:]}")
+
+    def call(self, name: str, timeout: float = 30.0, **args: object) -> dict:
+        request_id = uuid.uuid4().hex
+        self.send(name, {"request_id": request_id, **args})
+        return self.result(request_id, timeout)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()

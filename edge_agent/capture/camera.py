@@ -96,7 +96,8 @@ class FrameQueue:
         self.dropped = 0
         self.closed = False
 
-    def put(self, frame: Frame, stop: threading.Event) -> None:
+    def put(self, frame: Frame, stop: threading.Event) -> bool:
+        """Queue `frame`; False when `stop` came first (a waiting queue only)."""
         with self._cond:
             while len(self._items) >= self._maxsize:
                 if self._drop_oldest:
@@ -104,10 +105,11 @@ class FrameQueue:
                     self.dropped += 1
                     break
                 if stop.is_set():
-                    return
+                    return False
                 self._cond.wait(0.1)
             self._items.append(frame)
             self._cond.notify_all()
+            return True
 
     def get(self, timeout: float) -> Frame | None:
         """The next frame, or None after `timeout` or once closed and empty."""
@@ -372,7 +374,8 @@ class Camera:
                 video_mono=None if video_start is None else (
                     video_start + (sequence - first) * video_step),
             )
-            self.frames.put(frame, self._stop)
+            if not self.frames.put(frame, self._stop):
+                break  # stopping with a full queue: the number stays free for the restart
             sequence += 1
             self.next_sequence = sequence
             if interval:

@@ -16,9 +16,11 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from edge_agent.config.commands import CommandsConfig
 from edge_agent.config.detect import DetectConfig, MaskConfig, unique_mask_names
 from edge_agent.config.events_publish import PublishConfig, SnapshotConfig
 from edge_agent.config.homeassistant import HomeAssistantConfig
+from edge_agent.config.models_store import ModelsConfig
 from edge_agent.config.rules import HOST, SLUG, MqttRules, Strict, TlsRules, default_device_id
 from edge_agent.config.zones import LineConfig, TrackerConfig, ZoneConfig, unique_shape_names
 from engines import registry
@@ -313,6 +315,12 @@ class AgentConfig(Strict):
     cameras: list[CameraConfig] = Field(min_length=1, description="Video sources, at least one.")
     homeassistant: HomeAssistantConfig = Field(
         default_factory=HomeAssistantConfig, description="Home Assistant MQTT discovery."
+    )
+    models: ModelsConfig = Field(
+        default_factory=ModelsConfig, description="Deployed model versions (docs/models.md)."
+    )
+    commands: CommandsConfig = Field(
+        default_factory=CommandsConfig, description="Commands over MQTT (off by default)."
     )
 
     _host_name_as_id = model_validator(mode="before")(default_device_id)

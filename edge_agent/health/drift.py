@@ -138,11 +138,7 @@ class DriftWatch:
             reasons.append("covered")
         elif current["sharpness"] < config.blur_ratio * baseline["sharpness"]:
             reasons.append("out_of_focus")
-        base_rate = baseline["detections_per_frame"]
-        if (
-            base_rate >= config.min_baseline_detections
-            and current["detections_per_frame"] < config.collapse_ratio * base_rate
-        ):
+        if collapsed(baseline["detections_per_frame"], current["detections_per_frame"], config):
             reasons.append("detections_collapsed")
         return tuple(reasons)
 
@@ -156,6 +152,13 @@ class DriftWatch:
                                   "current": round(float(now[i]), 3)}
             for i in seen
         }
+
+
+def collapsed(baseline_rate: float, current_rate: float, config: DriftConfig) -> bool:
+    """Detections per frame fell below `collapse_ratio` of a baseline rate high enough
+    to judge (drift watch, and model probation against the previous model)."""
+    return (baseline_rate >= config.min_baseline_detections
+            and current_rate < config.collapse_ratio * baseline_rate)
 
 
 def _summary(rows: np.ndarray) -> dict[str, float]:

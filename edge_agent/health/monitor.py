@@ -55,7 +55,7 @@ from edge_agent.workers import InjectedFaultError, Worker
 
 if TYPE_CHECKING:
     from edge_agent.config.model import AgentConfig, HealthConfig
-    from edge_agent.pipeline import PipelineStats
+    from edge_agent.pipeline_stats import PipelineStats
     from edge_agent.publish.stats import PublisherStats
     from engines.base import Engine
 

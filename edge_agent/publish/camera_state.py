@@ -15,7 +15,7 @@ from edge_agent.capture.state import CameraState
 from edge_agent.publish.payload import camera_state_payload
 
 if TYPE_CHECKING:
-    from edge_agent.pipeline import PipelineStats
+    from edge_agent.pipeline_stats import PipelineStats
 
 
 class RetainedSink(Protocol):

@@ -55,6 +55,26 @@ def adopt_network_thread(client: mqtt.Client) -> None:
     client._thread_terminate = False
 
 
+def subscribe_no_local(client: mqtt.Client, topic: str, protocol: int) -> str | None:
+    """Subscribe at QoS 1; under MQTT 5 with no-local, so what this client publishes on
+    a matching topic (command results on cmd/<name>/result) is not sent back to it.
+    Returns paho's error text, None on success."""
+    if protocol == mqtt.MQTTv5:
+        options = mqtt.SubscribeOptions(qos=1, noLocal=True)
+        result, _mid = client.subscribe(topic, options=options)
+    else:
+        result, _mid = client.subscribe(topic, qos=1)
+    return None if result == mqtt.MQTT_ERR_SUCCESS else mqtt.error_string(result)
+
+
+def acknowledged(info: mqtt.MQTTMessageInfo) -> bool:
+    """Whether the broker acknowledged a queued QoS 1 message. `is_published()` raises
+    for one published while disconnected (rc NO_CONN) even after paho re-sent it on the
+    reconnect and the ack came; the flag it guards is right."""
+    with info._condition:
+        return bool(info._published)
+
+
 def forget_message(client: mqtt.Client, mid: int) -> None:
     """Drop a message from paho's queue, so a reconnect does not send it again (paho's
     reconnect re-sends all of `_out_messages` and recounts its window from it). Not from

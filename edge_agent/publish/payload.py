@@ -110,6 +110,7 @@ def info_payload(
     config_path: str | None = None,
     last_reload: dict[str, object] | None = None,
     input_shapes: dict[str, object] | None = None,
+    models: dict[str, object] | None = None,
 ) -> bytes:
     """The retained description of this agent: what runs, where, and why that backend.
 
@@ -117,6 +118,8 @@ def info_payload(
     `fallbacks` lists backends tried or passed over before this one (degraded when any).
     `last_reload` is the outcome of the last SIGHUP: {at, ok, error, applied}.
     `input_shapes` is engines.input_shapes.ShapedEngines.describe() (rectangular input).
+    `models` is the model lifecycle's state (edge_agent.models.lifecycle.ModelManager.info:
+    active, previous, step, last_outcome); absent when not given.
     """
     body = {
         "schema_version": SCHEMA_VERSION,
@@ -139,6 +142,8 @@ def info_payload(
         },
         "cameras": [{"id": camera_id, "type": kind} for camera_id, kind in cameras],
     }
+    if models is not None:
+        body["models"] = models
     return _ENCODER.encode(body).encode("utf-8")
 
 

@@ -5,6 +5,8 @@ Topics (docs/mqtt.md):
   <prefix>/<device_id>/info               JSON, retained, QoS 1, re-sent after each connect
   <prefix>/<device_id>/<camera>/detections JSON, QoS from config, not retained
   <prefix>/<device_id>/<camera>/events     JSON, spooled like detections (docs/events.md)
+  <prefix>/<device_id>/cmd/#              subscribed (QoS 1) once `subscribe_commands` is
+                                          called; results go out with `publish_message`
 
 MQTT 5 first, 3.1.1 when the broker refuses 5: a 5 broker states its Maximum Packet
 Size in CONNACK and says why it drops a connection or refuses a message, which 3.1.1
@@ -21,6 +23,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -33,6 +36,7 @@ from edge_agent.publish.mqtt_client import (
     adopt_network_thread,
     disconnect_reason,
     make_client,
+    subscribe_no_local,
     tls_context,
     use_mqtt311,
 )
@@ -50,6 +54,8 @@ PACKET_TOO_LARGE = 149
 CONTROL_HEADROOM = 16
 """Room kept in paho's queue above the detection window for status, info and state
 messages, so "online" still fits after an outage."""
+RESULT_HEADROOM = 32
+"""Room for command results (edge_agent.commands.results keeps at most this many)."""
 
 RECONNECT_MIN_DELAY_S = 1
 RECONNECT_MAX_DELAY_S = 10
@@ -91,12 +97,14 @@ class Publisher:
         self.outbox = Outbox(self._client, open_spool(config, state_dir), config.qos,
                              lambda: full_reason(config), self.message_limit)
         self._network = Worker("mqtt-network", self._network_loop)
+        self.command_topic = f"{base}/cmd/#"
+        self._on_command: Callable[[str, bytes], None] | None = None
 
     def _make_client(self, config: MqttConfig) -> mqtt.Client:
         client = make_client(config, self.client_id, self._protocol)
         client.will_set(self.status_topic, "offline", qos=1, retain=True)
         client.max_inflight_messages_set(MAX_INFLIGHT)
-        client.max_queued_messages_set(MAX_INFLIGHT + CONTROL_HEADROOM)
+        client.max_queued_messages_set(MAX_INFLIGHT + CONTROL_HEADROOM + RESULT_HEADROOM)
         # paho doubles the delay from the minimum; a random minimum per client spreads a
         # site's boxes out when their broker comes back, instead of all at once.
         client.reconnect_delay_set(
@@ -106,6 +114,7 @@ class Publisher:
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_message = self._on_message
         return client
 
     # -- public API ------------------------------------------------------------------
@@ -233,6 +242,18 @@ class Publisher:
             if not self._connected or self._closing:
                 return False
         return self._publish_control(topic, payload).rc == mqtt.MQTT_ERR_SUCCESS
+    def subscribe_commands(self, handler: Callable[[str, bytes], None]) -> None:
+        """Subscribe to `<base>/cmd/#` at QoS 1, now and after every reconnect (a clean
+        session forgets subscriptions); `handler(name, payload)` runs on paho's network
+        thread with the part after `cmd/`, so it must only hand the message on."""
+        self._on_command = handler
+        if self._connected:
+            self._subscribe_commands(self._client)
+
+    def publish_message(self, subtopic: str, payload: bytes) -> mqtt.MQTTMessageInfo:
+        """QoS 1, not retained, through paho's queue (re-sent after a reconnect); the
+        caller keeps at most RESULT_HEADROOM unacknowledged."""
+        return self._publish_control(f"{self._base}/{subtopic}", payload, retain=False)
 
     def close(self, timeout: float = 5.0) -> None:
         """Flush, say "offline" (a clean disconnect does not fire the will), disconnect.
@@ -319,6 +340,8 @@ class Publisher:
         self._publish_control(self.status_topic, b"online")
         if info is not None:
             self._publish_control(self.info_topic, info)
+        if self._on_command is not None:
+            self._subscribe_commands(client)
 
     def _on_connect_fail(self, _client: mqtt.Client, _userdata: object) -> None:
         # paho calls this from inside its `except OSError`, so the cause is still at hand.
@@ -368,7 +391,18 @@ class Publisher:
             refused = f"{reason_code} (code {reason_code.value}{f': {text}' if text else ''})"
         self.outbox.acknowledged_mid(mid, refused, reason_code.value == PACKET_TOO_LARGE)
 
+    def _on_message(self, _client: mqtt.Client, _data: object, msg: mqtt.MQTTMessage) -> None:
+        handler, prefix = self._on_command, self.command_topic[:-1]
+        topic = msg._topic.decode("utf-8", "replace")  # .topic raises on bad UTF-8
+        if handler is not None and topic.startswith(prefix):
+            handler(topic[len(prefix):], msg.payload)
+
     # -- internals -------------------------------------------------------------------
+
+    def _subscribe_commands(self, client: mqtt.Client) -> None:
+        error = subscribe_no_local(client, self.command_topic, self._protocol)
+        if error:
+            log.warning("MQTT could not subscribe to %s: %s", self.command_topic, error)
 
     def _say_offline(self, deadline: float) -> bool:
         """Publish retained "offline"; True once the broker acknowledged it."""
@@ -388,9 +422,11 @@ class Publisher:
             except OSError as err:
                 log.debug("MQTT socket shutdown: %s", err)
 
-    def _publish_control(self, topic: str, payload: bytes) -> mqtt.MQTTMessageInfo:
-        """Status, info and state: retained QoS 1, outside the detection window. One over
-        the broker's stated limit would cost the connection: it is counted instead."""
+    def _publish_control(self, topic: str, payload: bytes,
+                         retain: bool = True) -> mqtt.MQTTMessageInfo:
+        """Status, info and state: retained QoS 1, outside the detection window (command
+        results: not retained). One over the broker's stated limit would cost the
+        connection: it is counted instead."""
         limit = self.message_limit(topic) if self.broker_max_packet else None
         if limit is not None and len(payload) > limit:
             self.control_dropped += 1
@@ -399,7 +435,7 @@ class Publisher:
             info = mqtt.MQTTMessageInfo(0)
             info.rc = mqtt.MQTT_ERR_PAYLOAD_SIZE
             return info
-        info = self._client.publish(topic, payload, qos=1, retain=True)
+        info = self._client.publish(topic, payload, qos=1, retain=retain)
         if info.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
             self.outbox.register_control(info.mid)
         else:

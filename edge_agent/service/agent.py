@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from edge_agent.errors import ConfigError
 from edge_agent.health.drift import DriftWatch
 from edge_agent.health.monitor import HealthMonitor, start_health
 from edge_agent.homeassistant.announce import DiscoveryAnnouncer
+from edge_agent.models.lifecycle import ModelManager
 from edge_agent.pipeline import CameraPipeline
 from edge_agent.publish.camera_state import CameraStates
 from edge_agent.publish.payload import info_payload, iso_utc
@@ -29,6 +31,7 @@ from edge_agent.selection.loading import Selection, detection_filter, select_eng
 from edge_agent.selection.probe import probe
 from edge_agent.selection.report import summary_line
 from edge_agent.service import state_files
+from edge_agent.service.agent_box import MainLoopTasks, start_commands
 from edge_agent.service.notify import Notifier, ProgressWatchdog
 from edge_agent.service.reload_plan import ReloadPlan, plan_reload
 from edge_agent.service.signals import SignalReceiver
@@ -39,6 +42,9 @@ from engines.errors import EngineError
 from engines.postprocess import DetectionFilter
 
 log = logging.getLogger(__name__)
+
+MODEL_SWAP_S = 120.0
+"""A swap waits for the main loop, which may be busy loading a model for a reload."""
 
 
 class Agent:
@@ -63,6 +69,9 @@ class Agent:
         self.health: HealthMonitor | None = None
         self.discovery: DiscoveryAnnouncer | None = None
         self._next_sequence: dict[str, int] = {}
+        self.models = ModelManager(config.state_dir)
+        self.tasks = MainLoopTasks(self.signals.wake)
+        """Work other threads (commands) hand to the main loop."""
         self._status_text = ""
 
     def run(self) -> int:
@@ -73,10 +82,13 @@ class Agent:
             stack.enter_context(state_files.exclusive(config.state_dir))
             report = probe()
             log.info("hardware: %s", summary_line(report))
-            selection = with_batching(select_engine(config, report, self.config_path), config)
+            # The deployed model, or the config's (edge_agent.models); batched if configured.
+            selection = with_batching(self.models.start(config, report, self.config_path), config)
             self._use(selection, detection_filter(config.model, selection.engine.info.class_names))
             check_classes(config, selection.engine.info.class_names, self.config_path)
             stack.callback(lambda: self.engine and self.engine.close())
+            self.models.attach(self)
+            stack.callback(self.models.close)
 
             publisher = Publisher(config.mqtt, config.device_id, config.state_dir)
             publisher.start()
@@ -98,6 +110,7 @@ class Agent:
             engine = selection.engine
             summary = f"{len(cameras)} camera(s) on {engine.backend}/{engine.device}"
             log.info("running %s: %s", summary, ", ".join(c.id for c in cameras))
+            start_commands(self, self.tasks, stack)  # stops first: before the cameras
             self.notifier.ready(status=f"running {summary}")
             inject_faults_from_environment()  # fault-injection tests only
             code = self._wait()
@@ -118,6 +131,20 @@ class Agent:
         self.backend_reason, self.fallbacks = selection.reason, selection.fallbacks
         log.info("%s on %s (%s)", engine.backend, engine.device, selection.reason)
 
+    def use_model(self, selection: Selection, options: DetectionFilter) -> list[threading.Event]:
+        """A deploy or rollback (edge_agent.models, a command thread): the new engine for
+        cameras started from now on, and for each running pipeline at its next frame
+        boundary; each event is set when that camera has no frame of the old engine in
+        flight. Runs on the main loop, so it never races a reload or camera restart."""
+        return self.tasks.call(lambda: self._use_model(selection, options), MODEL_SWAP_S)
+
+    def _use_model(self, selection: Selection, options: DetectionFilter) -> list[threading.Event]:
+        self._use(selection, options)
+        return [p.use_engine(selection.engine, options) for p in self.pipelines.values()]
+
+    def publish_info(self) -> None:
+        self._publish_info()
+
     def _publish_info(self) -> None:
         engine, config = self.engine, self.config
         if engine is None or self.publisher is None:
@@ -137,6 +164,7 @@ class Agent:
                 config_path=str(self.config_path) if self.config_path else None,
                 last_reload=self.last_reload,
                 input_shapes=engine.input_shapes.describe() if engine.input_shapes else None,
+                models=self.models.info(),
             )
         )
 
@@ -165,6 +193,11 @@ class Agent:
         pipeline.stop()
         self._next_sequence[camera_id] = pipeline.camera.next_sequence
 
+    def restart_camera(self, camera_config: CameraConfig) -> None:
+        """Stop one camera's capture and pipeline and start them again (main loop only)."""
+        self._stop_camera(camera_config.id)
+        self._start_camera(camera_config)
+
     def _stop_cameras(self) -> None:
         """All captures stop at once; then each pipeline drains what it already has."""
         for pipeline in self.pipelines.values():
@@ -190,9 +223,8 @@ class Agent:
                 if signum in (signal.SIGTERM, signal.SIGINT):
                     log.info("received %s", signal.Signals(signum).name)
                     return 0
-                self.notifier.reloading()
-                self.reload()
-                self.notifier.ready()
+                self.reload_now()
+            self.tasks.run_pending()
             problem = self._cannot_continue()
             if problem:
                 if self.camera_states is not None:  # the last word: which camera FAILED
@@ -244,6 +276,13 @@ class Agent:
             self._status_text = text
             self.notifier.status(text)
 
+    def reload_now(self) -> dict[str, object]:
+        """SIGHUP's path (main loop only): reload, telling systemd; the outcome record."""
+        self.notifier.reloading()
+        self.reload()
+        self.notifier.ready()
+        return dict(self.last_reload or {})
+
     def reload(self) -> None:
         """Validate the file first; then apply only what changed.
 
@@ -257,7 +296,8 @@ class Agent:
         swap: Selection | None = None
         try:
             new = load_config(self.config_path)
-            plan = plan_reload(self.config, new, self.engine.info.sha256)
+            plan = plan_reload(self.config, new,
+                               self.models.reload_reference(self.engine.info.sha256))
             swap = self._load_new_model(new) if plan.model_changed else None
             engine = swap.engine if swap is not None else self.engine
             options = detection_filter(new.model, engine.info.class_names)
@@ -274,6 +314,8 @@ class Agent:
         applied = self._apply(plan, swap, options)
         if discovery_changed:  # sent by _reloaded -> _announce
             applied.append(f"homeassistant (enabled: {new.homeassistant.enabled})")
+        if swap is not None:  # the config's model replaced a deployed one (docs/models.md)
+            self.models.config_model_took_over(plan.kept)
         log.info("reload applied: %s", "; ".join(applied) or "nothing changed")
         self._reloaded(ok=True, error=None, applied=applied)
 

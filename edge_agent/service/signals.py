@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import select
 import signal
 import socket
@@ -32,6 +33,11 @@ class SignalReceiver:
     @staticmethod
     def _record(_signum: int, _frame: FrameType | None) -> None:
         """The wakeup fd already has the signal number; nothing else may happen here."""
+
+    def wake(self) -> None:
+        """End a `wait` now from another thread (work for the main loop); no signal."""
+        with contextlib.suppress(OSError):  # full (BlockingIOError): it wakes anyway
+            self._writer.send(b"\0")
 
     def wait(self, timeout: float) -> list[int]:
         """Signals received, oldest first, waiting at most `timeout` for the first."""

@@ -22,7 +22,7 @@ import cv2
 from edge_agent.config.loader import load_config
 from edge_agent.config.model import BACKEND_SECTIONS, AgentConfig, FileCamera
 from edge_agent.errors import AgentError
-from edge_agent.pipeline import STAGES
+from edge_agent.pipeline_stats import STAGES
 from edge_agent.selection.loading import select_engine
 from edge_agent.selection.probe import HardwareReport, detect_runtimes, probe
 from edge_agent.tools.bench_loop import (

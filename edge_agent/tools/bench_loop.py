@@ -24,7 +24,8 @@ import numpy as np
 from edge_agent.capture.camera import Camera
 from edge_agent.config.model import AgentConfig, CameraConfig, FileCamera, MqttConfig
 from edge_agent.errors import AgentError
-from edge_agent.pipeline import CameraPipeline, LatencyRecorder, StageTimes
+from edge_agent.pipeline import CameraPipeline
+from edge_agent.pipeline_stats import LatencyRecorder, StageTimes
 from edge_agent.publish.publisher import Publisher
 from edge_agent.selection.loading import detection_filter
 from edge_agent.selection.probe import HardwareReport

@@ -31,7 +31,7 @@ from edge_agent.health.snapshot import (
     HealthStatus,
     MqttHealth,
 )
-from edge_agent.pipeline import PipelineStats
+from edge_agent.pipeline_stats import PipelineStats
 from edge_agent.publish.camera_state import CameraStates
 from edge_agent.publish.payload import camera_state_payload
 from edge_agent.publish.stats import PublisherStats

@@ -1,0 +1,116 @@
+"""Which model the agent loads at start: the manifest's active version, else the previous
+one, else the config's `model.path`; and what a changed `model.path` means.
+
+Rules (docs/models.md, "Power cuts and restarts"):
+- a version still `pending` was cut off mid-deploy: it is marked rejected (interrupted);
+- a version still in `probation` never passed it: the agent goes back to the previous one;
+- a version that does not load is marked rolled back and the next is tried;
+- when the config's model (path or file contents) differs from the one recorded with the
+  manifest, the operator changed the config on purpose: the config's model runs, and the
+  deployed version stays kept for model/rollback.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from edge_agent.config.model import AgentConfig
+from edge_agent.models.manifest import CONFIG_MODEL, Manifest, ModelVersion, Outcome
+from edge_agent.models.store import ModelStore
+from edge_agent.selection.loading import Selection, select_engine
+from edge_agent.selection.probe import HardwareReport
+from engines.errors import EngineError
+from engines.model_info import file_sha256, model_files
+
+log = logging.getLogger(__name__)
+
+
+def config_model(config: AgentConfig) -> dict[str, str] | None:
+    """The config's model as the manifest records it: path and content hash."""
+    try:
+        sha256 = file_sha256(*model_files(config.model.path))
+    except (EngineError, OSError):
+        return None
+    return {"path": str(config.model.path), "sha256": sha256}
+
+
+def version_config(config: AgentConfig, store: ModelStore, version: ModelVersion) -> AgentConfig:
+    """The config with the model section pointing at a stored version (thresholds,
+    family and class allow-list stay the config's)."""
+    folder = store.folder(version.sha256)
+    labels = folder / "labels.txt" if version.labels else config.model.labels
+    model = config.model.model_copy(update={
+        "path": folder / version.file, "name": version.name, "labels": labels,
+    })
+    return config.model_copy(update={"model": model})
+
+
+def settle_interrupted(manifest: Manifest, now: str) -> None:
+    """Deploys a power cut or kill left half done: pending ones are rejected; a version
+    still in probation gives way to the previous one."""
+    for version in manifest.versions:
+        if version.outcome is Outcome.PENDING:
+            version.outcome, version.reason = Outcome.REJECTED, (
+                "interrupted: the agent stopped during the deploy")
+    active = manifest.find(manifest.active)
+    if active is not None and active.outcome is Outcome.PROBATION:
+        active.outcome, active.reason = Outcome.ROLLED_BACK, (
+            f"the agent restarted at {now} before its probation ended")
+        log.warning("model %s (%s) was in probation when the agent stopped: going back to "
+                    "%s", active.name, active.sha256[:12], manifest.previous or CONFIG_MODEL)
+        manifest.active = manifest.previous or CONFIG_MODEL
+
+
+def start_order(manifest: Manifest) -> list[str]:
+    """The references to try at start, in order: the active one, then the previous one,
+    then the config's model (each once); CONFIG_MODEL is always among them."""
+    order = [manifest.active, manifest.previous or CONFIG_MODEL, CONFIG_MODEL]
+    return list(dict.fromkeys(order))
+
+
+def select_at_start(
+    config: AgentConfig, report: HardwareReport, config_path: Path | None, *,
+    store: ModelStore, manifest: Manifest, now: str,
+) -> tuple[Selection, str]:
+    """Load the model to run; returns the selection and its reference (sha256 or
+    CONFIG_MODEL). Updates `manifest` (the caller saves it). Raises what select_engine
+    raises when nothing loads, the config's model included.
+    """
+    settle_interrupted(manifest, now)
+    current = config_model(config)
+    # An unreadable config model (None) is no change: the deployed one keeps the box up.
+    changed = None not in (manifest.config_model, current) and current != manifest.config_model
+    if changed and manifest.active != CONFIG_MODEL:
+        log.warning("the config's model.path (%s) changed since model %s was deployed: "
+                    "the config's model runs; the deployed one stays for model/rollback",
+                    config.model.path, manifest.active[:12])
+        manifest.previous, manifest.active = manifest.active, CONFIG_MODEL
+    manifest.config_model = current or manifest.config_model
+    present = store.present()
+    order = start_order(manifest)
+    for position, ref in enumerate(order):
+        last = position == len(order) - 1
+        version = manifest.find(ref)
+        if ref != CONFIG_MODEL and (version is None or ref not in present):
+            log.error("model %s is in the manifest but not on disk: skipped", ref[:12])
+            continue
+        wanted = config if version is None else version_config(config, store, version)
+        try:
+            selection = select_engine(wanted, report, config_path)
+        except Exception as exc:  # the next candidate: never no model while one loads
+            if last:
+                raise
+            if version is not None:
+                version.outcome, version.reason = Outcome.ROLLED_BACK, f"does not load: {exc}"
+            log.error("model %s does not load, trying the next: %s",
+                      version.name if version else "model.path", exc)
+            continue
+        if ref != manifest.active:
+            log.warning("running %s instead of the manifest's active model", ref[:12])
+            manifest.active = ref
+        if version is not None:
+            log.info("running deployed model %s %s (%s)", version.name, version.version or "",
+                     ref[:12])
+        return selection, ref
+    raise AssertionError("unreachable: the config's model is always tried last")
