@@ -32,6 +32,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "edge_agent.tools.snapshot",
     "edge_agent.tools.watch",
     "edge_agent.tools.models",
+    "edge_agent.tools.quantize",
 )
 """Modules that each add one subcommand with `add_command(commands)`."""
 

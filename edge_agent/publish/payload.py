@@ -101,12 +101,14 @@ def info_payload(
     fallbacks: Iterable[str] = (),
     config_path: str | None = None,
     last_reload: dict[str, object] | None = None,
+    int8: dict[str, object] | None = None,
 ) -> bytes:
     """The retained description of this agent: what runs, where, and why that backend.
 
     `cameras` is (camera id, type) pairs in config order; type is file, rtsp, usb ...
     `fallbacks` lists backends tried or passed over before this one (degraded when any).
     `last_reload` is the outcome of the last SIGHUP: {at, ok, error, applied}.
+    `int8` (only with backend.precision int8): whether the INT8 build runs, and why.
     """
     body = {
         "schema_version": SCHEMA_VERSION,
@@ -128,6 +130,8 @@ def info_payload(
         },
         "cameras": [{"id": camera_id, "type": kind} for camera_id, kind in cameras],
     }
+    if int8 is not None:
+        body["int8"] = int8
     return _ENCODER.encode(body).encode("utf-8")
 
 

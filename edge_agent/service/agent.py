@@ -21,6 +21,7 @@ from edge_agent.publish.camera_state import CameraStates
 from edge_agent.publish.payload import info_payload, iso_utc
 from edge_agent.publish.publisher import Publisher
 from edge_agent.redact import redact
+from edge_agent.selection.int8 import Int8Status, apply_int8
 from edge_agent.selection.loading import Selection, detection_filter, select_engine
 from edge_agent.selection.probe import probe
 from edge_agent.selection.report import summary_line
@@ -35,6 +36,8 @@ from engines.errors import EngineError
 from engines.postprocess import DetectionFilter
 
 log = logging.getLogger(__name__)
+INT8_BUILD_S = 1800.0
+"""How long systemd should wait for an INT8 build at start (a few minutes on 2 cores)."""
 
 
 class Agent:
@@ -52,6 +55,8 @@ class Agent:
         self.engine: Engine | None = None
         self.backend_reason = ""
         self.fallbacks: tuple[str, ...] = ()
+        self.int8: Int8Status | None = None  # backend.precision int8: what became of it
+        self._next_int8: Int8Status | None = None
         self.options: DetectionFilter | None = None
         self.publisher: Publisher | None = None
         self.last_reload: dict[str, object] | None = None
@@ -69,6 +74,7 @@ class Agent:
             report = probe()
             log.info("hardware: %s", summary_line(report))
             selection = select_engine(config, report, self.config_path)
+            selection, self.int8 = apply_int8(config, selection, self._int8_progress)
             self._use(selection, detection_filter(config.model, selection.engine.info.class_names))
             stack.callback(lambda: self.engine and self.engine.close())
 
@@ -127,6 +133,7 @@ class Agent:
                 cameras=[(cam.id, cam.type) for cam in config.cameras if cam.enabled],
                 config_path=str(self.config_path) if self.config_path else None,
                 last_reload=self.last_reload,
+                int8=self.int8.as_info() if self.int8 else None,
             )
         )
 
@@ -243,7 +250,8 @@ class Agent:
         swap: Selection | None = None
         try:
             new = load_config(self.config_path)
-            plan = plan_reload(self.config, new, self.engine.info.sha256)
+            running = self.int8.model_sha256 if self.int8 and self.int8.running else None
+            plan = plan_reload(self.config, new, running or self.engine.info.sha256)
             swap = self._load_new_model(new) if plan.model_changed else None
             engine = swap.engine if swap is not None else self.engine
             options = detection_filter(new.model, engine.info.class_names)
@@ -280,6 +288,7 @@ class Agent:
         if swap is not None and self.engine is not None:
             old = self.engine
             self._use(swap, options)
+            self.int8 = self._next_int8
             old.close()
             applied.append(f"model {swap.engine.info.name} ({swap.engine.info.sha256[:12]})")
         self.options = options
@@ -297,7 +306,14 @@ class Agent:
     def _load_new_model(self, new: AgentConfig) -> Selection:
         """The new engine, loaded while the old one keeps serving; raises on failure."""
         log.info("reload: loading model %s", new.model.path)
-        return select_engine(new, probe(), self.config_path)
+        swap, self._next_int8 = apply_int8(new, select_engine(new, probe(), self.config_path),
+                                           self._int8_progress)
+        return swap
+
+    def _int8_progress(self, text: str) -> None:
+        """An INT8 build at start takes minutes: tell systemd what runs, and to wait."""
+        self.notifier.status(text)
+        self.notifier.extend_timeout(INT8_BUILD_S)
 
     def _reloaded(self, *, ok: bool, error: str | None, applied: list[str]) -> None:
         """Record the outcome: log, retained info, and the file `edge-agent reload` reads."""
