@@ -527,6 +527,7 @@ def scaled_fake_quantize(source: Path, target: Path, factor: float) -> None:
             source_node = node.input_value(port).get_node()
             if source_node.get_type_name() != "Constant":
                 continue
-            value = source_node.get_data() * np.float32(factor)
+            value = source_node.get_data().astype(np.float32)  # stays an array when 0-d
+            value *= np.float32(factor)
             node.input(port).replace_source_output(ov.op.Constant(value).output(0))
     ov.save_model(model, str(target), compress_to_fp16=False)

@@ -54,9 +54,6 @@ def test_clipped_activation_ranges_are_refused(int8_build: dict, samples: Path,
     with Detector(OpenVinoEngine(model)) as fp, Detector(OpenVinoEngine(damaged)) as bad:
         reference = detect_all(fp, check)
         result = compare(fp, bad, check, reference)
-        with Detector(OpenVinoEngine(folder / MODEL)) as good:
-            assert compare(fp, good, check, reference).f1 == pytest.approx(
-                int8_build["verdict"]["score"]["f1"], abs=0.02)
     passed, reason = verdict(result, 0.9)
     print(f"clipped ranges: F1 {result.f1:.3f}")
     assert not passed
