@@ -100,6 +100,8 @@ def _read_frames(camera: CameraConfig, count: int, timeout_s: float) -> list[np.
 
 def image_frames(folder: Path) -> list[np.ndarray]:
     """Every image in `folder` (sorted by name) as BGR; AgentError when there is none."""
+    if not Path(folder).is_dir():
+        raise AgentError(f"{folder}: not a folder of calibration images")
     paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     frames = [image for image in (cv2.imread(str(p)) for p in paths) if image is not None]
     if not frames:

@@ -52,6 +52,8 @@ def test_split_holds_back_the_last_frames(count: int, calibration: int, check: i
 def test_frame_sources_and_their_errors(tmp_path: Path, samples: Path) -> None:
     with pytest.raises(AgentError, match="at least 2 frames"):
         split([np.zeros((2, 2, 3), np.uint8)], 10, 10)
+    with pytest.raises(AgentError, match="not a folder of calibration images"):
+        image_frames(tmp_path / "missing")
     (tmp_path / "notes.txt").write_text("not an image")
     with pytest.raises(AgentError, match="no readable image"):
         image_frames(tmp_path)
