@@ -9,7 +9,9 @@ camera code here. OpenVINO reads the result like any IR.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,7 +22,7 @@ from engines.base import Detections, InputSpec
 from engines.detector import Detector
 from engines.errors import BackendUnavailableError, EngineError
 from engines.int8_cache import MODEL, BuildRecord, Calibration, now, write_record
-from engines.int8_guard import GuardScore, score, verdict
+from engines.int8_guard import MIN_REFERENCE, GuardScore, score, verdict
 from engines.model_info import sidecar_metadata
 from engines.postprocess import FAMILIES
 
@@ -90,12 +92,13 @@ def quantize(
     tensors = [prepare(frame, spec)[0] for frame in frames]
     preset = {"performance": nncf.QuantizationPreset.PERFORMANCE,
               "mixed": nncf.QuantizationPreset.MIXED}[calibration.preset]
-    try:
-        quantized = nncf.quantize(
-            model, nncf.Dataset(tensors), preset=preset, subset_size=len(tensors),
-            fast_bias_correction=calibration.fast,
-            ignored_scope=nncf.IgnoredScope(names=decode_head(model), validate=False),
-        )
+    try:  # NNCF draws progress bars on stdout, which is a tool's output (--json)
+        with contextlib.redirect_stdout(sys.stderr):
+            quantized = nncf.quantize(
+                model, nncf.Dataset(tensors), preset=preset, subset_size=len(tensors),
+                fast_bias_correction=calibration.fast,
+                ignored_scope=nncf.IgnoredScope(names=decode_head(model), validate=False),
+            )
     except Exception as exc:  # NNCF raises its own and runtime errors alike
         raise EngineError(f"NNCF could not quantize {model_path}: {type(exc).__name__}: "
                           f"{exc}") from exc
@@ -135,8 +138,15 @@ def build(
 ) -> BuildRecord:
     """Quantize, load the INT8 model with `open_int8`, score it against `reference` (the
     FP detector) on `check_frames`, and write the verdict into `folder`. A refused build
-    is written too (for inspection); the caller decides what to load from the record."""
+    is written too (for inspection); the caller decides what to load from the record.
+    Held-back frames on which the FP model finds too little to judge are refused before
+    quantizing (no model is written then)."""
     started = time.perf_counter()
+    fp_found = detect_all(reference, check_frames)
+    if sum(len(found) for found in fp_found) < MIN_REFERENCE:  # minutes of NNCF for nothing
+        result = score((found, Detections.empty()) for found in fp_found)
+        return _record(folder, result, min_f1, started, model_path=model_path,
+                       model_sha256=model_sha256, calibration=calibration, source=source)
     log.info("INT8: quantizing %s with NNCF on %d calibration frames (%s preset, fast %s); "
              "this takes a while on a small CPU", model_path, len(calibration_frames),
              calibration.preset, calibration.fast)
@@ -144,7 +154,15 @@ def build(
     log.info("INT8: quantized in %.0f s; checking against the FP model on %d held-back "
              "frames", time.perf_counter() - started, len(check_frames))
     with open_int8(folder / MODEL) as int8:
-        result = compare(reference, int8, check_frames)
+        result = compare(reference, int8, check_frames, fp_found)
+    return _record(folder, result, min_f1, started, model_path=model_path,
+                   model_sha256=model_sha256, calibration=calibration, source=source)
+
+
+def _record(folder: Path, result: GuardScore, min_f1: float, started: float, *,
+            model_path: Path, model_sha256: str, calibration: Calibration,
+            source: str) -> BuildRecord:
+    """Judge, write the verdict next to the build, log it."""
     passed, reason = verdict(result, min_f1)
     record = BuildRecord(
         model_sha256=model_sha256, model_path=str(model_path), calibration=calibration,

@@ -172,8 +172,12 @@ def apply_int8(config: AgentConfig, selection: Selection,
     if record is None:
         try:
             record = _build_at_start(config, fp, folder, keepalive)
-        except (AgentError, EngineError, OSError) as exc:
-            return selection, _stay_fp(f"INT8 build failed: {exc}", folder, None, min_f1)
+        except Exception as exc:  # whatever fails, the FP model is loaded and runs
+            if not isinstance(exc, AgentError | EngineError | OSError):
+                log.exception("INT8 build failed unexpectedly")
+            why = str(exc) if isinstance(exc, AgentError | EngineError) else \
+                f"{type(exc).__name__}: {exc}"
+            return selection, _stay_fp(f"INT8 build failed: {why}", folder, None, min_f1)
     passed, reason = record.judged(min_f1)
     if not passed:
         return selection, _stay_fp(f"INT8 build refused: {reason}", folder, record, min_f1)

@@ -10,9 +10,7 @@ Exit status: 0 passed, 3 refused (kept for inspection, not used), 1 failed, 2 ba
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import sys
 from pathlib import Path
 
 from edge_agent.tools.options import add_config_option
@@ -79,8 +77,7 @@ def main(args: argparse.Namespace) -> int:
                 wanted = settings.int8_calibration_frames + settings.int8_check_frames
                 frames = int8.camera_frames(config.cameras, wanted)
                 source = "cameras " + ", ".join(c.id for c in config.cameras if c.enabled)
-            with contextlib.redirect_stdout(sys.stderr):  # NNCF's progress bars: not JSON
-                record = int8.build_now(config, fp, frames, source, folder)
+            record = int8.build_now(config, fp, frames, source, folder)
             fresh = True
         else:
             fresh = False

@@ -16,9 +16,8 @@ from engines.int8_guard import verdict
 from engines.openvino import OpenVinoEngine
 from tests.helpers import scaled_fake_quantize
 
-pytestmark = pytest.mark.slow
 
-
+@pytest.mark.slow
 def test_a_good_build_passes_and_its_verdict_is_kept(int8_build: dict) -> None:
     verdict_json, folder = int8_build["verdict"], int8_build["folder"]
     assert int8_build["code"] == 0, verdict_json["reason"]
@@ -41,6 +40,7 @@ def test_a_good_build_passes_and_its_verdict_is_kept(int8_build: dict) -> None:
     assert "below int8_min_f1" in reason
 
 
+@pytest.mark.slow
 def test_clipped_activation_ranges_are_refused(int8_build: dict, samples: Path,
                                                tmp_path: Path) -> None:
     """The same build with every FakeQuantize range 20x too narrow: a corrupted scale."""
@@ -60,6 +60,7 @@ def test_clipped_activation_ranges_are_refused(int8_build: dict, samples: Path,
     assert result.f1 < 0.5, reason
 
 
+@pytest.mark.slow
 def test_a_damaged_record_is_rebuilt_not_trusted(int8_build: dict, tmp_path: Path) -> None:
     copy = tmp_path / "build"
     shutil.copytree(int8_build["folder"], copy)
@@ -79,3 +80,27 @@ def test_the_decode_head_stays_out_of_quantization(samples: Path) -> None:
     assert head
     assert not any(types[name] in ("Convolution", "Parameter") for name in head)
     assert {types[name] for name in head} >= {"Sigmoid", "Concat"}
+
+
+def test_frames_with_nothing_to_judge_are_refused_before_quantizing(
+    samples: Path, tmp_path: Path
+) -> None:
+    import numpy as np
+
+    from engines.int8 import build
+    from engines.int8_cache import Calibration
+
+    def never(path: Path) -> Detector:
+        raise AssertionError(f"{path}: nothing should be quantized or loaded")
+
+    model = samples / "models" / "yolox_nano.onnx"
+    grey = [np.full((576, 768, 3), 114, np.uint8)] * 4
+    with Detector(OpenVinoEngine(model)) as fp:
+        record = build(model_path=model, model_sha256="0" * 64, family="yolox",
+                       folder=tmp_path, calibration_frames=grey, check_frames=grey,
+                       calibration=Calibration(frames=4), min_f1=0.5, reference=fp,
+                       open_int8=never, source="test")
+    assert not record.passed
+    assert record.reason.startswith("cannot judge: the FP model found only 0 objects")
+    assert not (tmp_path / MODEL).exists()
+    assert read_record(tmp_path) == record

@@ -144,3 +144,27 @@ def test_a_build_calibrated_on_blank_frames_is_refused_and_the_agent_runs_fp(
     payloads = [json.loads(m.payload) for m in detections]
     assert {p["model"]["name"] for p in payloads} == {"yolox_nano"}
     assert sum(len(p["detections"]) for p in payloads[20:]) >= 100  # people, by FP
+
+
+def test_a_build_that_cannot_start_leaves_fp_running_with_why(tmp_path: Path,
+                                                              samples: Path) -> None:
+    """No build in the cache and a camera that gives no frame: FP runs, info says why."""
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    config = snapshot_config(tmp_path, samples, (
+        f"  - {{id: a, type: file, path: {tmp_path / 'empty.mp4'}}}"))
+    config.write_text(config.read_text().replace(
+        "backend:\n  type: openvino\n  device: CPU\n", int8_settings()))
+    fp = OpenVinoEngine(samples / "models" / "yolox_nano.onnx")
+    with fp:
+        selection, status = apply_int8(load_config(config), Selection(fp, "configured"))
+        assert selection.engine is fp
+    assert status is not None
+    assert not status.running
+    assert status.reason.startswith("INT8 build failed: camera a: cannot open video file")
+    assert status.f1 is None
+    assert status.as_info()["min_f1"] == 0.9
+    # Without precision int8 nothing happens at all.
+    config.write_text(config.read_text().replace("  precision: int8\n", ""))
+    with OpenVinoEngine(samples / "models" / "yolox_nano.onnx") as plain:
+        assert apply_int8(load_config(config), Selection(plain, "x")) == (
+            Selection(plain, "x"), None)
