@@ -27,10 +27,13 @@ from engines.int8_cache import MODEL, BuildRecord, read_record
 
 
 def fp_config(config: AgentConfig) -> AgentConfig:
-    """The config on OpenVINO at full precision (its own int8_* settings kept)."""
+    """The config on OpenVINO at its FP precision (int8 -> auto; f32 stays f32: the
+    comparison for CPUs without bf16), its own int8_* settings kept."""
     base = config.backend.model_dump() if getattr(config.backend, "type", "") == "openvino" \
         else {"type": "openvino"}
-    backend = BACKEND_SECTIONS["openvino"].model_validate({**base, "precision": "auto"})
+    precision = base.get("precision", "auto")
+    backend = BACKEND_SECTIONS["openvino"].model_validate(
+        {**base, "precision": "auto" if precision == "int8" else precision})
     return config.model_copy(update={"backend": backend})
 
 
