@@ -104,3 +104,20 @@ def test_frames_with_nothing_to_judge_are_refused_before_quantizing(
     assert record.reason.startswith("cannot judge: the FP model found only 0 objects")
     assert not (tmp_path / MODEL).exists()
     assert read_record(tmp_path) == record
+
+
+@pytest.mark.slow
+def test_the_guard_compares_any_two_backends(samples: Path) -> None:
+    """Backend-agnostic: ONNX Runtime scored against OpenVINO at f32 (the same model, so
+    the same objects), as a TensorRT INT8 engine would be scored against its FP16 one."""
+    from engines.onnxruntime import OnnxRuntimeEngine
+    from tests.helpers import video_frames
+
+    model = samples / "models" / "yolox_nano.onnx"
+    frames = video_frames(samples / "media" / "vtest.mp4", 400, 800, 40)
+    with Detector(OpenVinoEngine(model, precision="f32")) as openvino, \
+            Detector(OnnxRuntimeEngine(model)) as onnxruntime:
+        result = compare(openvino, onnxruntime, frames)
+    assert result.frames == 10
+    assert result.reference >= 50
+    assert result.f1 >= 0.98, result
