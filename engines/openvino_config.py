@@ -39,8 +39,10 @@ class BatchSettings(BackendSettings):
 class OpenVinoSettings(BackendSettings):
     type: Literal["openvino"] = Field("openvino", description="Intel CPU, iGPU or NPU.")
     device: str = Field("CPU", description="OpenVINO device: CPU, GPU, NPU, AUTO, GPU.1 ...")
-    precision: Literal["auto", "bf16", "f16", "f32"] = Field(
-        "auto", description="Inference precision hint; auto lets OpenVINO pick (bf16 on AMX CPUs)."
+    precision: Literal["auto", "bf16", "f16", "f32", "int8"] = Field(
+        "auto", description="Inference precision hint; auto lets OpenVINO pick (bf16 on AMX CPUs); "
+        "int8: an INT8 build of the model made on this box with NNCF, used only when the "
+        "accuracy guard passes it (docs/int8.md).",
     )
     performance_hint: Literal["throughput", "latency"] = Field(
         "throughput", description="throughput: many cameras; latency: one camera, fastest frame."
@@ -60,13 +62,32 @@ class OpenVinoSettings(BackendSettings):
         "frame per inference, cameras share the engine's parallel requests (faster on CPU, "
         "see docs/benchmark.md).",
     )
+    int8_min_f1: float = Field(
+        0.9, gt=0.0, le=1.0,
+        description="precision int8: the least F1 of the INT8 model's detections against "
+        "the FP model's on held-back frames; a build below it is refused and FP runs.",
+    )
+    int8_calibration_frames: int = Field(
+        300, ge=1, le=10_000, description="precision int8: frames NNCF calibrates on."
+    )
+    int8_check_frames: int = Field(
+        100, ge=1, le=10_000,
+        description="precision int8: frames held back from calibration for the guard.",
+    )
+    int8_preset: Literal["performance", "mixed"] = Field(
+        "performance",
+        description="precision int8: NNCF preset; performance (all symmetric) runs faster, "
+        "mixed (asymmetric activations) can keep more accuracy when a build is refused.",
+    )
 
 
 def openvino_options(settings: OpenVinoSettings, state_dir: Path) -> dict[str, Any]:
     """The keyword arguments of engines.openvino.OpenVinoEngine."""
     return {
         "device": settings.device,
-        "precision": settings.precision,
+        # int8 loads the FP model first (the guard's reference); edge_agent/int8_start.py
+        # then swaps in the INT8 build when the guard passed it.
+        "precision": "auto" if settings.precision == "int8" else settings.precision,
         "performance_hint": settings.performance_hint,
         "num_requests": settings.num_requests,
         "cache_dir": settings.cache_dir or state_dir / "cache" / "openvino",

@@ -94,3 +94,29 @@ def publishers() -> Iterator:
     yield make
     for publisher in made:
         publisher.close(timeout=1.0)
+
+
+@pytest.fixture(scope="session")
+def int8_build(samples: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One INT8 build of the sample model by `edge-agent quantize --images`, shared by the
+    test modules that need a real one (NNCF takes tens of seconds): the config, the
+    images, the build folder, the CLI's exit status and its JSON verdict."""
+    import contextlib
+    import io
+    import json
+
+    from edge_agent.cli import main
+    from tests.helpers import int8_images, int8_settings, snapshot_config
+
+    root = tmp_path_factory.mktemp("int8")
+    config = snapshot_config(
+        root, samples, f"  - {{id: cam, type: file, path: {samples}/media/vtest.mp4}}")
+    config.write_text(config.read_text().replace(
+        "backend:\n  type: openvino\n  device: CPU\n", int8_settings(min_f1=0.8)))
+    images = int8_images(samples, root / "images")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["quantize", "--config", str(config), "--images", str(images), "--json"])
+    verdict = json.loads(out.getvalue())
+    return {"config": config, "images": images, "code": code, "verdict": verdict,
+            "folder": Path(verdict["build"]), "state_dir": root / "state"}

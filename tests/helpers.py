@@ -577,3 +577,60 @@ class CommandClient:
     def close(self) -> None:
         self.client.loop_stop()
         self.client.disconnect()
+# -- INT8 builds (engines/int8.py, edge-agent quantize) --------------------------------
+
+INT8_CALIBRATION = 20
+"""Calibration frames of the test builds: NNCF's statistics pass costs about 0.3 s a frame
+on 2 busy cores; the guard's check frames are as many again."""
+
+
+def video_frames(video: Path, start: int, stop: int, step: int) -> list[np.ndarray]:
+    """Frames start, start+step ... (before stop) of a video, decoded by OpenCV."""
+    capture = cv2.VideoCapture(str(video))
+    frames, index = [], 0
+    while index < stop:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        if index >= start and (index - start) % step == 0:
+            frames.append(frame)
+        index += 1
+    capture.release()
+    return frames
+
+
+def int8_images(samples: Path, folder: Path) -> Path:
+    """20 street frames to calibrate on, then 20 later ones to check on (sorted by name):
+    the check frames are 20 s further on, never neighbours of calibration frames."""
+    folder.mkdir(parents=True, exist_ok=True)
+    video = samples / "media" / "vtest.mp4"
+    frames = video_frames(video, 0, 200, 10) + video_frames(video, 400, 800, 20)
+    for index, frame in enumerate(frames):
+        cv2.imwrite(str(folder / f"{index:03d}.jpg"), frame)
+    return folder
+
+
+def int8_settings(min_f1: float = 0.9, check: int = INT8_CALIBRATION) -> str:
+    """The backend section of a config whose INT8 builds match the test builds' key."""
+    return ("backend:\n  type: openvino\n  device: CPU\n  precision: int8\n"
+            f"  int8_min_f1: {min_f1}\n  int8_calibration_frames: {INT8_CALIBRATION}\n"
+            f"  int8_check_frames: {check}\n")
+
+
+def scaled_fake_quantize(source: Path, target: Path, factor: float) -> None:
+    """A copy of an INT8 IR whose activation ranges are all `factor` times too narrow: the
+    damage a wrong calibration scale does (values clip), for the guard to catch."""
+    import openvino as ov
+
+    model = ov.Core().read_model(str(source))
+    for node in model.get_ordered_ops():
+        if node.get_type_name() != "FakeQuantize":
+            continue
+        for port in range(1, 5):  # input_low, input_high, output_low, output_high
+            source_node = node.input_value(port).get_node()
+            if source_node.get_type_name() != "Constant":
+                continue
+            value = source_node.get_data().astype(np.float32)  # stays an array when 0-d
+            value *= np.float32(factor)
+            node.input(port).replace_source_output(ov.op.Constant(value).output(0))
+    ov.save_model(model, str(target), compress_to_fp16=False)

@@ -111,6 +111,7 @@ def info_payload(
     last_reload: dict[str, object] | None = None,
     input_shapes: dict[str, object] | None = None,
     models: dict[str, object] | None = None,
+    int8: dict[str, object] | None = None,
 ) -> bytes:
     """The retained description of this agent: what runs, where, and why that backend.
 
@@ -120,6 +121,7 @@ def info_payload(
     `input_shapes` is engines.input_shapes.ShapedEngines.describe() (rectangular input).
     `models` is the model lifecycle's state (edge_agent.models.lifecycle.ModelManager.info:
     active, previous, step, last_outcome); absent when not given.
+    `int8` (only with backend.precision int8): whether the INT8 build runs, and why.
     """
     body = {
         "schema_version": SCHEMA_VERSION,
@@ -144,6 +146,8 @@ def info_payload(
     }
     if models is not None:
         body["models"] = models
+    if int8 is not None:
+        body["int8"] = int8
     return _ENCODER.encode(body).encode("utf-8")
 
 

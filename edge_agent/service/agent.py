@@ -27,6 +27,7 @@ from edge_agent.publish.camera_state import CameraStates
 from edge_agent.publish.payload import info_payload, iso_utc
 from edge_agent.publish.publisher import Publisher
 from edge_agent.redact import redact
+from edge_agent.selection.int8 import Int8Status, apply_int8
 from edge_agent.selection.loading import Selection, detection_filter, select_engine
 from edge_agent.selection.probe import probe
 from edge_agent.selection.report import summary_line
@@ -42,6 +43,8 @@ from engines.errors import EngineError
 from engines.postprocess import DetectionFilter
 
 log = logging.getLogger(__name__)
+INT8_BUILD_S = 1800.0
+"""How long systemd should wait for an INT8 build at start (a few minutes on 2 cores)."""
 
 MODEL_SWAP_S = 120.0
 """A swap waits for the main loop, which may be busy loading a model for a reload."""
@@ -62,6 +65,8 @@ class Agent:
         self.engine: Engine | None = None
         self.backend_reason = ""
         self.fallbacks: tuple[str, ...] = ()
+        self.int8: Int8Status | None = None  # backend.precision int8: what became of it
+        self._next_int8: Int8Status | None = None
         self.options: DetectionFilter | None = None
         self.publisher: Publisher | None = None
         self.last_reload: dict[str, object] | None = None
@@ -82,8 +87,11 @@ class Agent:
             stack.enter_context(state_files.exclusive(config.state_dir))
             report = probe()
             log.info("hardware: %s", summary_line(report))
-            # The deployed model, or the config's (edge_agent.models); batched if configured.
-            selection = with_batching(self.models.start(config, report, self.config_path), config)
+            # The deployed model, or the config's (edge_agent.models); its INT8 build where
+            # backend.precision is int8 and the guard passed it; batched if configured.
+            selection = self.models.start(config, report, self.config_path)
+            selection, self.int8 = apply_int8(config, selection, self._int8_progress)
+            selection = with_batching(selection, config)
             self._use(selection, detection_filter(config.model, selection.engine.info.class_names))
             check_classes(config, selection.engine.info.class_names, self.config_path)
             stack.callback(lambda: self.engine and self.engine.close())
@@ -165,6 +173,7 @@ class Agent:
                 last_reload=self.last_reload,
                 input_shapes=engine.input_shapes.describe() if engine.input_shapes else None,
                 models=self.models.info(),
+                int8=self.int8.as_info() if self.int8 else None,
             )
         )
 
@@ -296,8 +305,9 @@ class Agent:
         swap: Selection | None = None
         try:
             new = load_config(self.config_path)
+            running = self.int8.model_sha256 if self.int8 and self.int8.running else None
             plan = plan_reload(self.config, new,
-                               self.models.reload_reference(self.engine.info.sha256))
+                               self.models.reload_reference(running or self.engine.info.sha256))
             swap = self._load_new_model(new) if plan.model_changed else None
             engine = swap.engine if swap is not None else self.engine
             options = detection_filter(new.model, engine.info.class_names)
@@ -340,6 +350,7 @@ class Agent:
         if swap is not None and self.engine is not None:
             old = self.engine
             self._use(swap, options)
+            self.int8 = self._next_int8
             old.close()
             applied.append(f"model {swap.engine.info.name} ({swap.engine.info.sha256[:12]})")
         self.options = options
@@ -382,7 +393,14 @@ class Agent:
     def _load_new_model(self, new: AgentConfig) -> Selection:
         """The new engine, loaded while the old one keeps serving; raises on failure."""
         log.info("reload: loading model %s", new.model.path)
-        return with_batching(select_engine(new, probe(), self.config_path), new)
+        swap, self._next_int8 = apply_int8(new, select_engine(new, probe(), self.config_path),
+                                           self._int8_progress)
+        return with_batching(swap, new)
+
+    def _int8_progress(self, text: str) -> None:
+        """An INT8 build at start takes minutes: tell systemd what runs, and to wait."""
+        self.notifier.status(text)
+        self.notifier.extend_timeout(INT8_BUILD_S)
 
     def _reloaded(self, *, ok: bool, error: str | None, applied: list[str]) -> None:
         """Record the outcome: log, retained info, and the file `edge-agent reload` reads."""

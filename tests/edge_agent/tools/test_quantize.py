@@ -1,0 +1,67 @@
+"""`edge-agent quantize` and `bench --int8`'s report: what they print and exit with.
+
+The build itself is the session's one (tests/conftest.py `int8_build`): here the command
+finds it by its key and judges its stored score again, without quantizing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edge_agent.cli import main
+from edge_agent.config.loader import load_config
+from edge_agent.tools.bench_int8 import format_int8, fp_config
+from edge_agent.tools.quantize import REFUSED
+from tests.helpers import snapshot_config
+
+
+@pytest.mark.slow
+def test_a_build_is_found_by_its_key_and_judged_again(
+    int8_build: dict, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = str(int8_build["config"])
+    f1 = int8_build["verdict"]["score"]["f1"]
+    assert main(["quantize", "--config", config, "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["reused"] is True
+    assert again["build"] == str(int8_build["folder"])
+    assert again["score"] == int8_build["verdict"]["score"]
+
+    stricter = f"{min(1.0, f1 + 0.01):.2f}"
+    assert main(["quantize", "--config", config, "--min-f1", stricter]) == REFUSED
+    out = capsys.readouterr().out
+    assert out.startswith(f"INT8 build REFUSED: F1 {f1:.3f} against the FP model")
+    assert f"is below int8_min_f1 {float(stricter):g}" in out
+    assert "already built (--force builds again)" in out
+    assert "kept for inspection, not used" in out
+    assert (int8_build["folder"] / "model.xml").is_file()  # a refusal deletes nothing
+
+    # Other calibration settings are another build: a folder of its own.
+    assert main(["quantize", "--config", config, "--images", "/nonexistent/dir",
+                 "--frames", "7"]) == 1
+    assert "/nonexistent/dir" in capsys.readouterr().err
+
+
+def test_bench_int8_report(tmp_path: Path, samples: Path) -> None:
+    path = snapshot_config(tmp_path, samples, "  - {id: a, type: usb}")
+    path.write_text(path.read_text().replace("type: openvino\n  device: CPU\n",
+                                             "type: auto\n"))
+    fp = fp_config(load_config(path))  # bench --int8 on an auto config: OpenVINO FP
+    assert fp.backend.type == "openvino"
+    assert fp.backend.precision == "auto"
+    report = {
+        "model": "yolox_nano", "device": "CPU", "video": "v.mp4", "calibration_frames": 300,
+        "check_frames": 100, "preset": "mixed", "build_s": 61.0,
+        "fp": {"engine_fps": 100.0, "loop_fps": 60.0, "stage_ms": {"infer": 20.0}},
+        "int8": {"engine_fps": 150.0, "loop_fps": 75.0, "stage_ms": {"infer": 13.0}},
+        "engine_speedup": 1.5, "loop_speedup": 1.25,
+        "guard": {"f1": 0.95, "precision": 0.97, "recall": 0.93, "passed": False,
+                  "min_f1": 0.96},
+    }
+    text = format_int8(report)
+    assert "FP                   100.0      60.0     20.00" in text
+    assert "INT8                 150.0      75.0     13.00" in text
+    assert "INT8 / FP             1.50      1.25" in text
+    assert "min 0.96: REFUSED: the agent would stay on FP" in text
