@@ -1,7 +1,8 @@
 """configs/mosquitto-bridge.conf as shipped, run by two real Mosquittos: the box's local
 broker bridged to a central one. The real agent publishes to the local broker; the
 central broker is stopped for 30 s mid-run; a central subscriber must still get every
-detection, and the bridge must not echo anything back (no loop)."""
+detection, and the bridge must not echo anything back (no loop). A command sent on the
+central broker reaches the agent through the bridge, and its result comes back."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 from tests.helpers import (
     REPO,
     Broker,
+    CommandClient,
     first_frames,
     free_port,
     persistent_subscriber,
@@ -81,12 +83,20 @@ model:
 backend: {{type: openvino, device: CPU}}
 mqtt: {{host: 127.0.0.1, port: {local_port}}}
 health: {{interval_s: 5, metrics_address: ""}}
+commands: {{enabled: true}}
 cameras:
   - {{id: street, type: file, path: {clip}}}
 """)
         log = tmp_path / "agent.log"
         agent = start_agent(config, log)
         watcher.wait_for("/street/detections", count=20, timeout=120)
+        operator = CommandClient(central, f"edge-agent/{device}")
+        try:  # central -> bridge -> agent -> bridge -> central
+            answer = operator.call("health/now", timeout=60)
+        finally:
+            operator.close()
+        assert answer["outcome"] == "ok", answer
+        assert len(watcher.on_topic("/cmd/health/now")) == 1, "the command looped"
         central.stop()  # SIGTERM: the central broker saves its sessions and goes away
         down_at = time.monotonic()
         time.sleep(OUTAGE_S)
@@ -106,6 +116,9 @@ cameras:
         assert sorted(set(got)) == list(range(published)), "a detection was lost"
         assert len(got) - published <= 20, "QoS 1 may repeat a few; more is a loop"
         assert outage >= OUTAGE_S
+        # Still one command and one result a minute later: nothing went round the bridge.
+        assert len(watcher.on_topic("/cmd/health/now")) == 1
+        assert len(watcher.on_topic("/cmd/health/now/result")) == 1
         bridge = [m.payload for m in watcher.on_topic(f"{device}/bridge")]
         assert b"1" in bridge, "the bridge's state notification did not reach the centre"
     finally:

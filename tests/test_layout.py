@@ -166,3 +166,12 @@ def test_tests_mirror_the_packages() -> None:
         tests = {p.name for p in (REPO / "tests" / package).iterdir()
                  if p.is_dir() and p.name != "__pycache__"}
         assert tests == code, f"tests/{package}/ has {sorted(tests)}, {package}/ {sorted(code)}"
+
+
+def test_test_file_names_are_unique() -> None:
+    """pytest imports test files by base name (no __init__.py below tests/): two files of one
+    name make the second an import error, which the suite reports only as it collects."""
+    names: dict[str, list[str]] = {}
+    for path in (REPO / "tests").rglob("test_*.py"):
+        names.setdefault(path.name, []).append(str(path.relative_to(REPO)))
+    assert not {name: paths for name, paths in names.items() if len(paths) > 1}
