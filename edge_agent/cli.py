@@ -87,9 +87,6 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--backend", choices=[*(b.name for b in registry.declared()), "all"],
                        help="measure this backend instead of the config's; all: every "
                        "backend whose runtime is present here, side by side")
-    bench.add_argument("--int8", action="store_true",
-                       help="OpenVINO FP against an INT8 build made from the video (NNCF, "
-                       "the backend's int8_* settings): engine and loop fps, guard F1")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.add_argument("--broker", choices=BROKERS, default="private",
                        help="private: a throwaway Mosquitto on loopback (default); config: "

@@ -71,10 +71,6 @@ def main(args: argparse.Namespace) -> int:
     if video is None:
         raise AgentError("no video: pass --video or put a file camera in the config")
     hardware = probe()
-    if getattr(args, "int8", False):  # FP against its INT8 build: tools/bench_int8.py
-        from edge_agent.tools.bench_int8 import main as int8_main
-
-        return int8_main(config, hardware, video, args)
     video_fps = decode_fps(video, args.seconds)
     reports = [measure(each, hardware, video, video_fps, args)
                for each in configs_to_bench(config, getattr(args, "backend", None))]

@@ -11,16 +11,14 @@ guard refuses is still measured, and the report says it would not be used.
 
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 
-from edge_agent.config.model import BACKEND_SECTIONS, AgentConfig, FileCamera
+from edge_agent.config.model import BACKEND_SECTIONS, AgentConfig, FileCamera, MqttConfig
 from edge_agent.errors import AgentError
 from edge_agent.selection import int8
 from edge_agent.selection.loading import select_engine
 from edge_agent.selection.probe import HardwareReport
-from edge_agent.tools.bench import loop_figures, private_broker
+from edge_agent.tools.bench_loop import BenchContext, loop_figures, replicated
 from engines.base import Engine
 from engines.detector import Detector
 from engines.int8_cache import MODEL, BuildRecord, read_record
@@ -50,9 +48,9 @@ def _engine_fps(fp: Engine, quantized: Engine, seconds: float) -> tuple[float, f
     return best[0], best[1]
 
 
-def _loop(config: AgentConfig, engine: Engine, video: Path, seconds: float) -> dict:
-    with private_broker() as mqtt:
-        loop = loop_figures(config, engine, video, mqtt, seconds)
+def _loop(config: AgentConfig, engine: Engine, video: Path, seconds: float,
+          mqtt: MqttConfig) -> dict:
+    loop = loop_figures(config, engine, replicated(video, 1), mqtt, seconds)
     return {"loop_fps": loop["fps"], "stage_ms": loop["stage_ms"]}
 
 
@@ -74,7 +72,7 @@ def bench_build(config: AgentConfig, fp: Engine, video: Path) -> tuple[BuildReco
 
 
 def measure_int8(config: AgentConfig, hardware: HardwareReport, video: Path,
-                 seconds: float) -> dict:
+                 seconds: float, mqtt: MqttConfig) -> dict:
     """FP and INT8 figures and the guard's verdict; see the module docstring."""
     config = fp_config(config)
     settings = config.backend
@@ -87,8 +85,9 @@ def measure_int8(config: AgentConfig, hardware: HardwareReport, video: Path,
         quantized = int8.open_int8(config, folder / MODEL).engine
         try:
             fp_fps, int8_fps = _engine_fps(fp, quantized, seconds)
-            fp_figures = {"engine_fps": fp_fps, **_loop(config, fp, video, seconds)}
-            int8_figures = {"engine_fps": int8_fps, **_loop(config, quantized, video, seconds)}
+            fp_figures = {"engine_fps": fp_fps, **_loop(config, fp, video, seconds, mqtt)}
+            int8_figures = {"engine_fps": int8_fps,
+                            **_loop(config, quantized, video, seconds, mqtt)}
         finally:
             quantized.close()
     finally:
@@ -105,7 +104,7 @@ def measure_int8(config: AgentConfig, hardware: HardwareReport, video: Path,
     }
 
 
-def format_int8(report: dict) -> str:
+def format_figures(report: dict) -> str:
     guard = report["guard"]
     verdict = "passed: the agent would run it" if guard["passed"] else \
         "REFUSED: the agent would stay on FP"
@@ -129,8 +128,7 @@ def format_int8(report: dict) -> str:
     return "\n".join(lines)
 
 
-def main(config: AgentConfig, hardware: HardwareReport, video: Path,
-         args: argparse.Namespace) -> int:
-    report = measure_int8(config, hardware, video, args.seconds)
-    print(json.dumps(report, indent=2) if args.json else format_int8(report))
-    return 0
+def run(context: BenchContext) -> dict:
+    """`bench --int8`: the config's model in FP against its INT8 build from the video."""
+    return measure_int8(context.config, context.hardware, context.video, context.seconds,
+                        context.mqtt)

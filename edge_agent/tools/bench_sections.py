@@ -57,6 +57,12 @@ SECTIONS: list[Section] = [
         "edge_agent.tools.bench_input:run", "edge_agent.tools.bench_input:format_input_report",
     ),
     Section(
+        "int8",
+        "OpenVINO FP against an INT8 build made from the video (NNCF, the backend's int8_* "
+        "settings; minutes the first time, then kept): engine and loop fps, guard F1",
+        "edge_agent.tools.bench_int8:run", "edge_agent.tools.bench_int8:format_figures",
+    ),
+    Section(
         "motion",
         "the motion gate off vs on, on a clip with still stretches made from the video: "
         "inferences, CPU seconds, detections kept",

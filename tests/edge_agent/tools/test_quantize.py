@@ -12,7 +12,7 @@ import pytest
 
 from edge_agent.cli import main
 from edge_agent.config.loader import load_config
-from edge_agent.tools.bench_int8 import format_int8, fp_config
+from edge_agent.tools.bench_int8 import format_figures, fp_config
 from edge_agent.tools.quantize import REFUSED
 from tests.helpers import snapshot_config
 
@@ -60,7 +60,7 @@ def test_bench_int8_report(tmp_path: Path, samples: Path) -> None:
         "guard": {"f1": 0.95, "precision": 0.97, "recall": 0.93, "passed": False,
                   "min_f1": 0.96},
     }
-    text = format_int8(report)
+    text = format_figures(report)
     assert "FP                   100.0      60.0     20.00" in text
     assert "INT8                 150.0      75.0     13.00" in text
     assert "INT8 / FP             1.50      1.25" in text
