@@ -22,12 +22,13 @@ import numpy as np
 from edge_agent.capture.camera import Frame
 from edge_agent.config.model import AgentConfig, CameraConfig
 from edge_agent.delivery.detections_mode import DetectionsMode
-from edge_agent.delivery.payloads import EventLike, SnapshotRef, event_payload
+from edge_agent.delivery.payloads import SnapshotRef, event_payload
 from edge_agent.delivery.rate import EventRate
 from edge_agent.delivery.retained import RetainedSink, RetainedStates
 from edge_agent.delivery.shapes import ShapeStates
 from edge_agent.delivery.snapshots import SnapshotStore, file_name, render
 from edge_agent.events import CameraEvents
+from edge_agent.events.types import Event
 from engines.base import Detections
 from engines.detector import Detected
 
@@ -180,7 +181,7 @@ class CameraDelivery:
         self._shapes.update(update, frame.captured_at)
         return np.asarray(update.track_ids, dtype=np.int64).reshape(-1)
 
-    def _snapshot(self, frame: Frame, event: EventLike) -> SnapshotRef:
+    def _snapshot(self, frame: Frame, event: Event) -> SnapshotRef:
         """Render, store and (retained) publish one event's snapshot; never raises."""
         assert self._store is not None
         config = self._camera.snapshots

@@ -8,30 +8,11 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
+from edge_agent.events.types import Event
 from edge_agent.publish.payload import SCHEMA_VERSION, iso_utc
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
-class EventLike(Protocol):
-    """What an event from `edge_agent.events` carries (events-contract: `Event`)."""
-
-    event_id: str
-    type: str
-    camera_id: str
-    zone: str | None
-    line: str | None
-    direction: str | None
-    track_id: int
-    class_id: int
-    label: str
-    score: float
-    box: tuple[float, ...]
-    time: float
-    first_seen: float
-    dwell_s: float | None
 
 
 @dataclass(frozen=True)
@@ -57,7 +38,7 @@ def _box(box: Sequence[float], width: int, height: int) -> tuple[dict, dict]:
 
 
 def event_payload(
-    event: EventLike,
+    event: Event,
     *,
     frame_size: tuple[int, int],
     clock_synced: bool = True,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import jsonschema
 import pytest
@@ -16,6 +16,7 @@ from edge_agent.delivery.payloads import (
     event_payload,
     occupancy_payload,
 )
+from edge_agent.events.types import Event
 from tests.helpers import REPO
 
 EVENTS = json.loads((REPO / "docs" / "schemas" / "events.schema.json").read_text())
@@ -24,28 +25,9 @@ COUNTS = json.loads((REPO / "docs" / "schemas" / "line-counts.schema.json").read
 CHECK = jsonschema.FormatChecker()
 
 
-@dataclass(frozen=True)
-class Event:
-    """The fields of edge_agent.events' Event that the payload reads."""
-
-    event_id: str
-    type: str
-    camera_id: str
-    zone: str | None
-    line: str | None
-    direction: str | None
-    track_id: int
-    class_id: int
-    label: str
-    score: float
-    box: tuple[float, ...]
-    time: float
-    first_seen: float
-    dwell_s: float | None
-
-
-BASE = Event(uuid.uuid4().hex, "enter", "gate", "bay", None, None, 3, 0, "person", 0.8766,
-             (10.0, 20.0, 110.0, 220.0), 1_764_480_000.25, 1_764_479_990.0, None)
+BASE = Event(type="enter", camera_id="gate", track_id=3, class_id=0, label="person",
+             score=0.8766, box=(10.0, 20.0, 110.0, 220.0), time=1_764_480_000.25,
+             first_seen=1_764_479_990.0, zone="bay", event_id=uuid.uuid4().hex)
 KINDS = [
     BASE,
     replace(BASE, type="exit", dwell_s=12.345),
