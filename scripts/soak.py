@@ -217,8 +217,8 @@ def agent_counters(log_text: str) -> dict[str, dict[str, int]]:
     ):
         names = ("published", "not_delivered", "dropped_at_capture")
         counters[camera] = dict(zip(names, map(int, figures), strict=True))
-    if closed := re.findall(r"MQTT closed: (\d+) detection messages published, "
-                            r"(\d+) acknowledged, (\d+) dropped", log_text):
+    if closed := re.findall(r"MQTT closed: (\d+) spooled messages \(detections and events\) "
+                            r"published, (\d+) acknowledged, (\d+) dropped", log_text):
         names = ("published", "acknowledged", "dropped")
         counters["mqtt"] = dict(zip(names, map(int, closed[-1]), strict=True))
     return counters

@@ -29,16 +29,22 @@ OUTAGE_S = 30.0
 
 
 def local_broker_conf(tmp_path: Path, port: int, central: int, device: str) -> Path:
-    """The shipped file with only what a technician edits per box, and test paths."""
+    """Installed as the shipped file's header says: Debian's main mosquitto.conf (its
+    persistence lines and include_dir) with the shipped file in conf.d, changed only where
+    a technician edits it per box (device id, central address), plus test ports and paths;
+    the central broker here speaks plain MQTT, so its CA line goes."""
     text = SHIPPED.read_text()
     text = text.replace("listener 1883 127.0.0.1", f"listener {port} 127.0.0.1")
     text = text.replace("central.example.lan:8883", f"127.0.0.1:{central}")
-    text = text.replace("/var/lib/mosquitto/", f"{tmp_path}/local/")
+    text = re.sub(r"^bridge_cafile .*$", "", text, flags=re.MULTILINE)
     text = text.replace("restart_timeout 2 30", "restart_timeout 1 2")  # faster test
     text = re.sub(r"\bbox1\b", device, text)
     (tmp_path / "local").mkdir()
-    conf = tmp_path / "local.conf"
-    conf.write_text(f"user root\n{text}")
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "conf.d" / "edge-agent-bridge.conf").write_text(text)
+    conf = tmp_path / "mosquitto.conf"  # what Debian's /etc/mosquitto/mosquitto.conf sets
+    conf.write_text(f"user root\npersistence true\npersistence_location {tmp_path}/local/\n"
+                    f"include_dir {tmp_path}/conf.d\n")
     return conf
 
 
@@ -55,7 +61,7 @@ def central_broker(tmp_path: Path) -> Broker:
 
 def test_shipped_bridge_names_every_setting_a_box_changes() -> None:
     text = SHIPPED.read_text()
-    for setting in ("connection central", "cleansession false", "persistence true",
+    for setting in ("connection central", "cleansession false", "autosave_interval",
                     "topic edge-agent/box1/# out 1", "topic edge-agent/box1/cmd/# in 1",
                     "max_queued_bytes"):
         assert setting in text, setting

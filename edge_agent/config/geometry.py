@@ -107,7 +107,8 @@ def line_problem(points: Sequence[Point], units: Units) -> tuple[int | None, str
     if outside is not None:
         return outside
     if tuple(points[0]) == tuple(points[1]):
-        return 1, "the line has zero length: its two points are the same"
+        return 1, ("the line has zero length: its two points are the same; allowed: two "
+                   "different points")
     return None
 
 

@@ -279,7 +279,8 @@ class Publisher:
             self._network.join(timeout)
         self.outbox.stop()
         log.info(
-            "MQTT closed: %d detection messages published, %d acknowledged, %d dropped",
+            "MQTT closed: %d spooled messages (detections and events) published, %d acknowledged, "
+            "%d dropped",
             self.published,
             self.acknowledged,
             self.dropped,

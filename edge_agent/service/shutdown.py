@@ -14,6 +14,7 @@ import os
 import sys
 import threading
 import time
+import traceback
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,11 @@ def exit_status(code: int, timeout: float = THREADS_EXIT_S) -> int:
     stuck = [thread.name for thread in _others()]
     if not stuck:
         return code
+    frames = sys._current_frames()
+    for thread in _others():  # where each one is: what to fix next time
+        frame = frames.get(thread.ident or -1)
+        where = "".join(traceback.format_stack(frame, limit=4)) if frame else "?"
+        log.debug("thread %s still running at:\n%s", thread.name, where)
     log.error(
         "%d thread(s) still running %.0f s after stopping (%s): leaving without interpreter "
         "shutdown, exit status %d", len(stuck), timeout, ", ".join(stuck), code,
@@ -45,11 +51,15 @@ def exit_status(code: int, timeout: float = THREADS_EXIT_S) -> int:
 
 
 def _others() -> list[threading.Thread]:
-    """Live threads other than this one; threads started outside `threading` (a runtime's
-    callback thread seen from Python) cannot be joined and are not ours to wait for."""
+    """Live daemon threads other than this one: the ones finalization would tear down.
+
+    Non-daemon threads (an idle ThreadPoolExecutor worker, such as OpenVINO's telemetry
+    keeps) are joined by the interpreter before it finalizes, so they are safe; threads
+    started outside `threading` (a runtime's callback thread seen from Python) cannot be
+    joined and are not ours to wait for."""
     current = threading.current_thread()
     return [
         thread for thread in threading.enumerate()
-        if thread is not current and thread.is_alive()
+        if thread is not current and thread.is_alive() and thread.daemon
         and not isinstance(thread, threading._DummyThread)
     ]

@@ -17,6 +17,9 @@ import logging, sys, threading, time
 from edge_agent.service.shutdown import exit_status
 logging.basicConfig(level=logging.INFO)
 threading.Thread(target=time.sleep, args=({sleep},), daemon=True, name="pipeline-gate").start()
+# An idle executor worker (non-daemon, joined by the interpreter itself) is never waited for.
+from concurrent.futures import ThreadPoolExecutor
+ThreadPoolExecutor(1).submit(int).result()
 print("status", exit_status({code}, timeout={timeout}), flush=True)
 sys.exit(7)
 """
