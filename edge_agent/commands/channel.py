@@ -66,6 +66,8 @@ class _Inbound:
     """None when it was over the size limit (only `size` kept)."""
     size: int
     received_at: float
+    retained: bool = False
+    """Delivered from the broker's retained store (a subscription replay), not live."""
 
 
 class Rejection(Exception):  # noqa: N818 (a verdict, not an error of ours)
@@ -107,8 +109,9 @@ class CommandChannel:
         (`enabled: false` then refuses everything, until a restart unsubscribes)."""
         return self.box.running_config().commands
 
-    def on_message(self, name: str, payload: bytes) -> None:
-        """A message on `cmd/<name>` (the publisher strips the prefix). Never blocks."""
+    def on_message(self, name: str, payload: bytes, retained: bool = False) -> None:
+        """A message on `cmd/<name>` (the publisher strips the prefix). Never blocks.
+        `retained`: the broker replayed it from its retained store (refused when checked)."""
         if name == "result" or name.endswith("/result"):
             return  # a result (ours, or someone's): never answered, or we would loop
         if len(name) > MAX_NAME:
@@ -125,7 +128,7 @@ class CommandChannel:
                 self.dropped += 1
                 dropped = True
             else:
-                self._inbox.append(_Inbound(name, kept, len(payload), now))
+                self._inbox.append(_Inbound(name, kept, len(payload), now, retained))
                 self._inbox_bytes += cost
                 self._wake.notify()
                 dropped = False
@@ -210,12 +213,17 @@ class CommandChannel:
             raise Rejection(Code.NOT_OBJECT, f"the request must be a JSON object, not "
                             f"{_json_type(body)}")
         request_id = body.get("request_id")
-        if not isinstance(request_id, str) or not REQUEST_ID.match(request_id):
+        if not isinstance(request_id, str) or not REQUEST_ID.fullmatch(request_id):
             shown = "missing" if "request_id" not in body else (
                 f"a {_json_type(request_id)}" if not isinstance(request_id, str)
                 else "not 1-128 printable ASCII characters without spaces")
             raise Rejection(Code.BAD_REQUEST_ID, f"request_id is {shown}; it must be a string "
                             "of 1-128 printable ASCII characters without spaces")
+        if inbound.retained:  # once its id is forgotten it would run again: never obey it
+            raise Rejection(Code.RETAINED, "the request was published retained; a command "
+                            "must not be (it would run again for later sessions): publish it "
+                            "without the retain flag, and clear the retained one with an empty "
+                            "retained message", request_id)
         command = self.registry.get(name)
         if command is None:
             raise Rejection(Code.UNKNOWN_COMMAND, f"unknown command {_short(name)!r}; known: "

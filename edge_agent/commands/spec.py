@@ -40,6 +40,7 @@ class Code(enum.Enum):
     MALFORMED = "malformed"  # not UTF-8 JSON
     NOT_OBJECT = "not_object"  # JSON, but not an object
     BAD_REQUEST_ID = "bad_request_id"  # missing, not a string, or not 1-128 printable chars
+    RETAINED = "retained"  # sent with the retain flag: it would run again for each new session
     UNKNOWN_COMMAND = "unknown_command"
     NOT_ALLOWED = "not_allowed"  # changes the box and is not in commands.allow
     BAD_ARGUMENTS = "bad_arguments"  # unknown argument, wrong type, out of range

@@ -25,7 +25,7 @@ from edge_agent.delivery.detections_mode import DetectionsMode
 from edge_agent.delivery.payloads import SnapshotRef, event_payload
 from edge_agent.delivery.rate import EventRate
 from edge_agent.delivery.retained import RetainedSink, RetainedStates
-from edge_agent.delivery.shapes import ShapeStates
+from edge_agent.delivery.shapes import ShapeStates, snapshot_topic
 from edge_agent.delivery.snapshots import SnapshotStore, file_name, render
 from edge_agent.events import CameraEvents
 from edge_agent.events.types import Event
@@ -149,7 +149,10 @@ class CameraDelivery:
                     track_ids = self._update(frame, detections, size)
                 except Exception as exc:  # a tracking fault loses this frame's events only
                     self._failed("events failed", exc)
-            self._retained.flush()
+            try:
+                self._retained.flush()
+            except Exception as exc:  # retained state is an extra: never lose the frame
+                self._failed("retained state not published", exc)
             labels: list[str] = []
             if self._mode.config.detections == "on_change":
                 names = self.labels
@@ -201,7 +204,7 @@ class CameraDelivery:
                 error = self._store.last_error
         topic = None
         if rendered.primary is not None:
-            topic = f"{self.camera_id}/snapshot/{label}"
+            topic = snapshot_topic(self.camera_id, label)
             self._retained.set(topic, rendered.primary)
         return SnapshotRef(file=files["frame"], crop_file=files["crop"],
                            topic=topic, error=error)

@@ -9,6 +9,7 @@ run (a person "inside" when the agent was killed) outlives it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 
 from edge_agent.config.zones import LineConfig, ZoneConfig
@@ -19,6 +20,21 @@ from edge_agent.events import EventsUpdate
 PerDirection = Mapping[str, Mapping[str, int]]
 Window = tuple[float, float, dict[str, dict[str, int]]]
 """A count window: start (wall s), length (s), counts per direction and class."""
+
+
+_NOT_IN_A_LEVEL = re.compile(r"[/+#%\x00-\x1f\x7f]")
+
+
+def topic_level(name: str) -> str:
+    """`name` (a class name from a labels file or the model: any text) as one MQTT topic
+    level: '/', '+', '#', '%' and control characters percent-encoded, so it can neither
+    split the topic nor be a wildcard, and two names never share a topic."""
+    return _NOT_IN_A_LEVEL.sub(lambda found: f"%{ord(found.group()):02X}", name)
+
+
+def snapshot_topic(camera_id: str, label: str) -> str:
+    """The retained newest snapshot of a camera and class (Home Assistant reads it too)."""
+    return f"{camera_id}/snapshot/{topic_level(label)}"
 
 
 def occupancy_topic(camera_id: str, zone: str) -> str:

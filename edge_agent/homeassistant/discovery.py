@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from edge_agent import __version__
 from edge_agent.config.model import AgentConfig, CameraConfig
-from edge_agent.delivery.shapes import counts_topic, occupancy_topic
+from edge_agent.delivery.shapes import counts_topic, occupancy_topic, snapshot_topic
 
 _SAFE = frozenset(string.ascii_letters + string.digits + "-")
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, sort_keys=True)
@@ -51,12 +51,6 @@ def slug(*parts: str) -> str:
                 chars.extend(f"_{byte:02x}" for byte in char.encode("utf-8"))
         escaped.append("".join(chars))
     return "__".join(escaped)
-
-
-def snapshot_topic(camera_id: str, label: str) -> str:
-    """The retained newest snapshot of a camera and class (as edge_agent.delivery.camera
-    publishes it)."""
-    return f"{camera_id}/snapshot/{label}"
 
 
 def _literal(text: str) -> str:

@@ -98,7 +98,7 @@ class Publisher:
                              lambda: full_reason(config), self.message_limit)
         self._network = Worker("mqtt-network", self._network_loop)
         self.command_topic = f"{base}/cmd/#"
-        self._on_command: Callable[[str, bytes], None] | None = None
+        self._on_command: Callable[[str, bytes, bool], None] | None = None
 
     def _make_client(self, config: MqttConfig) -> mqtt.Client:
         client = make_client(config, self.client_id, self._protocol)
@@ -242,9 +242,9 @@ class Publisher:
             if not self._connected or self._closing:
                 return False
         return self._publish_control(topic, payload).rc == mqtt.MQTT_ERR_SUCCESS
-    def subscribe_commands(self, handler: Callable[[str, bytes], None]) -> None:
+    def subscribe_commands(self, handler: Callable[[str, bytes, bool], None]) -> None:
         """Subscribe to `<base>/cmd/#` at QoS 1, now and after every reconnect (a clean
-        session forgets subscriptions); `handler(name, payload)` runs on paho's network
+        session forgets subscriptions); `handler(name, payload, retained)` runs on paho's network
         thread with the part after `cmd/`, so it must only hand the message on."""
         self._on_command = handler
         if self._connected:
@@ -396,7 +396,7 @@ class Publisher:
         handler, prefix = self._on_command, self.command_topic[:-1]
         topic = msg._topic.decode("utf-8", "replace")  # .topic raises on bad UTF-8
         if handler is not None and topic.startswith(prefix):
-            handler(topic[len(prefix):], msg.payload)
+            handler(topic[len(prefix):], msg.payload, bool(msg.retain))
 
     # -- internals -------------------------------------------------------------------
 

@@ -149,6 +149,8 @@ REJECTIONS = [
     ("snapshot", b'{"request_id": "a b"}', "bad_request_id", None),
     ("snapshot", b'{"request_id": "\\u202e"}', "bad_request_id", None),
     ("snapshot", json.dumps({"request_id": "r" * 129}).encode(), "bad_request_id", None),
+    ("snapshot", json.dumps({"request_id": "nl1\n"}).encode(), "bad_request_id", None),
+    ("snapshot", json.dumps({"request_id": "r" * 128 + "\n"}).encode(), "bad_request_id", None),
     ("bogus", b'{"request_id": "r1"}', "unknown_command", "r1"),
     ("snapshot/extra", b'{"request_id": "r1"}', "unknown_command", "r1"),
     ("reload", b'{"request_id": "r1"}', "not_allowed", "r1"),
@@ -295,3 +297,14 @@ def test_a_result_over_the_broker_s_limit_is_still_answered(channel) -> None:
     second = recorder.wait(2)[-1][1]
     assert (second["request_id"], second["outcome"], second["code"]) == ("c1", "failed", "error")
     assert "could not be sent" in second["reason"]
+
+
+def test_a_retained_request_is_refused_never_run(channel) -> None:
+    """The broker replays a retained request to every new session: once its id is
+    forgotten it would run again, so it is answered `retained` and never obeyed."""
+    made, box, recorder = channel
+    made.on_message("camera/restart", b'{"request_id": "ret-1", "camera": "cam1"}', True)
+    [(topic, body)] = recorder.wait(1)
+    assert (topic, body["outcome"], body["code"]) == ("camera/restart", "rejected", "retained")
+    assert body["request_id"] == "ret-1"
+    assert box.restarts == 0

@@ -5,13 +5,16 @@ is a recorder of the three calls delivery makes (the real one is in the end-to-e
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from edge_agent.capture.camera import Frame
 from edge_agent.config.model import CameraBase
 from edge_agent.delivery.camera import CameraDelivery
+from edge_agent.delivery.shapes import snapshot_topic, topic_level
 from engines.base import Detections
 from engines.detector import Detected
 
@@ -127,3 +130,25 @@ def test_snapshots_on_events(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "snapshots" / "yard").iterdir()) == [
         files[-1].split("/")[1]]  # keep: 1
     assert sink.retained["yard/snapshot/person"][:2] == b"\xff\xd8"  # a JPEG
+
+
+@pytest.mark.parametrize(("label", "level"), [
+    ("person", "person"), ("per+son", "per%2Bson"), ("a/b", "a%2Fb"), ("#", "%23"),
+    ("100%", "100%25"), ("tab\there", "tab%09here"), ("traffic light", "traffic light"),
+    ("chien ü", "chien ü"),
+])
+def test_a_class_name_is_one_safe_topic_level(label: str, level: str) -> None:
+    """Class names come from labels files and models: any text. A '+' in one once made
+    every frame of the camera fail (paho refuses wildcards in a topic)."""
+    assert topic_level(label) == level
+    assert snapshot_topic("gate", label) == f"gate/snapshot/{level}"
+
+
+def test_topic_levels_never_hold_a_separator_or_wildcard_and_never_collide() -> None:
+    rng = random.Random(5)
+    alphabet = "ab/+#% \t\x00é"
+    names = {"".join(rng.choice(alphabet) for _ in range(rng.randrange(1, 6)))
+             for _ in range(3000)}
+    levels = {topic_level(name) for name in names}
+    assert len(levels) == len(names)
+    assert not any(set("/+#\x00\t") & set(level) for level in levels)
