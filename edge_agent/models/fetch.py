@@ -107,6 +107,19 @@ def download(
     raise FetchError(f"download failed after {retries + 1} attempts: {last}")
 
 
+MIN_BYTES_PER_S = 16 * 1024
+"""An attempt slower than this on average, once `timeout_s` has passed, is cut (and
+retried, resuming): a server that drips bytes must not hold a deploy, and so the rollback
+it keeps busy, for hours. 16 KiB/s brings a 10 MB model in under 11 minutes."""
+
+
+def _check_rate(received: int, elapsed_s: float, timeout_s: float) -> None:
+    """Raise TimeoutError when the attempt is too slow to be worth waiting for."""
+    if elapsed_s > timeout_s and received < MIN_BYTES_PER_S * elapsed_s:
+        raise TimeoutError(f"too slow: {received} bytes in {elapsed_s:.0f} s (less than "
+                           f"{MIN_BYTES_PER_S // 1024} KiB/s)")
+
+
 def _size(path: Path) -> int:
     try:
         return path.stat().st_size
@@ -131,9 +144,13 @@ def _attempt(url: str, into: Path, max_bytes: int, timeout_s: float,
             raise FetchError(f"the model is {total} bytes, over models.max_download_mb "
                              f"({max_bytes} bytes)")
         received = have
+        started = time.monotonic()
         with into.open("ab" if have else "wb") as out:
-            while chunk := response.read(CHUNK):
+            # read1: whatever one socket read brings (at most CHUNK), so a server that
+            # drips bytes still lets progress, stopping and the rate check run.
+            while chunk := response.read1(CHUNK):
                 received += len(chunk)
+                _check_rate(received - have, time.monotonic() - started, timeout_s)
                 if received > max_bytes:
                     out.close()
                     into.unlink(missing_ok=True)

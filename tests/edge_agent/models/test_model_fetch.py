@@ -4,6 +4,7 @@ limit, hash mismatch, server errors, URL rules."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -103,3 +104,17 @@ def test_copy_respects_the_size_limit(tmp_path: Path) -> None:
         copy_file(source, tmp_path / "x.part", 1000)
     copy_file(source, tmp_path / "y.part", len(DATA))
     assert (tmp_path / "y.part").read_bytes() == DATA
+
+
+def test_a_server_that_drips_bytes_is_cut_and_the_deploy_fails(tmp_path: Path) -> None:
+    """20 bytes a second never holds a deploy (and the rollback its busy) for long: once
+    `timeout_s` has passed below MIN_BYTES_PER_S the attempt is cut, retried (resuming),
+    and the download fails naming why."""
+    with model_server({"/m.onnx": DATA}) as server:
+        server.faults["/m.onnx"] = ["slow:20"] * 2
+        into = tmp_path / "m.part"
+        started = time.monotonic()
+        with pytest.raises(FetchError, match="after 2 attempts: TimeoutError: too slow"):
+            fetch(server.url("/m.onnx"), into, timeout_s=1.0, retries=1)
+    assert time.monotonic() - started < 10
+    assert 0 < into.stat().st_size < len(DATA)  # what came is kept for the next try
