@@ -161,7 +161,20 @@ def _plain(value: Any, annotation: Any, field: str) -> Any:
     item = _item_type(annotation)
     if item is not None and isinstance(value, list):
         return [_plain(element, item, field) for element in value]
+    places = _tuple_types(annotation)
+    if places and isinstance(value, list):  # [x, y] points: true is not a coordinate
+        return [_plain(element, places[min(i, len(places) - 1)], field)
+                for i, element in enumerate(value)]
     return value
+
+
+def _tuple_types(annotation: Any) -> tuple[Any, ...]:
+    """The place types of a tuple field (tuple[float, float], tuple[int, ...]), else ()."""
+    while get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    if get_origin(annotation) is not tuple:
+        return ()
+    return tuple(arg for arg in get_args(annotation) if arg is not Ellipsis)
 
 
 class Strict(BaseModel):

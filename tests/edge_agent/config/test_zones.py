@@ -65,6 +65,8 @@ BAD_GEOMETRY = [
     ("polygon-no-area", BASE + ZONE.replace("[0.6, 1.0]", "[0.7, 0.5]").replace(
         "[0.1, 1.0]", "[0.9, 0.5]"), 10,
      ["cameras[0].zones[0].points: the points lie on one line"]),
+    ("polygon-boolean-corner", BASE + ZONE.replace("[0.1, 0.5]", "[true, 0.5]"), 11,
+     ["cameras[0].zones[0].points[0][0]: should be a number (got true)"]),
     ("line-zero-length", BASE + LINE.replace("[0.5, 1.0]", "[0.5, 0.0]"), 12,
      ["cameras[0].lines[0].points[1]: the line has zero length"]),
     ("line-three-points", BASE + LINE + "          - [0.9, 0.9]\n", 10,
