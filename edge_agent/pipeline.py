@@ -11,6 +11,7 @@ import collections
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -71,6 +72,8 @@ class FrameDelivery(Protocol):
     def stats(self) -> DeliveryStats | None: ...
 
     def reconfigure(self, camera: CameraConfig) -> None: ...
+
+    def relabel(self, labels: Sequence[str]) -> None: ...
 
 
 @dataclass
@@ -190,6 +193,8 @@ class CameraPipeline:
             # Class names may differ between models: the camera's rules follow the new ones.
             self.camera_filter = CameraFilter(self.rules.detect, self.rules.masks,
                                               self.engine.info.class_names, self.camera_filter)
+            if self.delivery is not None:  # events, occupancy, snapshot topics too
+                self.delivery.relabel(self.engine.info.class_names)
         self.handover.settle(inflight[0].generation if inflight else None)
 
     def stop(self, timeout: float = 10.0) -> None:

@@ -137,6 +137,24 @@ class CameraDelivery:
         log.info("camera %s: events reconfigured (%d zones, %d lines)", camera.id,
                  len(camera.zones), len(camera.lines))
 
+    def relabel(self, labels: Sequence[str]) -> None:
+        """Take a new model's class names (a model swap, edge_agent.models): events,
+        occupancy, counts, zone and line class filters and snapshot topics use them from
+        the next frame. Tracks and counts restart (as on a tracker change): class ids of
+        the model before mean nothing to the new one. The same names: nothing changes."""
+        labels = tuple(labels)
+        with self._lock:
+            if labels == self.labels:
+                return
+            old, self.labels = self.labels, labels
+            if self._events is not None:
+                camera = self._camera
+                self._events = CameraEvents(camera.id, camera.zones, camera.lines,
+                                            camera.tracker, self.labels)
+                self._shapes.configure(camera.zones, camera.lines, time.time(), reset=True)
+        log.info("camera %s: the model's class names changed (%d -> %d): events follow them; "
+                 "tracks and counts restart", self.camera_id, len(old), len(labels))
+
     # -- per frame (the pipeline thread) -----------------------------------------------
 
     def on_frame(self, frame: Frame, detections: Detections, detected: Detected) -> FrameOutcome:

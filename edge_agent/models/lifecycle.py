@@ -227,6 +227,7 @@ class ModelManager:
         with self._mutex:
             self._held = old_engine
             version.activated, version.outcome = _now(), Outcome.PROBATION
+            version.replaced = old_ref  # a restart during probation goes back to it
             self.manifest.active = self.active_ref = version.sha256
             self._save()
         host.publish_info()
@@ -409,8 +410,13 @@ class ModelManager:
             self._save()
 
     def _save(self) -> None:
-        targets = self.manifest.rollback_targets(self.store.present())
-        self.manifest.previous = targets[0] if targets else None
+        active = self.manifest.find(self.manifest.active)
+        if active is not None and active.outcome is Outcome.PROBATION and active.replaced:
+            # In probation the previous is the model it replaced, whatever became of it.
+            self.manifest.previous = active.replaced
+        else:
+            targets = self.manifest.rollback_targets(self.store.present())
+            self.manifest.previous = targets[0] if targets else None
         save_manifest(self.store.manifest_path, self.manifest)
 
 

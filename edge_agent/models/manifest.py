@@ -54,6 +54,10 @@ class ModelVersion:
     activated: str | None = None
     outcome: Outcome = Outcome.PENDING
     reason: str | None = None
+    replaced: str | None = None
+    """The model that ran when this version was swapped in (a sha256 or CONFIG_MODEL): a
+    restart during its probation goes back to exactly that one. None: never swapped in
+    (or a manifest written before this field)."""
 
     def to_json(self) -> dict[str, object]:
         body = asdict(self)
@@ -65,6 +69,8 @@ class ModelVersion:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in body.items() if k in known}
         values["outcome"] = Outcome(str(values.get("outcome", "pending")))
+        replaced = values.get("replaced")
+        values["replaced"] = None if replaced is None else str(replaced)
         version = cls(**values)  # type: ignore[arg-type]
         if len(version.sha256) != 64 or not isinstance(version.file, str):
             raise ValueError(f"bad version entry {body!r}")

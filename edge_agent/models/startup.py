@@ -57,9 +57,23 @@ def settle_interrupted(manifest: Manifest, now: str) -> None:
     if active is not None and active.outcome is Outcome.PROBATION:
         active.outcome, active.reason = Outcome.ROLLED_BACK, (
             f"the agent restarted at {now} before its probation ended")
+        back = running_before(manifest, active)
         log.warning("model %s (%s) was in probation when the agent stopped: going back to "
-                    "%s", active.name, active.sha256[:12], manifest.previous or CONFIG_MODEL)
-        manifest.active = manifest.previous or CONFIG_MODEL
+                    "%s", active.name, active.sha256[:12], back[:12])
+        manifest.active = back
+
+
+def running_before(manifest: Manifest, cut: ModelVersion) -> str:
+    """The model that ran when `cut` was swapped in: its recorded `replaced` (whatever
+    became of that one since: it is what ran before the deploy), else (a manifest written
+    before `replaced` was) the manifest's previous, else the config's model."""
+    if cut.replaced == CONFIG_MODEL:
+        return CONFIG_MODEL
+    if cut.replaced is not None and cut.replaced != cut.sha256 and manifest.find(cut.replaced):
+        return cut.replaced
+    if manifest.previous not in (None, cut.sha256):
+        return manifest.previous
+    return CONFIG_MODEL
 
 
 def start_order(manifest: Manifest) -> list[str]:

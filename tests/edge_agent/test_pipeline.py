@@ -5,10 +5,11 @@ out in the frame's own pixels. Per-frame faults are test_pipeline_faults.py's su
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import pytest
 
 from edge_agent.capture.camera import Camera, Frame
 from edge_agent.config.model import FileCamera
+from edge_agent.delivery.camera import FrameOutcome
 from edge_agent.pipeline import CameraPipeline
 from engines.base import Engine, InferResult
 from engines.openvino import OpenVinoEngine
@@ -187,3 +189,45 @@ def test_a_refused_message_is_counted_and_the_rest_go_on(
     assert [p["sequence"] for p in sink.payloads] == [0, 3, 4, 5]
     assert (pipeline.published, pipeline.not_delivered, pipeline.frames_failed) == (4, 2, 0)
     assert pipeline.times.frames == 6
+
+
+class LabelRecorder:
+    """A delivery that records the class names it is given (relabel) and lets every
+    detections message out."""
+
+    def __init__(self) -> None:
+        self.relabelled: list[tuple[str, ...]] = []
+
+    def on_frame(self, frame: Frame, detections: object, detected: object) -> FrameOutcome:
+        return FrameOutcome(True, None)
+
+    def stats(self) -> None:
+        return None
+
+    def reconfigure(self, camera: object) -> None:
+        """Not called here."""
+
+    def relabel(self, labels: Sequence[str]) -> None:
+        self.relabelled.append(tuple(labels))
+
+
+def test_a_model_swap_relabels_the_camera_delivery(
+    samples: Path, engine: OpenVinoEngine, image: np.ndarray,
+) -> None:
+    """Events, occupancy and snapshot topics follow the new model's class names, as the
+    camera's class filter does (edge_agent.delivery.camera.CameraDelivery.relabel)."""
+    sink = Sink()
+    pipeline = make_pipeline(samples, engine, sink)
+    delivery = LabelRecorder()
+    pipeline.delivery = delivery
+    renamed = HeldEngine(engine, 0.0)
+    names = tuple(f"thing{i}" for i in range(80))  # the sample has ids, no names
+    renamed.info = dataclasses.replace(engine.info, class_names=names)
+    pipeline.use_engine(renamed, DetectionFilter())  # no loop running: taken at once
+    assert pipeline.engine is renamed
+    assert delivery.relabelled == [names]
+    run(pipeline, [image] * 3)
+    assert len(sink.payloads) == 3
+    labels = {d["label"] for p in sink.payloads for d in p["detections"]}
+    assert labels
+    assert labels <= set(names)

@@ -152,3 +152,37 @@ def test_topic_levels_never_hold_a_separator_or_wildcard_and_never_collide() -> 
     levels = {topic_level(name) for name in names}
     assert len(levels) == len(names)
     assert not any(set("/+#\x00\t") & set(level) for level in levels)
+
+
+def test_a_model_swap_relabels_events_occupancy_filters_and_snapshots(tmp_path: Path) -> None:
+    """After a model swap with other class names (edge_agent.pipeline takes the engine and
+    relabels), events, counts, occupancy, zone class filters and snapshot topics use the
+    new names from the next frame on."""
+    sink = Recorder()
+    zone = {**ZONE, "classes": ["forklift"]}
+    delivery = CameraDelivery(
+        camera(lines=[LINE], zones=[zone], snapshots={"enabled": True, "keep": 4}),
+        LABELS, sink, tmp_path)
+    walk(delivery, list(range(150, 401, 10)))  # class 0: a person crosses in
+    assert [(e["type"], e["label"]) for e in sink.events] == [("cross", "person")]
+    assert "yard/snapshot/person" in sink.retained
+
+    delivery.relabel(["forklift", "pallet"])
+    assert delivery.labels == ("forklift", "pallet")
+    since = sink.state("yard/lines/gate/counts")["since"]
+    sink.events.clear()
+    walk(delivery, list(range(150, 401, 10)), start=1_764_480_010.0)  # class 0 again
+    labels = {e["label"] for e in sink.events}
+    assert labels == {"forklift"}, sink.events
+    types = [e["type"] for e in sink.events]
+    assert "cross" in types
+    assert "enter" in types  # the zone's class filter now knows "forklift"
+    assert "yard/snapshot/forklift" in sink.retained
+    counts = sink.state("yard/lines/gate/counts")
+    assert counts["counts"] == {"in": {"forklift": 1}, "out": {}}  # restarted: no person
+    assert counts["since"] > since
+    assert "person" not in json.dumps(sink.state("yard/zones/bay/occupancy"))
+
+    sink.events.clear()
+    delivery.relabel(("forklift", "pallet"))  # the same names: tracks and counts go on
+    assert sink.state("yard/lines/gate/counts")["counts"] == {"in": {"forklift": 1}, "out": {}}

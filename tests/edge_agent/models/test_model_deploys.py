@@ -287,12 +287,28 @@ def test_sigkill_mid_deploy_leaves_a_model_that_loads(box: Box) -> None:
     partial = box.tmp / "state" / "models" / "partial" / f"{onnx}.part"
     assert 0 < partial.stat().st_size < box.files["onnx"].stat().st_size
 
+    # The model running before the next deploy is the config's, though a version that
+    # ran well (`ok`, the newest rollback target) is kept: the operator changed
+    # model.path after it ran. A probation cut by a crash goes back to the config's.
+    good = sha256_of(box.files["good"])
+    assert box.run("model/rollback", to=good)["outcome"] == "ok"
+    original = box.config.read_text()
+    moved = box.tmp / "config-model.onnx"
+    moved.write_bytes(box.files["onnx"].read_bytes())
+    reload_until_active(box, original.replace(str(box.files["onnx"]), str(moved)),
+                        "ref", "config")
+    assert box.info()["previous"]["sha256"] == good
+    deadline = time.monotonic() + 60
+
     blind = sha256_of(box.files["blind"])  # passes validation here (min_detection_ratio 0)
     request = box.send("model/deploy", url=box.server.url("/blind.tar"), sha256=blind)
     while not any(r.get("step") == "swapped" for r in box.results("model/deploy", request)):
         assert time.monotonic() < deadline + 30, box.log.read_text()
         time.sleep(0.05)
-    assert box.manifest()["active"] == blind
+    manifest = box.manifest()
+    assert manifest["active"] == blind
+    assert manifest["previous"] == "config"  # in probation: the model it replaced
+    assert {v["sha256"]: v for v in manifest["versions"]}[blind]["replaced"] == "config"
     box.agent.send_signal(signal.SIGKILL)
     box.agent.wait(10)
     box.restart()
@@ -302,8 +318,22 @@ def test_sigkill_mid_deploy_leaves_a_model_that_loads(box: Box) -> None:
     versions = {v["sha256"]: v for v in manifest["versions"]}
     assert versions[blind]["outcome"] == "rolled_back"
     assert "before its probation ended" in versions[blind]["reason"]
+    assert versions[good]["outcome"] == "ok"  # kept, not run
+    assert "going back to config" in box.log.read_text()
     frames = len(box.collector.on_topic("/box1/cam/detections"))
     box.collector.wait_for("/box1/cam/detections", frames + 5, timeout=30)
+    # The next test starts from the sample's model.path.
+    reload_until_active(box, original, "path", str(box.files["onnx"]))
+
+
+def reload_until_active(box: Box, config_text: str, key: str, value: str) -> None:
+    """Write the config, reload (SIGHUP), wait until info's active model has key: value."""
+    box.config.write_text(config_text)
+    box.agent.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 60
+    while box.info()["active"][key] != value:
+        assert time.monotonic() < deadline, box.log.read_text()
+        time.sleep(0.1)
 
 
 def test_a_changed_model_path_wins_over_a_deployed_model(box: Box) -> None:

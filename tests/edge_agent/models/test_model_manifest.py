@@ -119,6 +119,58 @@ def test_a_restart_settles_interrupted_deploys(outcome: Outcome, previous: str |
     assert "interrupted" in (manifest.versions[1].reason or "")
 
 
+def cut_in_probation(replaced: str | None) -> ModelVersion:
+    cut = version(D, Outcome.PROBATION, activated="2026-11-30T09:00:00.000Z")
+    cut.replaced = replaced
+    return cut
+
+
+@pytest.mark.parametrize(("replaced", "others", "previous", "back"), [
+    # The config's model ran (a reload made it active) though A ran well before: config.
+    (CONFIG_MODEL, [version(A, activated="2026-11-30T08:00:00.000Z")], A, CONFIG_MODEL),
+    # A deployed version ran; B ran well more recently (the newest `ok` target): A.
+    (A, [version(A, activated="2026-11-30T07:00:00.000Z"),
+         version(B, activated="2026-11-30T08:00:00.000Z")], B, A),
+    # What ran was itself rolled back since it last ran well (say by model/rollback to
+    # it): still that one, not the newest `ok` version.
+    (A, [version(A, Outcome.ROLLED_BACK, activated="2026-11-30T07:00:00.000Z"),
+         version(B, activated="2026-11-30T08:00:00.000Z")], B, A),
+    # What ran was itself a deploy cut in probation before (rolled back at that restart)
+    # whose own predecessor was the config: back to it, the model that ran.
+    (B, [version(A, activated="2026-11-30T06:00:00.000Z"),
+         version(B, Outcome.ROLLED_BACK, activated="2026-11-30T08:00:00.000Z")], A, B),
+    # A manifest from before `replaced`: the recorded previous, else the config.
+    (None, [version(A, activated="2026-11-30T08:00:00.000Z")], A, A),
+    (None, [], None, CONFIG_MODEL),
+    # `replaced` names a version the manifest no longer holds: the recorded previous.
+    (C, [version(A, activated="2026-11-30T08:00:00.000Z")], A, A),
+])
+def test_a_probation_cut_by_a_crash_goes_back_to_the_model_that_ran(
+    replaced: str | None, others: list[ModelVersion], previous: str | None, back: str,
+) -> None:
+    """docs/models.md: a SIGKILL at any step leaves the old model (the one running before
+    the deploy) or the new one; `previous` (the newest `ok` target) is not that one."""
+    cut = cut_in_probation(replaced)
+    manifest = Manifest(active=D, previous=previous, versions=[*others, cut])
+    settle_interrupted(manifest, "now")
+    assert manifest.active == back
+    assert cut.outcome is Outcome.ROLLED_BACK
+    assert "before its probation ended" in (cut.reason or "")
+    assert start_order(manifest)[0] == back
+    assert CONFIG_MODEL in start_order(manifest)
+
+
+def test_replaced_round_trips_and_old_entries_read_without_it(tmp_path: Path) -> None:
+    path = tmp_path / "manifest.json"
+    save_manifest(path, Manifest(active=D, previous=CONFIG_MODEL,
+                                 versions=[cut_in_probation(CONFIG_MODEL)]))
+    assert load_manifest(path).versions[0].replaced == CONFIG_MODEL
+    body = json.loads(path.read_text())
+    del body["versions"][0]["replaced"]
+    path.write_text(json.dumps(body))
+    assert load_manifest(path).versions[0].replaced is None
+
+
 @pytest.mark.parametrize(("name", "suffix"), [
     ("http://h/m.onnx", ".onnx"), ("/x/M.ONNX", ".onnx"), ("http://h/a.tar?token=1", ".tar"),
     ("/x/y.engine", ".engine"), ("/x/y.plan", ".plan"), ("/x/m.xml", None), ("http://h/", None),
