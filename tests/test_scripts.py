@@ -235,7 +235,7 @@ def test_scripts_test_lints_first_and_never_passes_on_no_tests(
     calls = (root / "calls").read_text().splitlines()
     assert calls[:2] == ["setup", "ruff check . scripts/fetch-samples"]
     if ruff == 0:
-        assert calls[2] == "python -m pytest -n 3 -q tests/x.py"
+        assert calls[2] == "python -m pytest -n 4 -q tests/x.py"
     else:
         assert len(calls) == 2, "pytest must not run after a lint failure"
     if pytest_status == 5:
