@@ -84,7 +84,10 @@ def test_a_broker_that_acknowledges_and_discards_big_messages(
     assert len(arrived) >= 57
     assert len(publisher.outbox.spool.dead_letters()) == publisher.outbox.dead_lettered
     assert "set aside" in caplog.text
-    assert publisher.disconnects <= 3 * publisher.outbox.dead_lettered + 1
+    # Three strikes each, plus the connection a learnt limit ends, plus slack for a slow
+    # machine: with several big messages in flight when the broker drops the connection,
+    # the next one's first strike can come before the limit is learnt. Bounded, not flapping.
+    assert publisher.disconnects <= 3 * publisher.outbox.dead_lettered + 3
     assert publisher.outbox.trimmed > 0
 
 
