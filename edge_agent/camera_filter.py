@@ -21,6 +21,8 @@ from edge_agent.config.model import AgentConfig
 from edge_agent.config.yaml_loader import StrictLoader
 from edge_agent.errors import ConfigError
 from engines.base import Detections
+from engines.errors import EngineError
+from engines.model_info import read_labels
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,29 @@ def class_problems(config: AgentConfig, class_names: Sequence[str]) -> list[tupl
                         f"{len(class_names) - 1} or one of {known}")
                   for loc, key in keys if class_id(key, class_names) is None]
     return found
+
+
+def labels_check(config: AgentConfig, config_path: Path | str) -> list[str]:
+    """What `check-config` can say of class names without loading the model: with a
+    readable `model.labels` file, a class in detect or masks that it lacks is an error
+    (raised as ConfigError, as at start) and one in a zone or line a warning line (the
+    agent ignores it there). Without a labels file the names are the model's own and are
+    checked when it loads."""
+    labels = config.model.labels
+    try:
+        class_names = read_labels(labels) if labels is not None else None
+    except (EngineError, OSError):
+        return []  # the load reports an unreadable labels file
+    if class_names is None:
+        return []
+    check_classes(config, class_names, config_path)
+    known = set(class_names)
+    return [f"  warning: camera {camera.id}, {kind} {shape.name}: class {name!r} is not one "
+            f"of the labels in {labels}; it is ignored there"
+            for camera in config.cameras if camera.enabled
+            for kind, shapes in (("zone", camera.zones), ("line", camera.lines))
+            for shape in shapes for name in (shape.classes or ())
+            if name not in known and not (isinstance(name, int) and 0 <= name < len(known))]
 
 
 def check_classes(

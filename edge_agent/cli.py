@@ -49,11 +49,19 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    from edge_agent.config.loader import check_config
+    from edge_agent.camera_filter import labels_check
+    from edge_agent.config.loader import check_config, load_config
 
     result = check_config(args.file)
-    print(result.text, file=sys.stdout if result.ok else sys.stderr)
-    return 0 if result.ok else 2
+    text, ok = result.text, result.ok
+    if ok:  # class names against the labels file, as the agent checks them at start
+        try:
+            text = "\n".join([text, *labels_check(load_config(args.file), args.file)])
+        except ConfigError as error:
+            count = error.count
+            text, ok = f"{error}\n{args.file}: {count} problem{'s' * (count != 1)}", False
+    print(text, file=sys.stdout if ok else sys.stderr)
+    return 0 if ok else 2
 
 
 def _bench(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ from edge_agent.camera_filter import (
     class_id,
     inside,
 )
+from edge_agent.cli import main
 from edge_agent.config.detect import DetectConfig, MaskConfig
 from edge_agent.config.loader import load_config
 from edge_agent.errors import ConfigError
@@ -202,3 +203,35 @@ def test_a_replacing_filter_keeps_counting_where_the_old_one_stopped() -> None:
     new = CameraFilter(DetectConfig(min_area={"person": 100}), [ROAD], NAMES, old)
     new.filter(detections((0, 0, 5, 5, 0.9, 0), (0, 0, 50, 300, 0.9, 0)), W, H)
     assert new.stats() == FilterStats(min_score=1, min_area=1, mask=1)
+
+
+@pytest.mark.parametrize(("camera", "code", "expected"), [
+    ("    zones:\n      - {name: z, points: [[0, 0], [1, 0], [1, 1]], classes: [persn, 0]}\n",
+     0, "warning: camera v, zone z: class 'persn' is not one of the labels"),
+    ("    lines:\n      - {name: l, points: [[0.5, 0], [0.5, 1]], classes: [car, 99]}\n",
+     0, "warning: camera v, line l: class 99 is not one of the labels"),
+    ("    detect: {min_score: {persn: 0.5}}\n", 2,
+     ":7: cameras[0].detect.min_score.persn: 'persn' is not a class of this model"),
+    ("    masks:\n      - {name: m, points: [[0, 0], [1, 0], [1, 1]], classes: [kat]}\n", 2,
+     "cameras[0].masks[0].classes[0]: 'kat' is not a class of this model"),
+    ("    zones:\n      - {name: z, points: [[0, 0], [1, 0], [1, 1]], classes: [person]}\n",
+     0, "OK"),
+])
+def test_check_config_checks_class_names_against_the_labels_file(
+    tmp_path: Path, samples: Path, capsys: pytest.CaptureFixture[str], camera: str, code: int,
+    expected: str,
+) -> None:
+    """The reviewers' case: a misspelt class passed check-config and only `run` said so."""
+    config = tmp_path / "agent.yaml"
+    config.write_text(
+        "device_id: b\n"
+        f"model: {{path: {samples}/models/yolox_nano.onnx, "
+        f"labels: {samples}/models/coco_labels.txt}}\n"
+        "cameras:\n"
+        "  - id: v\n    type: file\n"
+        f"    path: {samples}/media/vtest.mp4\n" + camera)
+    assert main(["check-config", str(config)]) == code
+    out = capsys.readouterr()
+    assert expected in out.out + out.err
+    if expected == "OK":
+        assert "warning" not in out.out
