@@ -201,10 +201,9 @@ def persistent_subscriber(broker: Broker, topic: str) -> Collector:
     return collector
 
 
-def snapshot_config(tmp_path: Path, samples: Path, cameras: str) -> Path:
-    """A config for the tools that need no broker (snapshot): its port is a free one."""
-    config = tmp_path / "agent.yaml"
-    config.write_text(f"""
+def _config_text(tmp_path: Path, samples: Path, mqtt: str, cameras: str) -> str:
+    """The tests' agent config: box1, the sample model on OpenVINO CPU, `mqtt` lines."""
+    return f"""
 device_id: box1
 state_dir: {tmp_path / "state"}
 model:
@@ -214,10 +213,16 @@ backend:
   type: openvino
   device: CPU
 mqtt:
-  port: {free_port()}
+{mqtt}
 cameras:
 {cameras}
-""")
+"""
+
+
+def snapshot_config(tmp_path: Path, samples: Path, cameras: str) -> Path:
+    """A config for the tools that need no broker (snapshot): its port is a free one."""
+    config = tmp_path / "agent.yaml"
+    config.write_text(_config_text(tmp_path, samples, f"  port: {free_port()}", cameras))
     return config
 
 
@@ -228,24 +233,8 @@ def write_config(
     tmp_path: Path, samples: Path, broker: Broker, prefix: str, cameras: str
 ) -> Path:
     config = tmp_path / "agent.yaml"
-    config.write_text(
-        f"""
-device_id: box1
-state_dir: {tmp_path / "state"}
-model:
-  path: {samples / "models" / "yolox_nano.onnx"}
-  labels: {samples / "models" / "coco_labels.txt"}
-backend:
-  type: openvino
-  device: CPU
-mqtt:
-  host: 127.0.0.1
-  port: {broker.port}
-  topic_prefix: {prefix}
-cameras:
-{cameras}
-"""
-    )
+    mqtt = f"  host: 127.0.0.1\n  port: {broker.port}\n  topic_prefix: {prefix}"
+    config.write_text(_config_text(tmp_path, samples, mqtt, cameras))
     kept = tmp_path / ".metrics-port"  # an agent already ran on this folder: same port
     if kept.exists():
         config.write_text(config.read_text() + _metrics_block(kept))
