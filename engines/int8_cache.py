@@ -24,6 +24,10 @@ from engines.int8_guard import GuardScore, verdict
 log = logging.getLogger(__name__)
 
 RECORD = "verdict.json"
+RECIPE = 2
+"""How engines/int8.py prepares the graph for NNCF; a change makes earlier builds stale.
+1: the ONNX graph as read (activations split into Sigmoid * x); 2: as OpenVINO's
+converter leaves it (activations fused), which runs faster."""
 MODEL = "model.xml"
 
 
@@ -41,9 +45,10 @@ class Calibration:
     preset: str = "performance"
 
     def key(self, model_sha256: str) -> str:
-        """16 hex digits: model hash, these settings and the NNCF version that quantizes."""
-        text = json.dumps({"model": model_sha256, **asdict(self), "nncf": nncf_version()},
-                          sort_keys=True)
+        """16 hex digits: model hash, these settings, the NNCF version that quantizes and
+        the RECIPE that prepares the graph."""
+        text = json.dumps({"model": model_sha256, **asdict(self), "nncf": nncf_version(),
+                           "recipe": RECIPE}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -7,6 +7,11 @@ and settings; the agent's own cache, state_dir/int8/, is never touched), then me
 both: the bare engine (frames/s, FP and INT8 alternating, best of each), the whole loop
 to a private broker (frames/s), and the guard's F1 of INT8 against FP. A build the
 guard refuses is still measured, and the report says it would not be used.
+
+On OpenVINO the engines are also measured on a 16:9 frame (1280x720) square and
+rectangular (engines/input_shapes.py), and the FP model at f32 besides the config's
+precision (`auto` is bf16 on CPUs with AMX/AVX512-BF16: INT8's gain is smaller there),
+so one run gives rectangular + INT8 against square FP, the issue's figure.
 """
 
 from __future__ import annotations
@@ -18,9 +23,11 @@ from edge_agent.errors import AgentError
 from edge_agent.selection import int8
 from edge_agent.selection.loading import select_engine
 from edge_agent.selection.probe import HardwareReport
+from edge_agent.tools.bench_input import WIDE
 from edge_agent.tools.bench_loop import BenchContext, loop_figures, replicated
 from engines.base import Engine
 from engines.detector import Detector
+from engines.input_shapes import ShapedEngines
 from engines.int8_cache import MODEL, BuildRecord, read_record
 
 
@@ -40,12 +47,39 @@ ROUNDS = 4
 so a load that comes and goes on a shared box hits both alike."""
 
 
-def _engine_fps(fp: Engine, quantized: Engine, seconds: float) -> tuple[float, float]:
-    best = [0.0, 0.0]
+def _engine_fps(engines: dict[str, Engine], seconds: float) -> dict[str, float]:
+    """Each engine's best frames/s over ROUNDS alternating rounds of seconds / ROUNDS."""
+    best = dict.fromkeys(engines, 0.0)
     for _ in range(ROUNDS):
-        for index, engine in enumerate((fp, quantized)):
-            best[index] = max(best[index], Detector(engine).raw_throughput(seconds / ROUNDS))
-    return best[0], best[1]
+        for name, engine in engines.items():
+            best[name] = max(best[name], Detector(engine).raw_throughput(seconds / ROUNDS))
+    return best
+
+
+SHAPED = (("fp", "square"), ("fp", "rect"), ("fp32", "square"), ("int8", "square"),
+          ("int8", "rect"))
+"""The engine figures on a 16:9 frame: (model, input) pairs, `fp` at the config's
+precision, `fp32` at f32."""
+
+
+def shape_engine_fps(engines: dict[str, Engine], seconds: float) -> dict[str, dict]:
+    """Engine frames/s of each (model, input) in SHAPED on a WIDE frame, with the input
+    each ran at: `{"int8_rect": {"fps": .., "input": [h, w]}, ...}`. A model that cannot
+    take a rectangular input runs square there (the input says so)."""
+    shaped: dict[str, Engine] = {}
+    makers = {name: {mode: ShapedEngines(engine, mode) for mode in ("square", "auto")}
+              for name, engine in engines.items()}
+    try:
+        for name, shape in SHAPED:
+            mode = "auto" if shape == "rect" else "square"
+            shaped[f"{name}_{shape}"] = makers[name][mode].engine_for(*WIDE, wait=True)
+        fps = _engine_fps(shaped, seconds)
+    finally:
+        for maker in makers.values():
+            for each in maker.values():
+                each.close()
+    return {key: {"fps": fps[key], "input": [engine.input.height, engine.input.width]}
+            for key, engine in shaped.items()}
 
 
 def _loop(config: AgentConfig, engine: Engine, video: Path, seconds: float,
@@ -77,18 +111,22 @@ def measure_int8(config: AgentConfig, hardware: HardwareReport, video: Path,
     config = fp_config(config)
     settings = config.backend
     fp = select_engine(config, hardware).engine
+    f32 = config.model_copy(update={"backend": settings.model_copy(update={"precision": "f32"})})
     try:
         record, folder, reused = bench_build(config, fp, video)
         passed, reason = record.judged(settings.int8_min_f1)  # type: ignore[union-attr]
         if not (folder / MODEL).is_file():
             raise AgentError(f"no INT8 model to measure: {reason}")
         quantized = int8.open_int8(config, folder / MODEL).engine
+        fp32 = select_engine(f32, hardware).engine
         try:
-            fp_fps, int8_fps = _engine_fps(fp, quantized, seconds)
-            fp_figures = {"engine_fps": fp_fps, **_loop(config, fp, video, seconds, mqtt)}
-            int8_figures = {"engine_fps": int8_fps,
+            fps = _engine_fps({"fp": fp, "int8": quantized}, seconds)
+            fp_figures = {"engine_fps": fps["fp"], **_loop(config, fp, video, seconds, mqtt)}
+            int8_figures = {"engine_fps": fps["int8"],
                             **_loop(config, quantized, video, seconds, mqtt)}
+            shapes = shape_engine_fps({"fp": fp, "fp32": fp32, "int8": quantized}, seconds)
         finally:
+            fp32.close()
             quantized.close()
     finally:
         fp.close()
@@ -99,6 +137,13 @@ def measure_int8(config: AgentConfig, hardware: HardwareReport, video: Path,
         "reused": reused, "fp": fp_figures, "int8": int8_figures,
         "engine_speedup": int8_figures["engine_fps"] / fp_figures["engine_fps"],
         "loop_speedup": int8_figures["loop_fps"] / fp_figures["loop_fps"],
+        "wide": {"frame": list(WIDE), "precision": settings.precision,  # type: ignore[union-attr]
+                 **shapes,
+                 "rect_int8_over_square_fp":
+                     shapes["int8_rect"]["fps"] / shapes["fp_square"]["fps"],
+                 "rect_int8_over_square_fp32":
+                     shapes["int8_rect"]["fps"] / shapes["fp32_square"]["fps"],
+                 "int8_over_fp32": shapes["int8_square"]["fps"] / shapes["fp32_square"]["fps"]},
         "guard": {**record.score.as_dict(), "passed": passed, "reason": reason,
                   "min_f1": settings.int8_min_f1},  # type: ignore[union-attr]
     }
@@ -125,6 +170,17 @@ def format_figures(report: dict) -> str:
         f"{guard['recall']:.3f}) on {report['check_frames']} held-back frames, "
         f"min {guard['min_f1']:g}: {verdict}",
     ]
+    wide = report.get("wide")
+    if wide:
+        lines.append(f"  engine fps on a {wide['frame'][0]}x{wide['frame'][1]} frame "
+                     f"(FP at precision {wide['precision']}; FP32 at f32):")
+        for name, shape in SHAPED:
+            figure = wide[f"{name}_{shape}"]
+            lines.append(f"    {name.upper():<5} {shape:<7} {figure['input'][1]:>4}x"
+                         f"{figure['input'][0]:<4} {figure['fps']:8.1f}")
+        lines.append(f"    rect INT8 / square FP {wide['rect_int8_over_square_fp']:.2f}x   "
+                     f"rect INT8 / square FP32 {wide['rect_int8_over_square_fp32']:.2f}x   "
+                     f"square INT8 / FP32 {wide['int8_over_fp32']:.2f}x")
     return "\n".join(lines)
 
 

@@ -65,3 +65,17 @@ def test_bench_int8_report(tmp_path: Path, samples: Path) -> None:
     assert "INT8                 150.0      75.0     13.00" in text
     assert "INT8 / FP             1.50      1.25" in text
     assert "min 0.96: REFUSED: the agent would stay on FP" in text
+    wide = {"frame": [1280, 720], "precision": "auto",
+            "fp_square": {"fps": 100.0, "input": [416, 416]},
+            "fp_rect": {"fps": 160.0, "input": [256, 416]},
+            "fp32_square": {"fps": 80.0, "input": [416, 416]},
+            "int8_square": {"fps": 110.0, "input": [416, 416]},
+            "int8_rect": {"fps": 180.0, "input": [256, 416]},
+            "rect_int8_over_square_fp": 1.8, "rect_int8_over_square_fp32": 2.25,
+            "int8_over_fp32": 1.375}
+    text = format_figures({**report, "wide": wide})
+    assert "engine fps on a 1280x720 frame (FP at precision auto; FP32 at f32):" in text
+    assert "INT8  rect     416x256     180.0" in text
+    assert "FP32  square   416x416      80.0" in text
+    assert "rect INT8 / square FP 1.80x   rect INT8 / square FP32 2.25x   square INT8 / FP32 " \
+           "1.38x" in text
