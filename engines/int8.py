@@ -13,7 +13,7 @@ import contextlib
 import logging
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -88,13 +88,29 @@ def source_model(path: Path) -> object:
     import openvino as ov
 
     try:
+        model = ov.Core().read_model(str(path))  # a clean error for a file that is no model
         if Path(path).suffix.lower() == ".onnx":
-            return ov.convert_model(str(path))
-        return ov.Core().read_model(str(path))
+            with _root_logging_kept():
+                model = ov.convert_model(str(path))
     except Exception as exc:  # the converter raises its own error types
+        text = str(exc).strip()
         raise EngineError(f"cannot read {path} for quantizing: {type(exc).__name__}: "
-                          f"{str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}"
-                          ) from exc
+                          f"{text.splitlines()[0][:200] if text else ''}") from exc
+    return model
+
+
+@contextlib.contextmanager
+def _root_logging_kept() -> Iterator[None]:
+    """OpenVINO's converter sets up the root logger when it fails (level ERROR, its own
+    stderr handler and filter): put the agent's logging back as it was."""
+    root = logging.getLogger()
+    level, handlers, filters = root.level, list(root.handlers), list(root.filters)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+        root.handlers[:] = handlers
+        root.filters[:] = filters
 
 
 def quantize(

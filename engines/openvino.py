@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import queue
 import threading
 import time
 from concurrent.futures import Future
@@ -63,8 +64,65 @@ def _input_geometry(
     return port.get_any_name(), layout, height, width, dtype
 
 
+class RequestPool:
+    """A compiled model's infer requests: callers start them, one Python thread collects
+    the outputs, in start order, into each request's Future.
+
+    Not AsyncInferQueue with a Python callback: that callback runs on OpenVINO's stream
+    thread and needs the GIL, so while the pipeline, capture or MQTT threads hold it the
+    stream waits instead of running the next request (on the 2-core build box the loop
+    reached 0.90 of its bound that way, 0.96 this way: docs/benchmark.md). No Python
+    runs on OpenVINO's threads, and `count` should be one more than the streams, so each
+    stream finds a request queued while Python collects the last one.
+    """
+
+    def __init__(self, compiled: ov.CompiledModel, count: int, name: str) -> None:
+        self._free: queue.SimpleQueue[ov.InferRequest] = queue.SimpleQueue()
+        for _ in range(count):
+            self._free.put(compiled.create_infer_request())
+        self.count = count
+        self._running: queue.SimpleQueue[tuple[ov.InferRequest, Future[InferResult]] | None] \
+            = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._collect, name=f"openvino-{name}",
+                                        daemon=True)
+        self._thread.start()
+
+    def start(self, tensor: np.ndarray, future: Future[InferResult]) -> None:
+        """Start inference of `tensor` (copied); blocks while every request is busy."""
+        request = self._free.get()
+        try:
+            request.start_async({0: tensor}, share_inputs=False)
+        except BaseException:
+            self._free.put(request)
+            raise
+        self._running.put((request, future))
+
+    def _collect(self) -> None:
+        while (item := self._running.get()) is not None:
+            request, future = item
+            try:
+                request.wait()  # without the GIL
+                if not future.done():  # a cancelled frame's outputs are not copied
+                    settle(future, InferResult([t.data.copy() for t in request.output_tensors],
+                                               float(request.latency)))
+            except Exception as exc:  # surfaced to the waiter, not lost
+                settle(future, error=exc)
+            finally:
+                self._free.put(request)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Let the requests started so far finish and their futures settle."""
+        self._running.put(None)
+        self._thread.join(timeout)
+
+    @property
+    def busy(self) -> bool:
+        """Whether the collecting thread still runs (after close: a request never ended)."""
+        return self._thread.is_alive()
+
+
 class OpenVinoEngine(Engine):
-    """One compiled model; `submit` feeds an AsyncInferQueue so requests overlap."""
+    """One compiled model; `submit` starts requests of a RequestPool so they overlap."""
 
     backend = "openvino"
 
@@ -146,9 +204,8 @@ class OpenVinoEngine(Engine):
             ) from exc
         self.device = ",".join(self.compiled.get_property("EXECUTION_DEVICES")) or device
         optimal = int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
-        requests = num_requests or optimal
-        self._queue = ov.AsyncInferQueue(self.compiled, requests)
-        self._queue.set_callback(self._done)
+        requests = num_requests or optimal + 1  # one queued per stream: see RequestPool
+        self._requests = RequestPool(self.compiled, requests, path.stem)
         self._lock = threading.Lock()
         self._closed = False
         log.info(
@@ -203,7 +260,7 @@ class OpenVinoEngine(Engine):
         child._core, child._path, child._settings = self._core, self._path, self._settings
         child._model_input, child._model_layout = self._model_input, self._model_layout
         child._dynamic_hw, child._flexibility = self._dynamic_hw, (None,)
-        child._compile(model, len(self._queue))
+        child._compile(model, self._requests.count)
         return child
 
     def _convert_in_model(self, model: ov.Model) -> ov.Model:
@@ -227,34 +284,21 @@ class OpenVinoEngine(Engine):
         self.input = dataclasses.replace(spec, layout="NHWC", color="BGR", scale=1.0, dtype="uint8")
         return ppp.build()
 
-    @staticmethod
-    def _done(request: ov.InferRequest, future: Future[InferResult]) -> None:
-        """Runs on an OpenVINO thread: copy outputs out before the request is reused."""
-        if future.done():  # cancelled while it ran: nobody wants the outputs
-            return
-        try:
-            result = InferResult([t.data.copy() for t in request.output_tensors],
-                                 float(request.latency))
-        except Exception as exc:  # surfaced to the waiter, not lost
-            settle(future, error=exc)
-        else:
-            settle(future, result)
-
     def submit(self, tensor: np.ndarray) -> Future[InferResult]:
         future: Future[InferResult] = Future()
         with self._lock:
             if self._closed:
                 raise EngineError("engine is closed")
-            self._queue.start_async({0: tensor}, future, share_inputs=False)
+            self._requests.start(tensor, future)
         return future
 
     @property
     def parallelism(self) -> int:
-        return len(self._queue)
+        return self._requests.count
 
     def raw_throughput(self, seconds: float) -> float:
         """The bare AsyncInferQueue on one fixed random input: OpenVINO's own ceiling."""
-        bare = ov.AsyncInferQueue(self.compiled, len(self._queue))
+        bare = ov.AsyncInferQueue(self.compiled, self._requests.count)
         tensor = np.random.default_rng(0).random(self.input.shape).astype(self.input.dtype)
         bare.start_async({0: tensor}, share_inputs=True)  # warm-up
         bare.wait_all()
@@ -272,11 +316,9 @@ class OpenVinoEngine(Engine):
             self._closed = True
         if self.input_shapes is not None and self.input_shapes.base is self:
             self.input_shapes.close()
-        try:  # requests in flight finish; a late callback error must not fail the close
-            self._queue.wait_all()
-        except Exception as exc:  # logged: closing goes on regardless
-            log.warning("closing %s: a request in flight failed: %s", self.info.path,
-                        _first_line(exc, type(exc).__name__))
+        self._requests.close()  # requests in flight finish; their errors went to their futures
+        if self._requests.busy:
+            log.warning("closing %s: requests still running after 30 s", self.info.path)
 
 
 def _with_batch(model: ov.Model, max_batch: int, path: str) -> ov.Model:

@@ -21,9 +21,10 @@ onnx = pytest.importorskip("onnx")
 nncf = pytest.importorskip("nncf")
 import openvino as ov  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from openvino.tools.ovc.error import Error as OvcError  # noqa: E402
 
 from engines.errors import EngineError  # noqa: E402
-from engines.int8 import source_model  # noqa: E402
+from engines.int8 import _root_logging_kept, source_model  # noqa: E402
 
 Node = helper.make_node
 
@@ -123,5 +124,32 @@ def test_the_model_keeps_its_onnx_metadata(tmp_path: Path) -> None:
 def test_an_unreadable_model_is_an_engine_error(content: bytes, tmp_path: Path) -> None:
     path = tmp_path / "broken.onnx"
     path.write_bytes(content)
+    before = _logging_state()
     with pytest.raises(EngineError, match=r"broken\.onnx"):
         source_model(path)
+    assert _logging_state() == before
+
+
+
+def _logging_state() -> tuple:
+    root = logging.getLogger()
+    return root.level, list(root.handlers), list(root.filters)
+
+
+def test_a_failed_conversion_leaves_the_logging_alone(tmp_path: Path) -> None:
+    """OpenVINO's converter sets up the root logger when it fails (level ERROR, its own
+    handler and filter); the agent's logging (the journal) must come out as it went in."""
+    path = tmp_path / "garbage.onnx"
+    path.write_bytes(b"not a model at all")
+    before = _logging_state()
+    with _root_logging_kept(), pytest.raises(OvcError, match="Cannot recognize"):
+        ov.convert_model(str(path))
+    assert _logging_state() == before
+    try:  # the guard is what keeps it: the converter alone does change it
+        with pytest.raises(OvcError, match="Cannot recognize"):
+            ov.convert_model(str(path))
+        assert _logging_state() != before
+    finally:
+        root = logging.getLogger()
+        root.setLevel(before[0])
+        root.handlers[:], root.filters[:] = before[1], before[2]
