@@ -13,7 +13,7 @@ import contextlib
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -76,41 +76,34 @@ def decode_head(model: object) -> list[str]:
 def source_model(path: Path) -> object:
     """The FP model as the CPU plugin will run it, which is what NNCF must quantize.
 
-    An ONNX file goes through OpenVINO's converter (`ov.convert_model`), whose fusions
-    join activations that ONNX spells as several ops (SiLU as Sigmoid * x, HSwish, GELU,
-    Mish) into one op. Read raw, NNCF sees a Multiply with two activation inputs and
-    quantizes both: FakeQuantize then sits inside every activation, the plugin cannot
-    fuse it into the convolution, and on the sample YOLOX-nano the INT8 build ran at
-    0.65x the FP model instead of ~1x (bf16 on AMX) or 1.5x (f32). An IR was written by
-    the converter already (Ultralytics' OpenVINO export, `ovc`) and is read as it is.
-    Raises EngineError when the file does not convert. Returns an openvino.Model.
+    ONNX spells activations as several ops (SiLU as Sigmoid * x, HSwish, GELU, Mish).
+    Read raw, NNCF sees a Multiply with two activation inputs and quantizes both:
+    FakeQuantize then sits inside every activation, the plugin cannot fuse it into the
+    convolution, and on the sample YOLOX-nano the INT8 build ran at 0.70x the FP model
+    instead of ~1x (bf16 on AMX) or 1.3x (f32). OpenVINO's offline fusions (the "MOC"
+    pass `ov.convert_model` runs) join them into one op first; applied to the read
+    model, ONNX or IR alike. Not through `ov.convert_model` itself: it sets the root
+    logger to ERROR while it runs (and leaves it so when it fails), which would silence
+    the running agent's warnings during a reload's build. Returns an openvino.Model;
+    raises EngineError naming the file when it is not a readable model.
     """
     import openvino as ov
 
     try:
-        model = ov.Core().read_model(str(path))  # a clean error for a file that is no model
-        if Path(path).suffix.lower() == ".onnx":
-            with _root_logging_kept():
-                model = ov.convert_model(str(path))
-    except Exception as exc:  # the converter raises its own error types
-        text = str(exc).strip()
-        raise EngineError(f"cannot read {path} for quantizing: {type(exc).__name__}: "
-                          f"{text.splitlines()[0][:200] if text else ''}") from exc
-    return model
+        model = ov.Core().read_model(str(path))
+    except Exception as exc:  # OpenVINO's errors carry a C++ location first
+        from engines.openvino import _first_line
 
-
-@contextlib.contextmanager
-def _root_logging_kept() -> Iterator[None]:
-    """OpenVINO's converter sets up the root logger when it fails (level ERROR, its own
-    stderr handler and filter): put the agent's logging back as it was."""
-    root = logging.getLogger()
-    level, handlers, filters = root.level, list(root.handlers), list(root.filters)
+        raise EngineError(f"cannot read {path} for quantizing: "
+                          f"{_first_line(exc, type(exc).__name__)[:200]}") from exc
     try:
-        yield
-    finally:
-        root.setLevel(level)
-        root.handlers[:] = handlers
-        root.filters[:] = filters
+        from openvino._offline_transformations import apply_moc_transformations
+    except ImportError:  # a later OpenVINO may move it: slower INT8, not a failure
+        log.warning("INT8: OpenVINO's graph fusions are not importable here; %s is "
+                    "quantized as read and may run slower than FP", path)
+        return model
+    apply_moc_transformations(model, cf=False)
+    return model
 
 
 def quantize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 import queue
@@ -70,22 +71,28 @@ class RequestPool:
 
     Not AsyncInferQueue with a Python callback: that callback runs on OpenVINO's stream
     thread and needs the GIL, so while the pipeline, capture or MQTT threads hold it the
-    stream waits instead of running the next request (on the 2-core build box the loop
-    reached 0.90 of its bound that way, 0.96 this way: docs/benchmark.md). No Python
-    runs on OpenVINO's threads, and `count` should be one more than the streams, so each
-    stream finds a request queued while Python collects the last one.
+    stream waits instead of running the next request. No Python runs on OpenVINO's
+    threads here, and `count` should be one more than the streams, so each stream finds
+    a request queued while Python collects the last one (alternating in one process on
+    the 2-core build box: 0.73-0.76 of the loop's bound before, 0.77-0.81 so;
+    docs/benchmark.md). The collecting thread ends after IDLE_S with nothing running and
+    starts again with the next request: an idle or forgotten engine holds no thread.
     """
+
+    IDLE_S = 1.0
 
     def __init__(self, compiled: ov.CompiledModel, count: int, name: str) -> None:
         self._free: queue.SimpleQueue[ov.InferRequest] = queue.SimpleQueue()
         for _ in range(count):
             self._free.put(compiled.create_infer_request())
         self.count = count
-        self._running: queue.SimpleQueue[tuple[ov.InferRequest, Future[InferResult]] | None] \
-            = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._collect, name=f"openvino-{name}",
-                                        daemon=True)
-        self._thread.start()
+        self._name = f"openvino-{name}"
+        self._running: collections.deque[tuple[ov.InferRequest, Future[InferResult]]] = \
+            collections.deque()
+        self._lock = threading.Lock()
+        self._ready = threading.Condition(self._lock)
+        self._thread: threading.Thread | None = None
+        self._closing = False
 
     def start(self, tensor: np.ndarray, future: Future[InferResult]) -> None:
         """Start inference of `tensor` (copied); blocks while every request is busy."""
@@ -95,11 +102,22 @@ class RequestPool:
         except BaseException:
             self._free.put(request)
             raise
-        self._running.put((request, future))
+        with self._lock:
+            self._running.append((request, future))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._collect, name=self._name,
+                                                daemon=True)
+                self._thread.start()
+            self._ready.notify()
 
     def _collect(self) -> None:
-        while (item := self._running.get()) is not None:
-            request, future = item
+        while True:
+            with self._lock:
+                self._ready.wait_for(lambda: self._running or self._closing, self.IDLE_S)
+                if not self._running:  # idle, or closing with nothing left
+                    self._thread = None
+                    return
+                request, future = self._running.popleft()
             try:
                 request.wait()  # without the GIL
                 if not future.done():  # a cancelled frame's outputs are not copied
@@ -110,15 +128,21 @@ class RequestPool:
             finally:
                 self._free.put(request)
 
-    def close(self, timeout: float = 30.0) -> None:
-        """Let the requests started so far finish and their futures settle."""
-        self._running.put(None)
-        self._thread.join(timeout)
-
-    @property
-    def busy(self) -> bool:
-        """Whether the collecting thread still runs (after close: a request never ended)."""
-        return self._thread.is_alive()
+    def close(self, timeout: float = 30.0) -> bool:
+        """Wait until the requests started so far have finished and their futures settled
+        (the caller stops starting new ones first); False if that took over `timeout`."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            self._closing = True
+            self._ready.notify()
+        while True:
+            with self._lock:
+                thread = self._thread
+            if thread is None:
+                return True
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                return False
 
 
 class OpenVinoEngine(Engine):
@@ -316,8 +340,7 @@ class OpenVinoEngine(Engine):
             self._closed = True
         if self.input_shapes is not None and self.input_shapes.base is self:
             self.input_shapes.close()
-        self._requests.close()  # requests in flight finish; their errors went to their futures
-        if self._requests.busy:
+        if not self._requests.close():  # in flight finish; their errors went to their futures
             log.warning("closing %s: requests still running after 30 s", self.info.path)
 
 

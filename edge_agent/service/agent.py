@@ -90,10 +90,15 @@ class Agent:
             # The deployed model, or the config's (edge_agent.models); its INT8 build where
             # backend.precision is int8 and the guard passed it; batched if configured.
             selection = self.models.start(config, report, self.config_path)
-            selection, self.int8 = apply_int8(config, selection, self._int8_progress)
-            selection = with_batching(selection, config)
-            self._use(selection, detection_filter(config.model, selection.engine.info.class_names))
-            check_classes(config, selection.engine.info.class_names, self.config_path)
+            try:
+                selection, self.int8 = apply_int8(config, selection, self._int8_progress)
+                selection = with_batching(selection, config)
+                self._use(selection,
+                          detection_filter(config.model, selection.engine.info.class_names))
+                check_classes(config, selection.engine.info.class_names, self.config_path)
+            except BaseException:  # a failed start closes its engine: no thread left behind
+                selection.engine.close()
+                raise
             stack.callback(lambda: self.engine and self.engine.close())
             self.models.attach(self)
             stack.callback(self.models.close)
