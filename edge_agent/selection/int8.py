@@ -26,6 +26,7 @@ from engines import registry
 from engines.base import Engine
 from engines.detector import Detector, check_model
 from engines.errors import EngineError
+from engines.input_shapes import ShapedEngines
 from engines.int8_cache import MODEL, BuildRecord, Calibration, build_dir, read_record
 
 log = logging.getLogger(__name__)
@@ -137,6 +138,9 @@ def open_int8(config: AgentConfig, path: Path) -> Detector:
     except Exception:
         engine.close()
         raise
+    # Rectangular input as for the FP model (selection.loading): without it every
+    # camera ran the INT8 build square, 1.3-1.6x the work on a 4:3 or 16:9 camera.
+    engine.input_shapes = ShapedEngines(engine, config.model.input_size)
     return Detector(engine, detection_filter(config.model, engine.info.class_names))
 
 

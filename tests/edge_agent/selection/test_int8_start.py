@@ -94,6 +94,12 @@ def test_a_cached_build_runs_when_it_passes_and_fp_stays_when_refused(
             assert status.model_sha256 == fp.info.sha256
             assert "INT8 build passed" in status.reason
             assert "INT8 build" in selection.reason
+            # The INT8 build takes rectangular input like the FP model (input_size auto):
+            # a 16:9 camera gets the 16:9 shape, not the square one.
+            assert selection.engine.input_shapes is not None
+            shaped = selection.engine.input_shapes.engine_for(1280, 720, wait=True)
+            assert shaped.input.width > shaped.input.height, shaped.input
+            assert shaped.info.path == str(folder / MODEL)
         else:
             assert selection.engine is fp
             assert status.reason.startswith("INT8 build refused: F1")
