@@ -24,10 +24,11 @@ from engines.int8_guard import GuardScore, verdict
 log = logging.getLogger(__name__)
 
 RECORD = "verdict.json"
-RECIPE = 2
+RECIPE = 3
 """How engines/int8.py prepares the graph for NNCF; a change makes earlier builds stale.
-1: the ONNX graph as read (activations split into Sigmoid * x); 2: as OpenVINO's
-converter leaves it (activations fused), which runs faster."""
+1: the ONNX graph as read (activations split into Sigmoid * x); 2: through
+ov.convert_model; 3: OpenVINO's offline fusions on the read model, ONNX and IR alike
+(activations fused), which runs faster."""
 MODEL = "model.xml"
 
 

@@ -105,10 +105,21 @@ class RequestPool:
         with self._lock:
             self._running.append((request, future))
             if self._thread is None:
-                self._thread = threading.Thread(target=self._collect, name=self._name,
-                                                daemon=True)
-                self._thread.start()
+                thread = threading.Thread(target=self._collect, name=self._name, daemon=True)
+                try:
+                    thread.start()
+                except BaseException:  # no thread to collect it ("can't start new thread")
+                    self._running.pop()
+                    started = False
+                else:
+                    self._thread, started = thread, True
+            else:
+                started = True
             self._ready.notify()
+        if not started:  # let it finish before the request is used again, then say why
+            request.wait()
+            self._free.put(request)
+            raise EngineError("cannot start the thread that collects inference results")
 
     def _collect(self) -> None:
         while True:

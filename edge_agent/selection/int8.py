@@ -126,8 +126,12 @@ def split(frames: Sequence[np.ndarray], calibration: int,
     return rest[:calibration], frames[len(frames) - held:]
 
 
-def open_int8(config: AgentConfig, path: Path) -> Detector:
-    """The INT8 IR on the config's OpenVINO settings, checked like any model at load."""
+def open_int8(config: AgentConfig, path: Path, *, shaped: bool = True) -> Detector:
+    """The INT8 IR on the config's OpenVINO settings, checked like any model at load.
+
+    `shaped`: with the config's rectangular input (model.input_size), as the FP model
+    runs; the guard opens it without, so both models are judged on the square input.
+    """
     declared = registry.get("openvino")
     stem = Path(config.model.path).stem
     options = {**model_options(config.model), "name": config.model.name or f"{stem}-int8",
@@ -135,12 +139,13 @@ def open_int8(config: AgentConfig, path: Path) -> Detector:
     engine = registry.open_engine("openvino", path, **options)
     try:
         check_model(engine)
+        # Rectangular input as for the FP model (selection.loading): without it every
+        # camera ran the INT8 build square, 1.3-1.6x the work on a 4:3 or 16:9 camera.
+        if shaped:
+            engine.input_shapes = ShapedEngines(engine, config.model.input_size)
     except Exception:
         engine.close()
         raise
-    # Rectangular input as for the FP model (selection.loading): without it every
-    # camera ran the INT8 build square, 1.3-1.6x the work on a 4:3 or 16:9 camera.
-    engine.input_shapes = ShapedEngines(engine, config.model.input_size)
     return Detector(engine, detection_filter(config.model, engine.info.class_names))
 
 
@@ -154,13 +159,19 @@ def build_now(config: AgentConfig, reference: Engine, frames: Sequence[np.ndarra
     calibrate, check = split(frames, calibration.frames,
                              settings.int8_check_frames)  # type: ignore[union-attr]
     fp = Detector(reference, detection_filter(config.model, reference.info.class_names))
-    return build(
-        model_path=Path(reference.info.path), model_sha256=reference.info.sha256,
-        family=reference.info.family, folder=folder, calibration_frames=calibrate,
-        check_frames=check, calibration=calibration,
-        min_f1=settings.int8_min_f1, reference=fp,  # type: ignore[union-attr]
-        open_int8=lambda path: open_int8(config, path), source=source,
-    )
+    # The guard judges quantization alone: both models on their square input, never a
+    # rectangular shape that one of them has compiled by then and the other not.
+    shapes, reference.input_shapes = reference.input_shapes, None
+    try:
+        return build(
+            model_path=Path(reference.info.path), model_sha256=reference.info.sha256,
+            family=reference.info.family, folder=folder, calibration_frames=calibrate,
+            check_frames=check, calibration=calibration,
+            min_f1=settings.int8_min_f1, reference=fp,  # type: ignore[union-attr]
+            open_int8=lambda path: open_int8(config, path, shaped=False), source=source,
+        )
+    finally:
+        reference.input_shapes = shapes
 
 
 def apply_int8(config: AgentConfig, selection: Selection,

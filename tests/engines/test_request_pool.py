@@ -96,3 +96,23 @@ def test_a_request_that_fails_fails_its_own_frame_only(engine: OpenVinoEngine) -
     with pytest.raises(Exception, match=r"(?i)shape|dimension|size"):
         engine.submit(np.zeros((1, 3, 7, 7), np.float32)).result(30)
     assert len(engine.submit(good).result(30).outputs) == 1
+
+
+def test_a_collector_that_cannot_start_fails_that_frame_only(
+    engine: OpenVinoEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Out of threads ("can't start new thread"): that submit fails with the reason, the
+    request is not lost, and the next submit starts a collector and settles."""
+    tensor = np.zeros(engine.input.shape, engine.input.dtype)
+    assert _until(lambda: not _collectors())
+    real_start = threading.Thread.start
+
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    with pytest.raises(EngineError, match="cannot start the thread"):
+        engine.submit(tensor)
+    monkeypatch.setattr(threading.Thread, "start", real_start)
+    futures = [engine.submit(tensor) for _ in range(engine.parallelism + 1)]
+    assert all(len(future.result(30).outputs) == 1 for future in futures)
