@@ -34,16 +34,22 @@ def run_fetch(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.fixture
-def fetch_module(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    """scripts/fetch-samples imported, to point its public sources at a local server."""
+def load_fetch(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     loader = importlib.machinery.SourceFileLoader("fetch_samples", str(FETCH))
     spec = importlib.util.spec_from_loader("fetch_samples", loader)
     assert spec is not None
     module = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, "fetch_samples", module)  # dataclasses look it up
     loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def fetch_module(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """scripts/fetch-samples imported, to point its public sources at a local server."""
+    module = load_fetch(monkeypatch)
     monkeypatch.setattr(module, "SHARED_MIRROR", Path("/nonexistent"))
+    monkeypatch.setattr(module, "cloned_from", lambda: None)
     monkeypatch.setattr(module, "VTEST_AVI_LOCAL", Path("/nonexistent/vtest.avi"))
     monkeypatch.delenv("EDGE_AGENT_SAMPLES_MIRROR", raising=False)
     return module
@@ -66,6 +72,30 @@ def web(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     yield root, f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
+
+
+def test_a_clone_finds_the_mirror_beside_the_checkout_it_came_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`git clone -q . $(mktemp -d)` then .ci/run: the clone has no ../shared/samples, the
+    checkout it was cloned from may; without one (or with a remote URL) there is none."""
+    origin = tmp_path / "work" / "checkout"
+    origin.mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(origin)], check=True)
+    clone = tmp_path / "elsewhere" / "clone"
+    subprocess.run(["git", "clone", "-q", str(origin), str(clone)], check=True,
+                   capture_output=True)
+    fetch_module = load_fetch(monkeypatch)
+    monkeypatch.delenv("EDGE_AGENT_SAMPLES_MIRROR", raising=False)
+    monkeypatch.setattr(fetch_module, "REPO", clone)
+    monkeypatch.setattr(fetch_module, "SHARED_MIRROR", clone.parent / "shared" / "samples")
+    assert fetch_module.cloned_from() == origin
+    assert fetch_module.choose_mirror(None) is None  # no shared/samples beside it
+    (tmp_path / "work" / "shared" / "samples").mkdir(parents=True)
+    assert fetch_module.choose_mirror(None) == tmp_path / "work" / "shared" / "samples"
+    subprocess.run(["git", "-C", str(clone), "remote", "set-url", "origin",
+                    "https://example.invalid/edge-agent.git"], check=True)
+    assert fetch_module.cloned_from() is None
 
 
 def test_fetch_from_a_mirror_copies_once(samples: Path, tmp_path: Path) -> None:
