@@ -21,9 +21,9 @@ from edge_agent.camera_filter import CameraFilter
 from edge_agent.capture.camera import Camera, Frame
 from edge_agent.capture.state import CameraState
 from edge_agent.config.model import CameraConfig
-from edge_agent.delivery.camera import DeliveryStats
 from edge_agent.gate import FrameGate
 from edge_agent.health.drift import DriftWatch
+from edge_agent.health.snapshot import EventsHealth
 from edge_agent.models.handover import Handover, RecentFrames
 from edge_agent.pipeline_stats import (
     LatencyRecorder,
@@ -69,7 +69,7 @@ class FrameDelivery(Protocol):
         self, frame: Frame, detections: Detections, detected: Detected
     ) -> FrameOutcome: ...
 
-    def stats(self) -> DeliveryStats | None: ...
+    def stats(self) -> EventsHealth | None: ...
 
     def reconfigure(self, camera: CameraConfig) -> None: ...
 

@@ -13,8 +13,8 @@ from edge_agent.health.drift import DriftReport
 
 if TYPE_CHECKING:
     from edge_agent.camera_filter import FilterStats
-    from edge_agent.delivery.camera import DeliveryStats
     from edge_agent.gate import GateStats
+    from edge_agent.health.snapshot import EventsHealth
 
 STAGES = ("decode", "preprocess", "infer", "postprocess", "publish")
 
@@ -86,5 +86,5 @@ class PipelineStats:
     """Frames not inferred (detect.fps, motion gate); see edge_agent.gate."""
     ignored: FilterStats | None = None
     """Detections removed by detect.min_score, detect.min_area and masks."""
-    events: DeliveryStats | None = None
+    events: EventsHealth | None = None
     """None when the camera does not track (no zones, lines or on_change)."""

@@ -3,7 +3,6 @@ publishers closed after the test. Plain helpers are in tests/helpers.py."""
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +20,8 @@ from tests.helpers import (  # noqa: F401
     Collector,
     first_frames,
     free_port,
+    start_broker,
+    subscribed,
     wait_for_port,
 )
 
@@ -36,11 +37,7 @@ def samples() -> Path:
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Broker]:
-    port = free_port()
-    conf = tmp_path / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-    instance = Broker(port=port, conf=conf, log=tmp_path / "mosquitto.log")
-    instance.start()
+    instance = start_broker(tmp_path)
     yield instance
     instance.stop()
 
@@ -51,17 +48,8 @@ def subscribe(broker: Broker) -> Iterator:
     clients: list[mqtt.Client] = []
 
     def _subscribe(topic: str) -> Collector:
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-{uuid.uuid4().hex}")
-        collector = Collector(client)
-        client.on_message = collector.on_message
-        subscribed = threading.Event()
-        client.on_subscribe = lambda *_args: subscribed.set()
-        client.connect(broker.host, broker.port)
-        client.loop_start()
-        client.subscribe(topic, qos=1)
-        if not subscribed.wait(10):
-            raise TimeoutError(f"subscription to {topic} not acknowledged")
-        clients.append(client)
+        collector = subscribed(broker, topic)
+        clients.append(collector.client)
         return collector
 
     yield _subscribe

@@ -182,23 +182,41 @@ class Collector:
         return found
 
 
+def start_broker(folder: Path) -> Broker:
+    """A private Mosquitto on a free loopback port, its config and log in `folder`."""
+    port = free_port()
+    conf = folder / "mosquitto.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+    broker = Broker(port=port, conf=conf, log=folder / "mosquitto.log")
+    broker.start()
+    return broker
+
+
+def subscribed(broker: Broker, topic: str, client: mqtt.Client | None = None) -> Collector:
+    """A QoS 1 subscription of `topic` (a fresh clean-session client unless given), its
+    SUBACK awaited; the Collector holds the client (stop it with loop_stop/disconnect)."""
+    client = client or mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+                                   client_id=f"test-{uuid.uuid4().hex}")
+    collector = Collector(client)
+    client.on_message = collector.on_message
+    done = threading.Event()
+    client.on_subscribe = lambda *_args: done.set()
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    client.subscribe(topic, qos=1)
+    if not done.wait(10):
+        raise TimeoutError(f"subscription to {topic} not acknowledged")
+    return collector
+
+
 def persistent_subscriber(broker: Broker, topic: str) -> Collector:
     """A QoS 1 subscriber whose session the broker keeps across its own restart."""
     client = mqtt.Client(
         mqtt.CallbackAPIVersion.VERSION2, client_id=f"watcher-{uuid.uuid4().hex[:8]}",
         clean_session=False,
     )
-    collector = Collector(client)
-    client.on_message = collector.on_message
     client.reconnect_delay_set(min_delay=1, max_delay=1)
-    subscribed = threading.Event()
-    client.on_subscribe = lambda *_args: subscribed.set()
-    client.connect(broker.host, broker.port)
-    client.subscribe(topic, qos=1)
-    client.loop_start()
-    if not subscribed.wait(10):
-        raise TimeoutError(f"subscription to {topic} not acknowledged")
-    return collector
+    return subscribed(broker, topic, client)
 
 
 def _config_text(tmp_path: Path, samples: Path, mqtt: str, cameras: str) -> str:

@@ -29,6 +29,7 @@ from edge_agent.delivery.shapes import ShapeStates, snapshot_topic
 from edge_agent.delivery.snapshots import SnapshotStore, file_name, render
 from edge_agent.events import CameraEvents
 from edge_agent.events.types import Event
+from edge_agent.health.snapshot import EventsHealth
 from engines.base import Detections
 from engines.detector import Detected
 
@@ -53,20 +54,6 @@ class FrameOutcome:
     publish_detections: bool
     track_ids: np.ndarray | None
     """(N,) aligned with the detections, -1 where not tracked; None: tracking is off."""
-
-
-@dataclass(frozen=True)
-class DeliveryStats:
-    """One camera's events at one moment, for health (docs/health.md `events`)."""
-
-    events_per_s: float
-    events_total: int
-    events_not_delivered: int
-    tracks: int
-    snapshots_written: int
-    snapshots_failed: int
-    snapshot_error: str | None
-    error: str | None
 
 
 def warn_if_events_can_be_lost(config: AgentConfig) -> None:
@@ -236,12 +223,12 @@ class CameraDelivery:
 
     # -- health ------------------------------------------------------------------------
 
-    def stats(self) -> DeliveryStats | None:
+    def stats(self) -> EventsHealth | None:
         """None while the camera does not track (no zones, lines or on_change)."""
         if self._events is None:
             return None
         store = self._store
-        return DeliveryStats(
+        return EventsHealth(
             events_per_s=round(self.rate.per_second(time.monotonic()), 3),
             events_total=self.events_total, events_not_delivered=self.events_not_delivered,
             tracks=self.tracks,

@@ -34,7 +34,6 @@ from edge_agent.health.snapshot import (
     SCHEMA_VERSION,
     CameraHealth,
     EndToEndLatency,
-    EventsHealth,
     HealthSnapshot,
     HealthStatus,
     InferenceLatency,
@@ -347,7 +346,7 @@ class HealthMonitor:
             queue=QueueHealth(frames=camera.queued, in_flight=stats.in_flight),
             drift=None if stats.drift is None else drift_health(stats.drift),
             frames_skipped=skipped, motion_active=motion, detections_ignored=ignored,
-            events=None if stats.events is None else EventsHealth(**vars(stats.events)),
+            events=stats.events,
         )
 
 

@@ -111,7 +111,8 @@ class DriftHealth:
 
 @dataclass(frozen=True)
 class EventsHealth:
-    """A camera's events (edge_agent.delivery): rate, delivery and snapshots."""
+    """A camera's events (edge_agent.delivery.camera.CameraDelivery.stats): rate,
+    delivery and snapshots, as health publishes them."""
 
     events_per_s: float
     """Over the last minute (or since the start, when shorter)."""

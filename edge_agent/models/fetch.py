@@ -8,7 +8,6 @@ header, and starts over when the server ignores it (200 instead of 206).
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import logging
 import re
@@ -19,6 +18,8 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+
+from engines.model_info import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +43,6 @@ def check_url(url: str) -> str:
     if parts.username or parts.password:
         raise FetchError("url must not carry a user or password (they would be logged)")
     return url
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def verify(path: Path, expected: str) -> None:

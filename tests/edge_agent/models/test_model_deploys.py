@@ -10,7 +10,6 @@ import json
 import signal
 import subprocess
 import tarfile
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,9 +26,10 @@ from tests.helpers import (
     Broker,
     Collector,
     first_frames,
-    free_port,
     start_agent,
+    start_broker,
     stop_agent,
+    subscribed,
     write_config,
 )
 from tests.model_server import ModelServer, model_server, sha256_of
@@ -136,21 +136,10 @@ def box(tmp_path_factory: pytest.TempPathFactory, samples: Path) -> Iterator[Box
     (drop / "good.tar").write_bytes(files["good"].read_bytes())
     data = {f"/{name}{path.suffix}": path.read_bytes() for name, path in files.items()}
     data["/truncated.onnx"] = onnx.read_bytes()[:200_000]
-    port = free_port()
-    conf = tmp / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-    broker = Broker(port=port, conf=conf, log=tmp / "mosquitto.log")
-    broker.start()
+    broker = start_broker(tmp)
     prefix = f"test-{uuid.uuid4().hex[:8]}"
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"op-{uuid.uuid4().hex}")
-    collector = Collector(client)
-    client.on_message = collector.on_message
-    subscribed = threading.Event()
-    client.on_subscribe = lambda *_args: subscribed.set()
-    client.connect(broker.host, broker.port)
-    client.loop_start()
-    client.subscribe(f"{prefix}/#", qos=1)
-    assert subscribed.wait(10)
+    collector = subscribed(broker, f"{prefix}/#")
+    client = collector.client
     clip = first_frames(samples, tmp / "clip.mp4", 40)
     config = write_config(tmp, samples, broker, prefix,
                           f"  - {{id: cam, type: file, path: {clip}, loop: true}}\n")
