@@ -17,8 +17,6 @@ import json
 import resource
 from pathlib import Path
 
-import cv2
-
 from edge_agent.config.loader import load_config
 from edge_agent.config.model import BACKEND_SECTIONS, AgentConfig, FileCamera
 from edge_agent.errors import AgentError
@@ -32,23 +30,12 @@ from edge_agent.tools.bench_loop import (
     decode_fps,
     loop_figures,
     private_broker,
+    video_size,
 )
 from edge_agent.tools.bench_sections import chosen
 from engines.detector import Detector
 
 __all__ = ["decode_fps", "loop_figures", "private_broker"]  # kept where they were
-
-
-def video_size(video: Path) -> tuple[int, int]:
-    """(width, height) of the video's frames, as the capture thread will see them."""
-    capture = cv2.VideoCapture(str(video), cv2.CAP_FFMPEG)
-    try:
-        ok, frame = capture.read()
-    finally:
-        capture.release()
-    if not ok:
-        raise AgentError(f"cannot read a frame of {video}")
-    return int(frame.shape[1]), int(frame.shape[0])
 
 
 def configs_to_bench(config: AgentConfig, backend: str | None) -> list[AgentConfig]:

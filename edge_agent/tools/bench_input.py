@@ -21,14 +21,19 @@ import threading
 import time
 from pathlib import Path
 
-import cv2
 import paho.mqtt.client as mqtt
 
 from edge_agent.config.model import AgentConfig, MqttConfig
 from edge_agent.errors import AgentError
 from edge_agent.selection.loading import select_engine
 from edge_agent.selection.probe import probe
-from edge_agent.tools.bench_loop import BenchContext, decode_fps, loop_figures, replicated
+from edge_agent.tools.bench_loop import (
+    BenchContext,
+    decode_fps,
+    loop_figures,
+    replicated,
+    video_size,
+)
 from engines.input_shapes import ShapedEngines
 
 WIDE = (1280, 720)
@@ -47,10 +52,7 @@ def wide_video(source: Path, folder: Path, seconds: float = 30.0) -> Path:
     A source that is already 1280x720 is used as it is. AgentError when ffmpeg is
     missing or fails (its last line of output says why).
     """
-    capture = cv2.VideoCapture(str(source))
-    size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
-    capture.release()
-    if size == WIDE:
+    if video_size(source) == WIDE:
         return source
     stat = source.stat()
     target = folder / f"{source.stem}-{stat.st_size}-{int(stat.st_mtime)}-1280x720.mp4"

@@ -57,6 +57,18 @@ class BenchContext:
     args: argparse.Namespace
 
 
+def video_size(video: Path) -> tuple[int, int]:
+    """(width, height) of the video's frames, as the capture thread will see them."""
+    capture = cv2.VideoCapture(str(video), cv2.CAP_FFMPEG)
+    try:
+        ok, frame = capture.read()
+    finally:
+        capture.release()
+    if not ok:
+        raise AgentError(f"cannot read a frame of {video}")
+    return int(frame.shape[1]), int(frame.shape[0])
+
+
 def decode_fps(video: Path, seconds: float) -> float:
     """OpenCV/FFmpeg decode alone, looping the file, as the capture thread does it."""
     capture = cv2.VideoCapture(str(video), cv2.CAP_FFMPEG)
