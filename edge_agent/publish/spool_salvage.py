@@ -14,6 +14,7 @@ Three outcomes, never "move aside and forget":
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import time
@@ -142,6 +143,10 @@ def salvage(source: Path, target: sqlite3.Connection, reason: str) -> Salvage:
     """Copy every readable message of `source` into `target`, in order, row by row."""
     try:
         src = sqlite3.connect(str(source), isolation_level=None)
+        # A file cut short (a copy or an FS repair that lost its tail) still says in its
+        # header how long it was; SQLite then refuses even its first page, unless the
+        # schema is "writable". Nothing is written here: the pages that remain read.
+        src.execute("PRAGMA writable_schema=ON")
     except sqlite3.Error:
         return Salvage(source, reason, 0, -1)
     try:
@@ -181,7 +186,7 @@ def _copy_rows(
             except sqlite3.DatabaseError:
                 pass  # a damaged page after `last`: find the next readable id
             if highest is None or last >= highest or probes >= MAX_PROBES:
-                unreadable += 1 if highest is None else max(0, highest - last)
+                unreadable = _count_the_rest(highest, last, salvaged, unreadable)
                 break
             while last < highest and probes < MAX_PROBES:
                 last += 1
@@ -202,6 +207,14 @@ def _copy_rows(
     return Salvage(source, reason, salvaged, unreadable)
 
 
+def _count_the_rest(highest: int | None, last: int, salvaged: int, unreadable: int) -> int:
+    """Unreadable rows once the scan stops at `last`: the ids up to the highest ever
+    given; at least one when that is unknown; -1 ("no row could be read") for none at all."""
+    if highest is not None:
+        return unreadable + max(0, highest - last)
+    return unreadable + 1 if salvaged or unreadable else -1
+
+
 def _highest_id(src: sqlite3.Connection) -> int | None:
     """The last id ever given (AUTOINCREMENT keeps it apart from the table's pages)."""
     for query in ("SELECT seq FROM sqlite_sequence WHERE name = 'messages'",
@@ -216,8 +229,22 @@ def _highest_id(src: sqlite3.Connection) -> int | None:
 
 
 def _valid(row: tuple[object, ...]) -> bool:
-    return (isinstance(row[1], (int, float)) and isinstance(row[2], str)
-            and isinstance(row[3], bytes))
+    """A row as the publisher wrote it: a time, an MQTT topic, a JSON object.
+
+    SQLite reads some damage back without an error: a page cut in two returns its cells
+    zero-filled. Every spooled payload is a JSON object (detections, events), so a row
+    whose payload is not one was damaged and is counted, never sent.
+    """
+    _, created, topic, payload = row[:4]
+    if not (isinstance(created, (int, float)) and isinstance(topic, str)
+            and isinstance(payload, bytes)):
+        return False
+    if not topic or "\0" in topic or "+" in topic or "#" in topic:
+        return False
+    try:
+        return isinstance(json.loads(payload), dict)
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError
+        return False
 
 
 def connect(target: str) -> sqlite3.Connection:

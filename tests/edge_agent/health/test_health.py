@@ -202,7 +202,8 @@ def test_a_damaged_spool_at_start_is_salvaged_and_shown_in_health(
     path = tmp_path / "state" / "spool.sqlite3"
     spool = Spool(path, max_messages=10**9, max_bytes=10**12, max_age_s=3600.0)
     for number in range(800):  # under mosquitto's 1000 queued per subscriber
-        spool.append(f"{unique_prefix}/old/detections", b"%06d:" % number + b"p" * 120)
+        spool.append(f"{unique_prefix}/old/detections",
+                     b'{"n": "%06d", "pad": "%s"}' % (number, b"p" * 100))
     spool.close()
     pages = path.stat().st_size // 4096
     with path.open("r+b") as file:  # garbage over 3 pages in the middle of the file

@@ -105,9 +105,9 @@ def test_memory_spool_has_the_same_behaviour() -> None:
 
 
 def filled_spool(path: Path, rows: int) -> list[bytes]:
-    """A real spool file of `rows` messages (about 2 pages of 4 KiB per 30 rows), closed."""
+    """A real spool file of `rows` JSON messages (about 30 rows a 4 KiB page), closed."""
     spool = spool_at(path)
-    sent = [b"%06d:" % n + b"p" * 120 for n in range(rows)]
+    sent = [b'{"n": "%06d", "pad": "%s"}' % (n, b"p" * 100) for n in range(rows)]
     for payload in sent:
         spool.append("t", payload)
     spool.close()
@@ -159,6 +159,30 @@ def test_damage_anywhere_is_salvaged_in_order(tmp_path: Path, where: float, page
         assert spool.salvage.salvaged == len(kept)
     else:  # SQLite did not notice (only free space or slack was hit): nothing may be missing
         assert kept == sent
+    spool.append("t", b"after")
+    assert payloads(spool)[-1] == b"after"
+
+
+@pytest.mark.parametrize("kept_fraction", [0.99, 0.9, 0.5, 0.1, 0.02, 0.004])
+def test_a_file_cut_short_is_salvaged_up_to_the_cut(tmp_path: Path, kept_fraction: float) -> None:
+    """A file that lost its tail (a copy cut short, a file-system repair) still says in its
+    header how long it was, and SQLite refused all of it: every row before the cut must
+    come back, in order, and the rows after it are counted as lost."""
+    path = tmp_path / "spool.sqlite3"
+    sent = filled_spool(path, 3000)
+    with path.open("r+b") as file:
+        file.truncate(int(path.stat().st_size * kept_fraction))
+    spool = spool_at(path)
+    kept = payloads(spool)
+    assert spool.salvage is not None
+    # Rows fill the file in order but not strictly (b-tree splits move some to new pages
+    # at the end); a page holds ~14 of these rows.
+    assert len(kept) >= 3000 * kept_fraction * 0.5 - 60
+    assert kept == sorted(kept)
+    assert set(kept) <= set(sent)  # no zero-filled row
+    assert spool.salvage.salvaged == len(kept)
+    if kept:
+        assert spool.salvage.unreadable >= 3000 - len(kept) - 30
     spool.append("t", b"after")
     assert payloads(spool)[-1] == b"after"
 
