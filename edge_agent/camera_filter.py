@@ -22,6 +22,7 @@ from edge_agent.config.yaml_loader import StrictLoader
 from edge_agent.errors import ConfigError
 from engines.base import Detections
 from engines.errors import EngineError
+from engines.file_metadata import class_names_in_file
 from engines.model_info import read_labels
 
 log = logging.getLogger(__name__)
@@ -68,22 +69,26 @@ def class_problems(config: AgentConfig, class_names: Sequence[str]) -> list[tupl
 
 
 def labels_check(config: AgentConfig, config_path: Path | str) -> list[str]:
-    """What `check-config` can say of class names without loading the model: with a
-    readable `model.labels` file, a class in detect or masks that it lacks is an error
-    (raised as ConfigError, as at start) and one in a zone or line a warning line (the
-    agent ignores it there). Without a labels file the names are the model's own and are
-    checked when it loads."""
+    """What `check-config` can say of class names without loading the model: a class in
+    detect or masks that the model lacks is an error (raised as ConfigError, as at start)
+    and one in a zone or line a warning line (the agent ignores it there). The names are
+    the `model.labels` file's, else those the model file states (Ultralytics exports),
+    read without compiling; a model that states none is checked when it loads."""
     labels = config.model.labels
     try:
-        class_names = read_labels(labels) if labels is not None else None
+        if labels is not None:
+            class_names = read_labels(labels)
+        else:
+            class_names = class_names_in_file(Path(config.model.path))
     except (EngineError, OSError):
-        return []  # the load reports an unreadable labels file
-    if class_names is None:
+        return []  # the load reports an unreadable labels or model file
+    if not class_names:
         return []
     check_classes(config, class_names, config_path)
+    labels = labels or config.model.path
     known = set(class_names)
     return [f"  warning: camera {camera.id}, {kind} {shape.name}: class {name!r} is not one "
-            f"of the labels in {labels}; it is ignored there"
+            f"of the class names in {labels}; it is ignored there"
             for camera in config.cameras if camera.enabled
             for kind, shapes in (("zone", camera.zones), ("line", camera.lines))
             for shape in shapes for name in (shape.classes or ())

@@ -45,9 +45,9 @@ def _nncf():  # type: ignore[no-untyped-def]
 def calibration_spec(model: object, path: Path, family: str) -> InputSpec:
     """The input of the model as stored (float NCHW for most), which NNCF calibrates; the
     engine's own spec may be uint8 NHWC after it moved conversion into the model."""
-    from engines.openvino import _input_geometry, _rt_metadata
+    from engines.openvino import _input_geometry, rt_metadata
 
-    metadata = {**sidecar_metadata(path), **_rt_metadata(model)}  # type: ignore[arg-type]
+    metadata = {**sidecar_metadata(path), **rt_metadata(model)}  # type: ignore[arg-type]
     name, layout, height, width, dtype = _input_geometry(model, metadata, path)  # type: ignore[arg-type]
     return FAMILIES[family].input_spec(name, height, width, layout, dtype)
 

@@ -41,7 +41,7 @@ HINTS = {"throughput": "THROUGHPUT", "latency": "LATENCY"}
 DTYPES = {"f32": "float32", "f16": "float16", "u8": "uint8"}
 
 
-def _rt_metadata(model: ov.Model) -> dict[str, str]:
+def rt_metadata(model: ov.Model) -> dict[str, str]:
     """ONNX metadata_props land in rt_info['framework']; Ultralytics IR uses 'model_info'."""
     found: dict[str, str] = {}
     for section in ("framework", "model_info"):
@@ -189,7 +189,7 @@ class OpenVinoEngine(Engine):
             cause = f"not a readable ONNX or OpenVINO IR model, truncated or corrupt? ({detail})"
             raise ModelLoadError(str(path), cause) from exc
 
-        metadata = {**sidecar_metadata(path), **_rt_metadata(model)}
+        metadata = {**sidecar_metadata(path), **rt_metadata(model)}
         input_name, layout, height, width, dtype = _input_geometry(model, metadata, path)
         dims = model.inputs[0].get_partial_shape()
         self._dynamic_hw = any(not dims[i].is_static for i in (

@@ -4,6 +4,7 @@ FILE:LINE. Tables plus a property check of the vectorised point-in-polygon test.
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from edge_agent.config.detect import DetectConfig, MaskConfig
 from edge_agent.config.loader import load_config
 from edge_agent.errors import ConfigError
 from engines.base import Detections
+from tests.helpers import onnx_metadata_entry
 
 NAMES = ("person", "bicycle", "car", "traffic_light")
 W, H = 640, 480
@@ -207,9 +209,9 @@ def test_a_replacing_filter_keeps_counting_where_the_old_one_stopped() -> None:
 
 @pytest.mark.parametrize(("camera", "code", "expected"), [
     ("    zones:\n      - {name: z, points: [[0, 0], [1, 0], [1, 1]], classes: [persn, 0]}\n",
-     0, "warning: camera v, zone z: class 'persn' is not one of the labels"),
+     0, "warning: camera v, zone z: class 'persn' is not one of the class names"),
     ("    lines:\n      - {name: l, points: [[0.5, 0], [0.5, 1]], classes: [car, 99]}\n",
-     0, "warning: camera v, line l: class 99 is not one of the labels"),
+     0, "warning: camera v, line l: class 99 is not one of the class names"),
     ("    detect: {min_score: {persn: 0.5}}\n", 2,
      ":7: cameras[0].detect.min_score.persn: 'persn' is not a class of this model"),
     ("    masks:\n      - {name: m, points: [[0, 0], [1, 0], [1, 1]], classes: [kat]}\n", 2,
@@ -235,3 +237,68 @@ def test_check_config_checks_class_names_against_the_labels_file(
     assert expected in out.out + out.err
     if expected == "OK":
         assert "warning" not in out.out
+
+
+NAMES_80 = "{" + ", ".join(f"{i}: 'class{i}'" for i in range(79)) + ", 79: 'person'}"
+"""Ultralytics' `names` metadata for an 80-class model whose last class is `person`."""
+
+
+def _model_stating_names(form: str, samples: Path, folder: Path) -> Path:
+    """The sample model, or a file standing for one, that states NAMES_80 in `form`."""
+    source = samples / "models" / "yolox_nano.onnx"
+    if form == "onnx-metadata":
+        model = folder / "m.onnx"
+        model.write_bytes(source.read_bytes() + onnx_metadata_entry(b"names", NAMES_80.encode()))
+    elif form == "ir-rt-info":
+        import openvino as ov
+
+        graph = ov.Core().read_model(str(source))
+        graph.set_rt_info(NAMES_80, ["framework", "names"])
+        model = folder / "m.xml"
+        ov.save_model(graph, str(model))
+    elif form == "sidecar-yaml":
+        model = folder / "m.onnx"
+        model.write_bytes(source.read_bytes())
+        (folder / "metadata.yaml").write_text(f"names: {NAMES_80}\n")
+    else:  # an Ultralytics TensorRT engine: JSON header, then the plan (not read here)
+        header = json.dumps({"names": {str(i): f"class{i}" for i in range(79)} | {"79": "person"}})
+        model = folder / "m.engine"
+        model.write_bytes(len(header).to_bytes(4, "little") + header.encode() + b"\0" * 64)
+    return model
+
+
+@pytest.mark.parametrize("form", ["onnx-metadata", "ir-rt-info", "sidecar-yaml", "engine-header"])
+@pytest.mark.parametrize(("camera", "code", "expected"), [
+    ("    detect: {min_score: {persn: 0.5}}\n", 2,
+     "cameras[0].detect.min_score.persn: 'persn' is not a class of this model"),
+    ("    zones:\n      - {name: z, points: [[0, 0], [1, 0], [1, 1]], classes: [car]}\n", 0,
+     "warning: camera v, zone z: class 'car' is not one of the class names in"),
+    ("    detect: {min_score: {person: 0.5, class3: 0.4}}\n", 0, "OK"),
+])
+def test_check_config_checks_class_names_the_model_file_states(
+    tmp_path: Path, samples: Path, capsys: pytest.CaptureFixture[str], form: str, camera: str,
+    code: int, expected: str,
+) -> None:
+    """Without a labels file the names are the model's own (Ultralytics exports carry
+    them): check-config reads them from the file, as the backend will, without compiling."""
+    model = _model_stating_names(form, samples, tmp_path)
+    config = tmp_path / "agent.yaml"
+    config.write_text(
+        f"device_id: b\nmodel: {{path: {model}}}\ncameras:\n  - id: v\n    type: file\n"
+        f"    path: {samples}/media/vtest.mp4\n" + camera)
+    assert main(["check-config", str(config)]) == code
+    out = capsys.readouterr()
+    assert expected in out.out + out.err
+
+
+def test_check_config_leaves_names_to_the_load_when_the_model_states_none(
+    tmp_path: Path, samples: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """YOLOX states no names: any class name may be right, so only the load can say."""
+    config = tmp_path / "agent.yaml"
+    config.write_text(
+        f"device_id: b\nmodel: {{path: {samples}/models/yolox_nano.onnx}}\ncameras:\n"
+        f"  - id: v\n    type: file\n    path: {samples}/media/vtest.mp4\n"
+        "    detect: {min_score: {persn: 0.5}}\n")
+    assert main(["check-config", str(config)]) == 0
+    assert "OK" in capsys.readouterr().out
