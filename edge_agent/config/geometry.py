@@ -136,7 +136,22 @@ def to_pixels(points: Sequence[Point], units: Units, frame_size: tuple[int, int]
     else:
         limit = np.array([width, height], dtype=np.float64)
         if np.any(xy > limit):
-            log.warning("%s: points beyond the %dx%d frame are clipped to its edge: %s",
-                        name, width, height, xy[np.any(xy > limit, axis=1)].tolist())
+            beyond = xy[np.any(xy > limit, axis=1)].tolist()
             xy = np.minimum(xy, limit)
+            if _collapsed(xy, limit):
+                log.warning("%s lies wholly outside the %dx%d frame (points %s): it can never "
+                            "match anything; redraw it in this camera's pixels (0..%d, 0..%d) "
+                            "or use units: normalized", name, width, height,
+                            np.asarray(points, dtype=np.float64).tolist(), width, height)
+            else:
+                log.warning("%s: points beyond the %dx%d frame are clipped to its edge: %s",
+                            name, width, height, beyond)
     return xy.astype(np.float32)
+
+
+def _collapsed(xy: np.ndarray, limit: np.ndarray) -> bool:
+    """Whether clipped points no longer reach into the frame: a polygon without area, or
+    a line lying along the right or bottom edge (where no anchor ever crosses it)."""
+    if len(xy) >= 3:
+        return polygon_area([(float(x), float(y)) for x, y in xy]) == 0.0
+    return bool(np.any(np.all(xy == limit, axis=0)) or np.all(xy == xy[0]))

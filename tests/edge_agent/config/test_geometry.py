@@ -95,3 +95,23 @@ def test_to_pixels_scales_normalized_and_clips_pixels(caplog: pytest.LogCaptureF
     clipped = geometry.to_pixels([(100, 100), (2000, 50)], "pixels", (768, 576), name="bay")
     np.testing.assert_allclose(clipped, [[100, 100], [768, 50]])
     assert "bay: points beyond the 768x576 frame" in caplog.text
+
+
+@pytest.mark.parametrize(("points", "dead"), [
+    ([(800, 10), (900, 10), (900, 100)], True),  # right of the frame
+    ([(10, 600), (700, 600), (300, 900)], True),  # below it
+    ([(900, 700), (1000, 700), (1000, 800), (900, 800)], True),  # beyond the corner
+    ([(800, 100), (1000, 400)], True),  # a line right of the frame
+    ([(100, 700), (500, 650)], True),  # a line below it
+    ([(100, 100), (2000, 50)], False),  # a line reaching out: clipped, still a line
+    ([(700, 500), (900, 500), (900, 700), (700, 700)], False),  # overlapping the corner
+    ([(800, 10), (10, 800), (800, 800)], False),  # every point outside, the area inside
+])
+def test_a_pixel_shape_wholly_outside_the_frame_is_named_as_dead(
+    caplog: pytest.LogCaptureFixture, points: list[tuple[float, float]], dead: bool
+) -> None:
+    """A zone drawn for a larger frame would be clipped onto the frame's edge and never
+    match: the log must say so, not only that points were clipped."""
+    geometry.to_pixels(points, "pixels", (768, 576), name="zone dock")
+    assert ("zone dock lies wholly outside the 768x576 frame" in caplog.text) is dead
+    assert ("zone dock: points beyond the 768x576 frame are clipped" in caplog.text) is not dead
