@@ -130,6 +130,9 @@ def test_bench_measures_every_camera_counts_and_stages_on_the_users_broker(
                                            "spool_write", "publish_path"}
     assert all(ms > 0 for ms in stages["stage_cpu_ms"].values())
     assert 0 < stages["host_share_at_bound"] < 1
+    flat_out, at_bound, at_half = stages["engine_cpu_ms"]
+    assert all(run["cpu_ms"] > 0 for run in (flat_out, at_bound, at_half))
+    assert at_half["fps"] < flat_out["fps"]  # paced runs did not run flat out
     # The user's broker got the frames, under the bench's own device id.
     assert collector.wait_for("/box1-bench/left/detections", count=5)
     assert not collector.on_topic("/box1/left/detections")
