@@ -45,12 +45,17 @@ def class_id(key: ClassKey, class_names: Sequence[str]) -> int | None:
 
 
 def class_problems(config: AgentConfig, class_names: Sequence[str]) -> list[tuple[Loc, str]]:
-    """(key path, text) for every class in enabled cameras' detect/masks this model does not
-    have (a disabled camera is checked when a reload enables it)."""
+    """(key path, text) for every class in `model.classes` and in enabled cameras'
+    detect/masks this model does not have (a disabled camera is checked when a reload
+    enables it)."""
     known = ", ".join(class_names) or "(the model has no class names)"
     if len(known) > MAX_NAMES_SHOWN:
         known = known[:MAX_NAMES_SHOWN] + " ..."
-    found: list[tuple[Loc, str]] = []
+    found: list[tuple[Loc, str]] = [
+        (("model", "classes", index), f"'{key}' is not a class of this model; allowed: an id "
+                                      f"0 to {len(class_names) - 1} or one of {known}")
+        for index, key in enumerate(config.model.classes or ())
+        if class_id(key, class_names) is None]
     for index, camera in enumerate(config.cameras):
         if not camera.enabled:
             continue

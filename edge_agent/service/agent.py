@@ -93,9 +93,9 @@ class Agent:
             try:
                 selection, self.int8 = apply_int8(config, selection, self._int8_progress)
                 selection = with_batching(selection, config)
+                check_classes(config, selection.engine.info.class_names, self.config_path)
                 self._use(selection,
                           detection_filter(config.model, selection.engine.info.class_names))
-                check_classes(config, selection.engine.info.class_names, self.config_path)
             except BaseException:  # a failed start closes its engine: no thread left behind
                 selection.engine.close()
                 raise
@@ -315,8 +315,8 @@ class Agent:
                                self.models.reload_reference(running or self.engine.info.sha256))
             swap = self._load_new_model(new) if plan.model_changed else None
             engine = swap.engine if swap is not None else self.engine
+            check_classes(new, engine.info.class_names, self.config_path)  # with FILE:LINE
             options = detection_filter(new.model, engine.info.class_names)
-            check_classes(new, engine.info.class_names, self.config_path)
         except Exception as exc:  # whatever goes wrong, the running config stays in service
             if swap is not None:
                 swap.engine.close()

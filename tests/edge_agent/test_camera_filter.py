@@ -302,3 +302,25 @@ def test_check_config_leaves_names_to_the_load_when_the_model_states_none(
         "    detect: {min_score: {persn: 0.5}}\n")
     assert main(["check-config", str(config)]) == 0
     assert "OK" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("classes", "code", "expected"), [
+    ("[persn]", 2, ":2: model.classes[0]: 'persn' is not a class of this model"),
+    ("[person, 80]", 2, "model.classes[1]: '80' is not a class of this model; allowed: an id 0 "
+                        "to 79"),
+    ("[person, traffic light, 2]", 0, "OK"),
+])
+def test_check_config_checks_the_model_class_allow_list(
+    tmp_path: Path, samples: Path, capsys: pytest.CaptureFixture[str], classes: str, code: int,
+    expected: str,
+) -> None:
+    """model.classes is the other place a class is named: refused at start, so here too."""
+    config = tmp_path / "agent.yaml"
+    config.write_text(
+        "device_id: b\n"
+        f"model: {{path: {samples}/models/yolox_nano.onnx, "
+        f"labels: {samples}/models/coco_labels.txt, classes: {classes}}}\n"
+        f"cameras:\n  - id: v\n    type: file\n    path: {samples}/media/vtest.mp4\n")
+    assert main(["check-config", str(config)]) == code
+    out = capsys.readouterr()
+    assert expected in out.out + out.err
