@@ -91,13 +91,16 @@ def labels_check(config: AgentConfig, config_path: Path | str) -> list[str]:
         return []
     check_classes(config, class_names, config_path)
     labels = labels or config.model.path
-    known = set(class_names)
-    return [f"  warning: camera {camera.id}, {kind} {shape.name}: class {name!r} is not one "
-            f"of the class names in {labels}; it is ignored there"
-            for camera in config.cameras if camera.enabled
-            for kind, shapes in (("zone", camera.zones), ("line", camera.lines))
-            for shape in shapes for name in (shape.classes or ())
-            if name not in known and not (isinstance(name, int) and 0 <= name < len(known))]
+    warnings = [f"  warning: camera {camera.id}, {kind} {shape.name}: class {name!r} is not "
+                f"one of the class names in {labels}; it is ignored there"
+                for camera in config.cameras if camera.enabled
+                for kind, shapes in (("zone", camera.zones), ("line", camera.lines))
+                for shape in shapes for name in (shape.classes or ())
+                if class_id(name, class_names) is None]
+    warnings += [f"  warning: homeassistant.classes: {name!r} is not one of the class names "
+                 f"in {labels}; its entities would never count anything"
+                 for name in config.homeassistant.classes if class_id(name, class_names) is None]
+    return warnings
 
 
 def check_classes(

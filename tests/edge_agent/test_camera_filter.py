@@ -218,6 +218,8 @@ def test_a_replacing_filter_keeps_counting_where_the_old_one_stopped() -> None:
      "cameras[0].masks[0].classes[0]: 'kat' is not a class of this model"),
     ("    zones:\n      - {name: z, points: [[0, 0], [1, 0], [1, 1]], classes: [person]}\n",
      0, "OK"),
+    ("homeassistant:\n  classes: [person, persn]\n", 0,
+     "warning: homeassistant.classes: 'persn' is not one of the class names"),
 ])
 def test_check_config_checks_class_names_against_the_labels_file(
     tmp_path: Path, samples: Path, capsys: pytest.CaptureFixture[str], camera: str, code: int,
