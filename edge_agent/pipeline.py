@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -37,6 +37,9 @@ from engines.base import Detections, Engine
 from engines.detector import Detected, Detector, PendingDetection
 from engines.errors import PostprocessError
 from engines.postprocess import DetectionFilter
+
+if TYPE_CHECKING:
+    from edge_agent.events.types import ExitReason
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +77,8 @@ class FrameDelivery(Protocol):
     def reconfigure(self, camera: CameraConfig) -> None: ...
 
     def relabel(self, labels: Sequence[str]) -> None: ...
+
+    def close(self, reason: ExitReason, *, removed: bool) -> None: ...
 
 
 @dataclass

@@ -28,7 +28,7 @@ from edge_agent.delivery.retained import RetainedSink, RetainedStates
 from edge_agent.delivery.shapes import ShapeStates, snapshot_topic
 from edge_agent.delivery.snapshots import SnapshotStore, file_name, render
 from edge_agent.events import CameraEvents
-from edge_agent.events.types import Event
+from edge_agent.events.types import Event, ExitReason
 from edge_agent.health.snapshot import EventsHealth
 from engines.base import Detections
 from engines.detector import Detected
@@ -90,12 +90,16 @@ class CameraDelivery:
         self._shapes = ShapeStates(camera.id, self._retained)
         self._store: SnapshotStore | None = None
         self._mode = DetectionsMode(camera.publish)
+        # The newest frame's size and clock: for the exits a reload sends between frames.
+        self._frame_size: tuple[int, int] | None = None
+        self._clock_synced = True
         self._lock = threading.Lock()  # the pipeline runs frames, a reload reconfigures
         self._apply(camera, first=True)
 
     # -- configuration -----------------------------------------------------------------
 
-    def _apply(self, camera: CameraConfig, first: bool = False) -> None:
+    def _apply(self, camera: CameraConfig, first: bool = False) -> list[Event]:
+        """Take the camera's settings; the exits of the visits the change ended."""
         old = self._camera
         self._camera = camera
         if camera.publish != old.publish or first:
@@ -105,22 +109,29 @@ class CameraDelivery:
             self._store = SnapshotStore(self._snapshot_root / camera.id, snapshots.keep)
         elif not snapshots.enabled:
             self._store = None
-        wanted = tracking_wanted(camera)
-        if not wanted:
+        now = time.time()
+        ended: list[Event] = []
+        if self._events is not None:  # removed and changed zones first, with their reason
+            ended = self._events.reconfigure(camera.zones, camera.lines, now)
+            if camera.tracker != old.tracker:  # every track restarts
+                ended += self._events.end("tracker_changed", now)
+        if not tracking_wanted(camera):
             self._events = None
         elif self._events is None or camera.tracker != old.tracker:
             self._events = CameraEvents(camera.id, camera.zones, camera.lines, camera.tracker,
                                         self.labels)
-        else:
-            self._events.reconfigure(camera.zones, camera.lines)
-        self._shapes.configure(camera.zones, camera.lines, time.time(),
-                               reset=first or camera.tracker != old.tracker)
+        self._shapes.configure(camera.zones, camera.lines, now,
+                               reset=first or camera.tracker != old.tracker,
+                               occupancy=self._events.occupancy() if self._events else {})
+        return ended
 
     def reconfigure(self, camera: CameraConfig) -> None:
         """Apply new zones, lines, tracker, snapshot and publish settings (a reload) on the
-        running camera: shapes that did not change keep their tracks and counts."""
+        running camera: shapes that did not change keep their tracks and counts; each visit
+        the change ends gets its exit now, not never."""
         with self._lock:
-            self._apply(camera)
+            self._publish(self._apply(camera))
+            self._flush()
         log.info("camera %s: events reconfigured (%d zones, %d lines)", camera.id,
                  len(camera.zones), len(camera.lines))
 
@@ -135,12 +146,35 @@ class CameraDelivery:
                 return
             old, self.labels = self.labels, labels
             if self._events is not None:
-                camera = self._camera
+                camera, now = self._camera, time.time()
+                self._publish(self._events.end("model_changed", now))
                 self._events = CameraEvents(camera.id, camera.zones, camera.lines,
                                             camera.tracker, self.labels)
-                self._shapes.configure(camera.zones, camera.lines, time.time(), reset=True)
+                self._shapes.configure(camera.zones, camera.lines, now, reset=True,
+                                       occupancy=self._events.occupancy())
         log.info("camera %s: the model's class names changed (%d -> %d): events follow them; "
                  "tracks and counts restart", self.camera_id, len(old), len(labels))
+
+    def close(self, reason: ExitReason, *, removed: bool) -> None:
+        """The camera stops for good or for a restart (a reload; its pipeline has drained):
+        every visit ends with an exit, occupancy goes to 0, and a removed camera's zone and
+        line topics are deleted, so subscribers never keep a stale "occupied"."""
+        with self._lock:
+            if self._events is not None:
+                now = time.time()
+                self._publish(self._events.end(reason, now))
+                if removed:
+                    self._shapes.configure([], [], now)
+                else:  # the restarted camera's counts start again from its own start
+                    self._shapes.set_occupancy(self._events.occupancy(), now)
+                self._events = None
+            self._flush()
+
+    def _flush(self) -> None:
+        try:
+            self._retained.flush()
+        except Exception as exc:  # retained state is an extra: never lose the frame
+            self._failed("retained state not published", exc)
 
     # -- per frame (the pipeline thread) -----------------------------------------------
 
@@ -154,10 +188,7 @@ class CameraDelivery:
                     track_ids = self._update(frame, detections, size)
                 except Exception as exc:  # a tracking fault loses this frame's events only
                     self._failed("events failed", exc)
-            try:
-                self._retained.flush()
-            except Exception as exc:  # retained state is an extra: never lose the frame
-                self._failed("retained state not published", exc)
+            self._flush()
             labels: list[str] = []
             if self._mode.config.detections == "on_change":
                 names = self.labels
@@ -169,25 +200,37 @@ class CameraDelivery:
     def _update(self, frame: Frame, detections: Detections, size: tuple[int, int]) -> np.ndarray:
         assert self._events is not None
         update = self._events.update(detections, size, frame.captured_at, frame.captured_mono)
+        self._frame_size, self._clock_synced = size, frame.clock_synced
         self.tracks = len(update.tracks)
+        self._publish(update.events, frame)
+        self._shapes.update(update, frame.captured_at)
+        return np.asarray(update.track_ids, dtype=np.int64).reshape(-1)
+
+    def _publish(self, events: list[Event], frame: Frame | None = None) -> None:
+        """Send events through the spool. `frame` None: a reload ended them between two
+        frames (the newest frame's size gives the boxes' scale; no snapshot)."""
+        size = self._frame_size
+        if not events or size is None:  # no frame yet: no track, no event
+            return
         snapshots_left = MAX_SNAPSHOTS_PER_FRAME
-        for event in update.events:
+        for event in events:
             ref = None
             if self._store is not None:
-                if snapshots_left > 0:
+                if frame is None:
+                    ref = SnapshotRef(error=f"no snapshot: the visit ended by {event.reason}, "
+                                      "not in a frame")
+                elif snapshots_left > 0:
                     ref = self._snapshot(frame, event)
                     snapshots_left -= 1
                 else:
                     ref = SnapshotRef(error=f"more than {MAX_SNAPSHOTS_PER_FRAME} events in "
                                       "one frame: no snapshot for the rest")
-            payload = event_payload(event, frame_size=size, clock_synced=frame.clock_synced,
+            payload = event_payload(event, frame_size=size, clock_synced=self._clock_synced,
                                     snapshot=ref)
             self.events_total += 1
-            self.rate.add(frame.captured_mono)
+            self.rate.add(frame.captured_mono if frame is not None else time.monotonic())
             if not self._sink.publish_event(self.camera_id, payload):
                 self.events_not_delivered += 1
-        self._shapes.update(update, frame.captured_at)
-        return np.asarray(update.track_ids, dtype=np.int64).reshape(-1)
 
     def _snapshot(self, frame: Frame, event: Event) -> SnapshotRef:
         """Render, store and (retained) publish one event's snapshot; never raises."""

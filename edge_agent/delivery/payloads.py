@@ -69,6 +69,7 @@ def event_payload(
         "timestamp": iso_utc(event.time),
         "first_seen": iso_utc(event.first_seen),
         "dwell_s": None if event.dwell_s is None else round(float(event.dwell_s), 2),
+        "reason": event.reason,
         "clock_synced": clock_synced,
         "snapshot": None,
     }

@@ -61,13 +61,15 @@ class ShapeStates:
 
     def configure(
         self, zones: Sequence[ZoneConfig], lines: Sequence[LineConfig], now: float,
-        reset: bool = False,
+        reset: bool = False, occupancy: Mapping[str, Mapping[str, int]] | None = None,
     ) -> None:
         """Take the camera's shapes (start or reload); `reset`: every count restarts.
 
-        A zone or line that is new or changed starts from zero; one removed has its
-        retained topic deleted on the broker.
+        A line that is new or changed starts from zero; a new or changed zone sends
+        `occupancy` (what CameraEvents kept of it: a changed zone keeps the visits still
+        true); one removed has its retained topic deleted on the broker.
         """
+        occupancy = occupancy or {}
         new_zones = {zone.name: zone for zone in zones}
         new_lines = {line.name: line for line in lines}
         for name in self._zones.keys() - new_zones.keys():
@@ -79,7 +81,7 @@ class ShapeStates:
                 table.pop(name, None)
         for name, zone in new_zones.items():
             if reset or self._zones.get(name) != zone:
-                self.occupancy[name] = {}
+                self.occupancy[name] = {k: int(v) for k, v in occupancy.get(name, {}).items()}
                 self._send_occupancy(name, now)
         for name, line in new_lines.items():
             if reset or self._lines.get(name) != line:
@@ -97,10 +99,7 @@ class ShapeStates:
     def update(self, update: EventsUpdate, now: float) -> None:
         """Take an EventsUpdate's occupancy and counts (None: unchanged) at wall `now`."""
         if update.occupancy is not None:
-            for zone, per_label in update.occupancy.items():
-                if zone in self._zones and dict(per_label) != self.occupancy.get(zone):
-                    self.occupancy[zone] = {k: int(v) for k, v in per_label.items()}
-                    self._send_occupancy(zone, now)
+            self.set_occupancy(update.occupancy, now)
         windows = window_counts(update)
         totals = update.counts or {}
         for line in self._lines:
@@ -113,6 +112,13 @@ class ShapeStates:
             if window is not None:
                 self.windows[line] = window
             self._send_counts(line, now)
+
+    def set_occupancy(self, occupancy: Mapping[str, Mapping[str, int]], now: float) -> None:
+        """Send the zones whose occupancy differs from the last sent."""
+        for zone, per_label in occupancy.items():
+            if zone in self._zones and dict(per_label) != self.occupancy.get(zone):
+                self.occupancy[zone] = {k: int(v) for k, v in per_label.items()}
+                self._send_occupancy(zone, now)
 
     def _send_occupancy(self, zone: str, now: float) -> None:
         payload = occupancy_payload(camera_id=self.camera_id, zone=zone,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -12,7 +12,15 @@ import numpy as np
 from edge_agent.config.zones import LineConfig, TrackerConfig, ZoneConfig
 from edge_agent.events.line_counts import LineCounts
 from edge_agent.events.tracking import Tracker
-from edge_agent.events.types import Counts, Event, EventsUpdate, EventType, Occupancy, Track
+from edge_agent.events.types import (
+    Counts,
+    Event,
+    EventsUpdate,
+    EventType,
+    ExitReason,
+    Occupancy,
+    Track,
+)
 from edge_agent.events.zone_events import ZoneEvents
 from engines.base import Detections
 
@@ -53,22 +61,38 @@ class CameraEvents:
         self.zones: dict[str, ZoneEvents] = {}
         self.lines: dict[str, LineCounts] = {}
         self._last_tracks: dict[int, Track] = {}
+        self._last_time = 0.0  # wall s of the newest frame
         self._occupancy_dirty = self._counts_dirty = self._windows_dirty = True
         self.reconfigure(zones, lines)
 
-    def reconfigure(self, zones: Sequence[ZoneConfig], lines: Sequence[LineConfig]) -> None:
-        """Apply reloaded shapes; unchanged ones keep their tracks' state and counts."""
+    def reconfigure(self, zones: Sequence[ZoneConfig], lines: Sequence[LineConfig],
+                    now: float = 0.0) -> list[Event]:
+        """Apply reloaded shapes; the exits of the visits the change ended, at wall `now`.
+
+        Unchanged shapes keep their tracks' state and counts; a changed line starts from
+        zero; a changed zone keeps the visits still true under its new settings. Every
+        other visit ends with an exit saying why, so that no subscriber is left with an
+        object inside a zone that moved or went.
+        """
+        at = max(now, self._last_time)
+        make = self._maker(at)
+        ended: list[Event] = []
         old_zones, old_lines = self.zones, self.lines
         self.zones, self.lines = {}, {}
         for zone in zones:
-            kept = old_zones.get(zone.name)
+            kept = old_zones.pop(zone.name, None)
             if kept is None or kept.config != zone:
-                kept = ZoneEvents(zone, class_filter(zone.classes, self.labels,
-                                                     f"zone {zone.name}"))
+                fresh = ZoneEvents(zone, class_filter(zone.classes, self.labels,
+                                                      f"zone {zone.name}"))
                 # Filtered classes are reported from the start, at 0.
-                kept.occupancy.update({self.tracker.label(i): 0
-                                       for i in sorted(kept.class_ids or ())})
+                fresh.occupancy.update({self.tracker.label(i): 0
+                                        for i in sorted(fresh.class_ids or ())})
+                if kept is not None:
+                    ended += fresh.take_over(kept, self._last_tracks, at, make)
+                kept = fresh
             self.zones[zone.name] = kept
+        for removed in old_zones.values():
+            ended += removed.end(self._last_tracks, at, make, "zone_removed")
         for line in lines:
             kept_line = old_lines.get(line.name)
             if kept_line is None or kept_line.config != line:
@@ -76,6 +100,27 @@ class CameraEvents:
                                                           f"line {line.name}"))
             self.lines[line.name] = kept_line
         self._occupancy_dirty = self._counts_dirty = self._windows_dirty = True
+        return ended
+
+    def end(self, reason: ExitReason, now: float = 0.0) -> list[Event]:
+        """Exits for every visit in progress, at wall `now`: the caller drops this camera's
+        tracks (tracker or model changed, camera restarted or removed). Occupancy goes
+        to 0."""
+        at = max(now, self._last_time)
+        make = self._maker(at)
+        ended = [event for zone in self.zones.values()
+                 for event in zone.end(self._last_tracks, at, make, reason)]
+        self._occupancy_dirty = True
+        return ended
+
+    def _maker(self, at: float) -> Callable[..., Event]:
+        """Builds this camera's events at wall time `at` from a track and where it is."""
+        def make(kind: EventType, track: Track, **where: Any) -> Event:
+            return Event(type=kind, camera_id=self.camera_id, track_id=track.track_id,
+                         class_id=track.class_id, label=track.label, score=track.score,
+                         box=tuple(float(v) for v in track.box),  # type: ignore[arg-type]
+                         time=at, first_seen=track.first_seen, **where)
+        return make
 
     def update(self, detections: Detections, frame_size: tuple[int, int], captured_at: float,
                captured_mono: float) -> EventsUpdate:
@@ -88,13 +133,9 @@ class CameraEvents:
         """
         del captured_mono
         tracks, track_ids = self.tracker.update(detections, captured_at)
+        self._last_time = captured_at
         events: list[Event] = []
-
-        def make(kind: EventType, track: Track, **where: Any) -> Event:
-            return Event(type=kind, camera_id=self.camera_id, track_id=track.track_id,
-                         class_id=track.class_id, label=track.label, score=track.score,
-                         box=tuple(float(v) for v in track.box),  # type: ignore[arg-type]
-                         time=captured_at, first_seen=track.first_seen, **where)
+        make = self._maker(captured_at)
 
         boxes = np.stack([t.box for t in tracks]) if tracks else np.zeros((0, 4), np.float32)
         for zone in self.zones.values():

@@ -9,6 +9,12 @@ from typing import Literal
 import numpy as np
 
 EventType = Literal["enter", "exit", "dwell", "cross"]
+ExitReason = Literal["left", "lost", "zone_removed", "zone_changed", "tracker_changed",
+                     "model_changed", "camera_removed", "camera_restarted"]
+"""Why a visit ended. `left` and `lost` are the object's doing (its anchor left the zone;
+its track ended); the others are a change of the configuration or the camera, after which
+the agent can no longer vouch that the object is inside, so it says so rather than
+leave the visit open forever (docs/events.md, "When the configuration changes")."""
 Occupancy = dict[str, dict[str, int]]
 """zone -> label -> tracks inside now."""
 Counts = dict[str, dict[str, dict[str, int]]]
@@ -52,6 +58,7 @@ class Event:
     line: str | None = None
     direction: str | None = None  # a line's direction name (cross only)
     dwell_s: float | None = None  # seconds inside so far (dwell and exit)
+    reason: ExitReason | None = None  # exit only: why the visit ended
     event_id: str = field(default_factory=new_event_id)
 
 

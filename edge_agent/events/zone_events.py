@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,7 +10,7 @@ import numpy as np
 from edge_agent.config.geometry import to_pixels
 from edge_agent.config.zones import ZoneConfig
 from edge_agent.events.shapes import anchors, inside_polygon, polygon_edges
-from edge_agent.events.types import Event, EventType, Track
+from edge_agent.events.types import Event, EventType, ExitReason, Track
 
 MakeEvent = Callable[..., Event]
 
@@ -89,13 +89,62 @@ class ZoneEvents:
             presence.label = track.label
             self.occupancy[track.label] = self.occupancy.get(track.label, 0) + 1
             return make(kind, track, zone=self.config.name)
+        return self._exit(track, presence, time, make, "left")
+
+    def _exit(self, track: Track, presence: _Presence, time: float, make: MakeEvent,
+              reason: ExitReason) -> Event:
         self.occupancy[presence.label] -= 1
-        return make(kind, track, zone=self.config.name, dwell_s=time - presence.entered_at)
+        return make("exit", track, zone=self.config.name,
+                    dwell_s=max(0.0, time - presence.entered_at), reason=reason)
 
     def forget(self, track: Track, time: float, make: MakeEvent) -> Event | None:
         """A track that is gone for good: `exit` if it was inside."""
         presence = self._presence.pop(track.track_id, None)
         if presence is None or not presence.inside:
             return None
-        self.occupancy[presence.label] -= 1
-        return make("exit", track, zone=self.config.name, dwell_s=time - presence.entered_at)
+        return self._exit(track, presence, time, make, "lost")
+
+    def end(self, last: Mapping[int, Track], time: float, make: MakeEvent,
+            reason: ExitReason) -> list[Event]:
+        """End every visit now (the zone goes, or the camera's tracks restart): an `exit`
+        each, so no subscriber keeps an object inside that nobody watches any more.
+        `last`: each track as last seen (its box and label go in the event)."""
+        events = [self._exit(last[track_id], presence, time, make, reason)
+                  for track_id, presence in self._presence.items()
+                  if presence.inside and track_id in last]
+        self._presence.clear()
+        return events
+
+    def take_over(self, old: ZoneEvents, last: Mapping[int, Track], time: float,
+                  make: MakeEvent) -> list[Event]:
+        """Continue the visits of `old` (this zone before a reload changed it) that are
+        still true: the class still counts and, when the shape or anchor moved, the
+        track's last anchor lies inside the new polygon. The others end with an `exit`
+        (reason zone_changed) at once: the change is a fact, not jitter, so no hysteresis.
+        Visits keep their start and dwell."""
+        visits = [(track_id, presence) for track_id, presence in old._presence.items()
+                  if presence.inside and track_id in last]
+        if not visits or old._frame_size is None:
+            return []
+        place = ("points", "units", "anchor")
+        moved = any(getattr(old.config, key) != getattr(self.config, key) for key in place)
+        inside = [True] * len(visits)  # the same place: hysteresis goes on as it was
+        if moved:
+            self.polygon(old._frame_size)
+            boxes = np.stack([last[track_id].box for track_id, _ in visits])
+            inside = inside_polygon(anchors(boxes, self.config.anchor), self._edges).tolist()
+        events: list[Event] = []
+        for (track_id, presence), still_inside in zip(visits, inside, strict=True):
+            track = last[track_id]
+            counted = self.class_ids is None or track.class_id in self.class_ids
+            if counted and still_inside:
+                if moved:
+                    presence.streak = 0
+                self._presence[track_id] = presence
+                self.occupancy[presence.label] = self.occupancy.get(presence.label, 0) + 1
+            else:
+                events.append(make("exit", track, zone=self.config.name,
+                                   dwell_s=max(0.0, time - presence.entered_at),
+                                   reason="zone_changed"))
+        old._presence.clear()
+        return events

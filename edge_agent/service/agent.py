@@ -202,9 +202,13 @@ class Agent:
         pipeline.start()
         camera.start()
 
-    def _stop_camera(self, camera_id: str) -> None:
+    def _stop_camera(self, camera_id: str, *, removed: bool = False) -> None:
+        """Stop one camera; its visits end with exits, a removed one's topics are deleted."""
         pipeline = self.pipelines.pop(camera_id)
         pipeline.stop()
+        if pipeline.delivery is not None:
+            pipeline.delivery.close("camera_removed" if removed else "camera_restarted",
+                                    removed=removed)
         self._next_sequence[camera_id] = pipeline.camera.next_sequence
 
     def restart_camera(self, camera_config: CameraConfig) -> None:
@@ -342,7 +346,7 @@ class Agent:
         for camera_id in plan.cameras_removed:
             if camera_id in self.pipelines:
                 log.info("reload: stopping camera %s (removed or disabled)", camera_id)
-                self._stop_camera(camera_id)
+                self._stop_camera(camera_id, removed=True)
         restart = set(plan.cameras_changed)
         if swap is not None or plan.filter_changed:
             restart |= {cam.id for cam in plan.kept.cameras if cam.enabled}

@@ -30,7 +30,8 @@ BASE = Event(type="enter", camera_id="gate", track_id=3, class_id=0, label="pers
              first_seen=1_764_479_990.0, zone="bay", event_id=uuid.uuid4().hex)
 KINDS = [
     BASE,
-    replace(BASE, type="exit", dwell_s=12.345),
+    replace(BASE, type="exit", dwell_s=12.345, reason="left"),
+    replace(BASE, type="exit", dwell_s=0.0, reason="zone_removed"),  # a reload ended it
     replace(BASE, type="dwell", dwell_s=30.0),
     replace(BASE, type="cross", zone=None, line="gate-line", direction="in"),
     replace(BASE, box=(-5.0, -3.0, 700.0, 500.0)),  # off the frame: clipped
@@ -43,7 +44,7 @@ SNAPSHOTS = [
 ]
 
 
-@pytest.mark.parametrize("event", KINDS, ids=lambda e: f"{e.type}-{e.box[0]}")
+@pytest.mark.parametrize("event", KINDS, ids=lambda e: f"{e.type}-{e.reason}-{e.box[0]}")
 @pytest.mark.parametrize("snapshot", SNAPSHOTS)
 def test_every_event_kind_matches_the_schema(event: Event, snapshot: SnapshotRef | None) -> None:
     body = json.loads(event_payload(event, frame_size=(640, 360), snapshot=snapshot))
@@ -57,6 +58,7 @@ def test_every_event_kind_matches_the_schema(event: Event, snapshot: SnapshotRef
     assert 0 <= box["y1"] <= box["y2"] <= 360
     assert norm["x2"] == pytest.approx(box["x2"] / 640, abs=1e-4)
     assert body["timestamp"] == "2025-11-30T05:20:00.250Z"
+    assert body["reason"] == event.reason
     if snapshot is None:
         assert body["snapshot"] is None
     else:
@@ -68,9 +70,18 @@ def test_a_wrong_event_fails_the_schema() -> None:
     """The schema is strict enough to catch a broken body (it can fail)."""
     body = json.loads(event_payload(BASE, frame_size=(640, 360)))
     for broken in ({**body, "type": "teleport"}, {**body, "event_id": "x"},
-                   {k: v for k, v in body.items() if k != "snapshot"}, {**body, "extra": 1}):
+                   {k: v for k, v in body.items() if k != "snapshot"}, {**body, "extra": 1},
+                   {**body, "reason": "bored"}):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(broken, EVENTS, format_checker=CHECK)
+
+
+def test_an_event_spooled_before_reason_existed_still_matches() -> None:
+    """Events written to the spool by an older version (no `reason`) are sent after an
+    upgrade: the schema keeps accepting them."""
+    body = json.loads(event_payload(replace(BASE, type="exit", dwell_s=3.0), frame_size=(640, 360)))
+    del body["reason"]
+    jsonschema.validate(body, EVENTS, format_checker=CHECK)
 
 
 @pytest.mark.parametrize("occupancy", [{}, {"person": 2}, {"person": 1, "car": 3}])
