@@ -4,7 +4,8 @@ paho's network thread only appends a message to a bounded inbox (`on_message`); 
 worker `commands` reads it, checks it in a fixed order (size before parsing, then JSON,
 request_id, command, permission, arguments, repeat, busy) and answers every refusal
 itself; an accepted request runs in its own worker `command-<name>`. What each check
-answers is in docs/commands.md.
+answers is in docs/commands.md; how each request ended is counted (`stats()`, shown in
+health's `commands` section).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from edge_agent.commands.spec import (
     Reply,
     Request,
 )
+from edge_agent.commands.stats import ChannelStats, Tally
 from edge_agent.config.commands import CommandsConfig
 from edge_agent.redact import redact
 from edge_agent.workers import Worker
@@ -95,9 +97,7 @@ class CommandChannel:
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._runners: dict[str, Runner] = {}
-        self.received = 0
-        self.dropped = 0
-        self.answered = 0
+        self.tally = Tally()
         self._dropped_logged_at = float("-inf")
         self.worker = Worker("commands", self._serve)
 
@@ -115,27 +115,25 @@ class CommandChannel:
         if name == "result" or name.endswith("/result"):
             return  # a result (ours, or someone's): never answered, or we would loop
         if len(name) > MAX_NAME:
-            with self._lock:
-                self.dropped += 1  # no topic to answer on that a broker would take
+            self.tally.add_received(dropped=True)  # no topic a broker would take to answer on
             return
         now = time.time()
         limit = self._limit(name)
         kept = payload if len(payload) <= limit else None
         cost = len(kept) if kept is not None else 0
         with self._wake:
-            self.received += 1
             if len(self._inbox) >= INBOX_MESSAGES or self._inbox_bytes + cost > INBOX_BYTES:
-                self.dropped += 1
                 dropped = True
             else:
                 self._inbox.append(_Inbound(name, kept, len(payload), now, retained))
                 self._inbox_bytes += cost
                 self._wake.notify()
                 dropped = False
+        dropped_so_far = self.tally.add_received(dropped)
         if dropped and now - self._dropped_logged_at >= LOG_EVERY_S:
             self._dropped_logged_at = now
             log.warning("commands: inbox full, %d requests dropped so far (unanswered)",
-                        self.dropped)
+                        dropped_so_far)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -157,6 +155,13 @@ class CommandChannel:
     def workers(self) -> list[Worker]:
         return [self.worker]
 
+    def stats(self) -> ChannelStats:
+        """Counts since the start and what waits or runs now: health's `commands`."""
+        with self._lock:
+            waiting = len(self._inbox)
+            running = sum(runner.busy for runner in self._runners.values())
+        return self.tally.stats(waiting, running)
+
     # -- the worker ----------------------------------------------------------------------
 
     def _serve(self) -> None:
@@ -170,6 +175,7 @@ class CommandChannel:
             try:
                 self._handle(inbound)
             except Exception:  # one bad request never stops the channel
+                self.tally.add_dropped()  # unanswered: health counts it with the drops
                 log.exception("commands: handling a request on cmd/%.80s failed", inbound.name)
 
     def _handle(self, inbound: _Inbound) -> None:
@@ -180,9 +186,10 @@ class CommandChannel:
             self._answer(name, refusal.request_id, inbound.received_at,
                          Reply.rejected(refusal.reason, refusal.code))
             return
-        runner = self._runners.get(name)
-        if runner is None:
-            runner = self._runners[name] = Runner(name, self.stopping)
+        with self._lock:  # stats() counts the runners from the health thread
+            runner = self._runners.get(name)
+            if runner is None:
+                runner = self._runners[name] = Runner(name, self.stopping)
         try:
             seen = self.requests.seen(name, request_id)
             claimed = seen is None and not runner.busy and self.requests.claim(name, request_id)
@@ -244,7 +251,7 @@ class CommandChannel:
         """A request_id already claimed: its stored result again, or a word on why not."""
         if seen.result is not None:
             self.results.send(name, as_duplicate(seen.result, received_at))
-            self.answered += 1
+            self.tally.add_duplicate()
             return
         if seen.interrupted:
             reply = Reply.failed("the agent stopped while this request ran; it is not run "
@@ -257,6 +264,7 @@ class CommandChannel:
             received_at=received_at, started_at=now, finished_at=now, duration_ms=0.0,
             reason="this request_id is running now; its result follows", step="running")
         self.results.send(name, as_duplicate(payload, received_at))
+        self.tally.add_duplicate()
 
     def _run(self, runner: Runner, command: Command, request: Request, args: Any) -> None:
         progress = _Progress(self, request)
@@ -285,6 +293,7 @@ class CommandChannel:
         """Publish a final result; store it first when the request was claimed."""
         now = time.time()
         started_at, started_mono = started or (now, time.monotonic())
+        outcome = reply.outcome
         try:
             payload = result_payload(
                 command=name, request_id=request_id, outcome=reply.outcome,
@@ -295,6 +304,7 @@ class CommandChannel:
             )
         except (TypeError, ValueError) as exc:  # a handler returned something not JSON
             log.error("commands: result of %s is not JSON data: %s", name, exc)
+            outcome = Outcome.FAILED
             payload = result_payload(
                 command=name, request_id=request_id, outcome=Outcome.FAILED,
                 received_at=received_at, started_at=started_at, finished_at=now,
@@ -306,13 +316,17 @@ class CommandChannel:
         if store and started is not None and request_id is not None:
             self.requests.finish(name, request_id, _to_keep(payload))
         if not self.results.send(name, payload) and len(payload) > SMALL_RESULT:
+            outcome = Outcome.FAILED  # what the operator gets, and so what health counts
             self.results.send(name, result_payload(  # an answer all the same
                 command=name, request_id=request_id, outcome=Outcome.FAILED,
                 received_at=received_at, started_at=started_at, finished_at=now,
                 duration_ms=(time.monotonic() - started_mono) * 1000, code=Code.ERROR,
                 reason=f"the {reply.outcome.value} result ({len(payload)} bytes) could not "
                        "be sent: over the broker's limit?"))
-        self.answered += 1
+        if duplicate:
+            self.tally.add_duplicate()
+        else:
+            self.tally.add_answer(outcome)
 
     def _limit(self, name: str) -> int:
         command = self.registry.get(name)

@@ -19,9 +19,10 @@ import numpy as np
 import pytest
 
 from edge_agent.commands import Call, Command, LatestFrame, Reply
-from edge_agent.commands.channel import CommandChannel
+from edge_agent.commands.channel import INBOX_MESSAGES, CommandChannel
 from edge_agent.commands.dedupe import RequestLog
 from edge_agent.commands.registry import Registry, default_registry
+from edge_agent.commands.stats import ChannelStats
 from edge_agent.config.model import AgentConfig
 from edge_agent.redact import MASK
 from engines.base import Detections
@@ -308,3 +309,99 @@ def test_a_retained_request_is_refused_never_run(channel) -> None:
     assert (topic, body["outcome"], body["code"]) == ("camera/restart", "rejected", "retained")
     assert body["request_id"] == "ret-1"
     assert box.restarts == 0
+
+
+# -- stats(): what health shows of the channel -------------------------------------------
+
+
+def wait_for_stats(made: CommandChannel, **expected: int) -> ChannelStats:
+    """The channel's stats once they show `expected` (the worker counts after it sends)."""
+    deadline = time.monotonic() + 30
+    while True:
+        stats = made.stats()
+        if all(getattr(stats, key) == value for key, value in expected.items()):
+            return stats
+        assert time.monotonic() < deadline, (stats, expected)
+        time.sleep(0.01)
+
+
+def test_stats_count_each_request_once_by_how_it_ended(tmp_path: Path) -> None:
+    registry = default_registry()
+    registry.register(Command("test/boom", boom, "raises"))
+    made, box, recorder = make_channel(tmp_path, ["camera/restart"], registry)
+    try:
+        assert made.stats() == ChannelStats(0, 0, 0, 0, 0, 0, 0, 0)
+        made.on_message("health/now", b'{"request_id": "ok1"}')
+        made.on_message("snapshot", b'{"request_id": "bad1", "quality": "80"}')
+        made.on_message("bogus", b'{"request_id": "unknown1"}')
+        made.on_message("test/boom", b'{"request_id": "boom1"}')
+        made.on_message("camera/restart", b'{"request_id": "a", "camera": "cam1"}')
+        recorder.wait(4)
+        running = wait_for_stats(made, running=1)
+        made.on_message("camera/restart", b'{"request_id": "a", "camera": "cam1"}')  # running
+        made.on_message("camera/restart", b'{"request_id": "b", "camera": "cam1"}')  # busy
+        made.on_message("x" * 1025, b'{"request_id": "long"}')  # no topic to answer on
+        made.on_message("snapshot/result", b'{"request_id": "r"}')  # a result: not a request
+        recorder.wait(6)
+        box.release.set()
+        recorder.wait(7)
+        made.on_message("camera/restart", b'{"request_id": "a", "camera": "cam1"}')  # stored
+        recorder.wait(8)
+        stats = wait_for_stats(made, duplicates=2, running=0)
+    finally:
+        box.release.set()
+        made.stop(2.0)
+    assert (running.ok, running.rejected, running.failed, running.waiting) == (1, 2, 1, 0)
+    assert stats == ChannelStats(received=9, ok=2, rejected=3, failed=1, duplicates=2,
+                                 dropped=1, waiting=0, running=0)
+    outcomes = [body["outcome"] for _, body in recorder.results if not body["duplicate"]]
+    assert (outcomes.count("ok"), outcomes.count("rejected"), outcomes.count("failed")) == (
+        stats.ok, stats.rejected, stats.failed)
+    assert stats.received == (stats.ok + stats.rejected + stats.failed + stats.duplicates
+                              + stats.dropped + stats.waiting + stats.running)
+
+
+def test_a_full_inbox_drops_and_counts_what_it_cannot_hold(tmp_path: Path) -> None:
+    """The worker not yet reading (as while it restarts after a crash): the inbox holds
+    INBOX_MESSAGES, the rest are dropped unanswered, and stats() says so."""
+
+    class Sent:  # a thousand results: counted, not validated (the rows above check those)
+        count = 0
+
+        def send(self, _command: str, _payload: bytes) -> bool:
+            self.count += 1
+            return True
+
+    sent = Sent()
+    made = CommandChannel(default_registry(), TableBox([]), lambda _stop: sent,
+                          RequestLog(tmp_path / "commands.db", 3600, 1000))
+    extra = 7
+    for index in range(INBOX_MESSAGES + extra):
+        made.on_message("bogus", f'{{"request_id": "f{index}"}}'.encode())
+    held = made.stats()
+    assert (held.received, held.waiting, held.dropped) == (INBOX_MESSAGES + extra,
+                                                           INBOX_MESSAGES, extra)
+    made.start()
+    try:
+        done = wait_for_stats(made, rejected=INBOX_MESSAGES)
+    finally:
+        made.stop(2.0)
+    assert done == ChannelStats(received=INBOX_MESSAGES + extra, ok=0, rejected=INBOX_MESSAGES,
+                                failed=0, duplicates=0, dropped=extra, waiting=0, running=0)
+    assert sent.count == INBOX_MESSAGES  # the dropped ones got no answer
+
+
+def test_a_request_whose_handling_fails_counts_as_dropped(
+        channel, monkeypatch: pytest.MonkeyPatch) -> None:
+    made, _box, recorder = channel
+
+    def broken(_inbound: object) -> None:
+        raise RuntimeError("a bug in a check")
+
+    monkeypatch.setattr(made, "_check", broken)
+    made.on_message("health/now", b'{"request_id": "lost"}')
+    wait_for_stats(made, dropped=1)
+    monkeypatch.undo()
+    made.on_message("health/now", b'{"request_id": "next"}')  # the channel goes on
+    assert [body["request_id"] for _, body in recorder.wait(1)] == ["next"]
+    assert wait_for_stats(made, ok=1).received == 2
