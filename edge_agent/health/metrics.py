@@ -20,6 +20,7 @@ from edge_agent.capture.state import CameraState
 from edge_agent.health.local_http import LocalHTTPServer, QuietHandler
 from edge_agent.health.snapshot import (
     CameraHealth,
+    CommandsHealth,
     HealthSnapshot,
     HealthStatus,
     MqttHealth,
@@ -60,6 +61,20 @@ MQTT_COUNTERS = (
      "Detection messages ever dropped from the spool file (bounds), across restarts."),
 )
 
+COMMANDS_COUNTERS = (
+    ("received", "edge_agent_commands_received", "Command requests taken off the network."),
+    ("duplicates", "edge_agent_commands_duplicates",
+     "Repeated request_ids answered from the record, not run again."),
+    ("dropped", "edge_agent_commands_dropped",
+     "Command requests never answered (inbox full, name too long to answer on)."),
+)
+COMMANDS_GAUGES = (
+    ("waiting", "edge_agent_commands_waiting", "Command requests in the inbox now."),
+    ("running", "edge_agent_commands_running", "Command handlers running now."),
+)
+COMMAND_OUTCOMES = ("ok", "rejected", "failed")
+"""The final outcomes (edge_agent.commands.spec.Outcome), each a field of CommandsHealth."""
+
 
 class HealthCollector(Collector):
     """Metric families from the newest snapshot; nothing before the first one."""
@@ -74,6 +89,7 @@ class HealthCollector(Collector):
         yield from _agent_metrics(snapshot)
         yield from _camera_metrics(snapshot.cameras)
         yield from _mqtt_metrics(snapshot.mqtt)
+        yield from _commands_metrics(snapshot.commands)
         yield from _system_metrics(snapshot.system)
 
 
@@ -206,6 +222,22 @@ def _mqtt_metrics(mqtt: MqttHealth) -> Iterator[Metric]:
     yield queued
     for key, name, text in MQTT_COUNTERS:
         yield CounterMetricFamily(name, text, value=getattr(mqtt, key))
+
+
+def _commands_metrics(commands: CommandsHealth | None) -> Iterator[Metric]:
+    """The command channel's counts; none while commands are disabled."""
+    if commands is None:
+        return
+    answered = CounterMetricFamily(
+        "edge_agent_commands_answered", "Command requests answered, by final outcome "
+        "(repeats count in duplicates).", labels=["outcome"])
+    for outcome in COMMAND_OUTCOMES:
+        answered.add_metric([outcome], getattr(commands, outcome))
+    yield answered
+    for key, name, text in COMMANDS_COUNTERS:
+        yield CounterMetricFamily(name, text, value=getattr(commands, key))
+    for key, name, text in COMMANDS_GAUGES:
+        yield GaugeMetricFamily(name, text, value=getattr(commands, key))
 
 
 def _system_metrics(system: SystemHealth) -> Iterator[Metric]:

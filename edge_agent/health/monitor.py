@@ -22,6 +22,7 @@ from edge_agent import __version__
 from edge_agent.clock import TRUST
 from edge_agent.health.drift import DriftWatch
 from edge_agent.health.parts import (
+    commands_health,
     drift_health,
     engine_health,
     gate_health,
@@ -43,6 +44,7 @@ from edge_agent.health.snapshot import (
 from edge_agent.health.status import (
     DROP_WINDOW_S,
     camera_reasons,
+    commands_reasons,
     mqtt_reasons,
     system_reasons,
     verdict,
@@ -53,6 +55,7 @@ from edge_agent.supervision import GuardedWorker, WorkerWatch
 from edge_agent.workers import InjectedFaultError, Worker
 
 if TYPE_CHECKING:
+    from edge_agent.commands.stats import ChannelStats
     from edge_agent.config.model import AgentConfig, HealthConfig
     from edge_agent.pipeline_stats import PipelineStats
     from edge_agent.publish.stats import PublisherStats
@@ -92,6 +95,14 @@ class PublisherPart(Protocol):
     def retained_limit(self, subtopic: str) -> int | None: ...
 
 
+class CommandsPart(Protocol):
+    """All health reads of the command channel (edge_agent.commands.channel.CommandChannel)."""
+
+    def stats(self) -> ChannelStats: ...
+
+    def workers(self) -> list[Worker]: ...
+
+
 class AgentView(Protocol):
     """What health reads from the agent (edge_agent.service.agent.Agent)."""
 
@@ -102,18 +113,21 @@ class AgentView(Protocol):
     started_at: float
     started_mono: float
     publisher: PublisherPart | None
+    commands: CommandsPart | None
+    """None while commands.enabled is false (no channel runs)."""
 
 
 @dataclass(frozen=True)
 class _Workers:
-    """The threads health watches: agent-wide (essential) and the cameras'."""
+    """The threads health watches: agent-wide (essential: a death fails the agent), and
+    the cameras' and the command channel's (a crash degrades it)."""
 
     essential: list[Worker]
-    cameras: list[Worker]
+    others: list[Worker]
 
     @property
     def all(self) -> list[Worker]:
-        return [*self.essential, *self.cameras]
+        return [*self.essential, *self.others]
 
 
 class RateMeter:
@@ -152,6 +166,8 @@ class HealthMonitor:
         self._meters: dict[tuple[str, str], RateMeter] = {}
         self._mqtt_drops = RateMeter(DROP_WINDOW_S)
         self._dead_letters = RateMeter(DROP_WINDOW_S)
+        self._command_drops = RateMeter(DROP_WINDOW_S)
+        self._command_drops.add(time.monotonic(), 0)  # the channel starts later, from 0
         self._latest: HealthSnapshot | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -226,9 +242,15 @@ class HealthMonitor:
         if publisher is not None:
             self._mqtt_drops.add(now, publisher.dropped)
             self._dead_letters.add(now, publisher.dead_lettered)
+        channel = self.agent.commands
+        commands = channel.stats() if channel is not None else None
+        if commands is not None:
+            self._command_drops.add(now, commands.dropped)
+        others = [w for pipeline in pipelines.values() for w in pipeline.workers()]
         workers = _Workers(self.essential_workers(),
-                           [w for pipeline in pipelines.values() for w in pipeline.workers()])
-        snapshot = self._snapshot(stats, publisher, workers, self.system.read(), now)
+                           [*others, *(channel.workers() if channel is not None else ())])
+        snapshot = self._snapshot(stats, publisher, workers, self.system.read(), now,
+                                  channel=commands)
         with self._lock:
             self._latest = snapshot
         return snapshot
@@ -280,7 +302,7 @@ class HealthMonitor:
 
     def _snapshot(
         self, pipelines: dict[str, PipelineStats], publisher: PublisherStats | None,
-        workers: _Workers, system: SystemSnapshot, now: float,
+        workers: _Workers, system: SystemSnapshot, now: float, *, channel: ChannelStats | None,
     ) -> HealthSnapshot:
         agent = self.agent
         config = agent.config
@@ -289,8 +311,9 @@ class HealthMonitor:
         )
         cameras = tuple(self._camera(stats, now) for stats in pipelines.values())
         mqtt = mqtt_health(publisher, self._mqtt_drops.increase(), self._dead_letters.increase())
+        commands = commands_health(channel, self._command_drops.increase())
         failed, degraded = self._watch.reasons(workers.essential, now, essential=True)
-        degraded.extend(self._watch.reasons(workers.cameras, now, essential=False)[1])
+        degraded.extend(self._watch.reasons(workers.others, now, essential=False)[1])
         if agent.engine is None:
             failed.append("inference engine is not loaded")
         camera_failed, camera_degraded = camera_reasons(cameras)
@@ -298,6 +321,7 @@ class HealthMonitor:
         degraded.extend(camera_degraded)
         degraded.extend(f"backend fallback: {item}" for item in backend.fallbacks)
         degraded.extend(mqtt_reasons(mqtt))
+        degraded.extend(commands_reasons(commands))
         degraded.extend(system_reasons(system, self.config, config.state_dir))
         with self._lock:
             degraded.extend(self._problems.values())
@@ -318,6 +342,7 @@ class HealthMonitor:
             mqtt=mqtt,
             system=system_health(system, config.state_dir),
             workers=tuple(worker_health(worker) for worker in workers.all),
+            commands=commands,
         )
 
     def _camera(self, stats: PipelineStats, now: float) -> CameraHealth:

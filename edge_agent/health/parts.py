@@ -1,8 +1,9 @@
 """The snapshot's parts, typed, from what each component's `stats()` offers.
 
 `HealthMonitor` asks every part once per tick (`CameraPipeline.stats()`,
-`Publisher.stats()`, `SystemStats.read()`, the workers) and these functions turn the
-answers into the classes of edge_agent.health.snapshot, rounded as the message carries them.
+`Publisher.stats()`, `CommandChannel.stats()`, `SystemStats.read()`, the workers) and
+these functions turn the answers into the classes of edge_agent.health.snapshot, rounded
+as the message carries them.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING
 from edge_agent.health.drift import DriftReport
 from edge_agent.health.snapshot import (
     BackendHealth,
+    CommandsHealth,
     DetectionsIgnored,
     DiskHealth,
     DriftHealth,
@@ -28,6 +30,7 @@ from edge_agent.workers import Worker
 
 if TYPE_CHECKING:
     from edge_agent.camera_filter import FilterStats
+    from edge_agent.commands.stats import ChannelStats
     from edge_agent.gate import GateStats
     from edge_agent.publish.stats import PublisherStats
     from engines.base import Engine
@@ -71,6 +74,17 @@ def mqtt_health(
         trimmed=stats.trimmed, dead_lettered_total=stats.dead_lettered_total,
         spool_salvaged=stats.spool_salvaged, spool_unreadable=stats.spool_unreadable,
         spool_salvage=stats.spool_salvage, dead_lettered_recently=dead_lettered_recently,
+    )
+
+
+def commands_health(stats: ChannelStats | None, dropped_recently: int) -> CommandsHealth | None:
+    """None where no channel runs (commands.enabled false): the message says null."""
+    if stats is None:
+        return None
+    return CommandsHealth(
+        received=stats.received, ok=stats.ok, rejected=stats.rejected, failed=stats.failed,
+        duplicates=stats.duplicates, dropped=stats.dropped, dropped_recently=dropped_recently,
+        waiting=stats.waiting, running=stats.running,
     )
 
 

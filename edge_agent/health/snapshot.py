@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import types
-from dataclasses import dataclass, fields, is_dataclass, replace
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from enum import Enum
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
@@ -21,6 +21,10 @@ SCHEMA_VERSION = 1
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 """Compact like the detection payloads; NaN is refused rather than sent as invalid JSON."""
+OPTIONAL = types.MappingProxyType({"optional": True})
+"""Field metadata: the schema does not require the field. A section added after
+schema_version 1 is optional, so messages of older agents stay valid (a test checks
+each schema object requires exactly the other fields)."""
 
 
 class HealthStatus(str, Enum):
@@ -217,6 +221,26 @@ class WorkerHealth:
 
 
 @dataclass(frozen=True)
+class CommandsHealth:
+    """The MQTT command channel (edge_agent.commands.stats.ChannelStats): requests since
+    the start by how each ended, and what waits or runs now."""
+
+    received: int
+    ok: int
+    rejected: int
+    failed: int
+    """Final outcomes of requests seen for the first time (Outcome's values)."""
+    duplicates: int
+    """Repeated request_ids answered from the record, not run again."""
+    dropped: int
+    """Never answered: inbox full, command name too long to answer on, handling failed."""
+    dropped_recently: int
+    """Of those, in the last 60 s; not 0 makes the status degraded."""
+    waiting: int
+    running: int
+
+
+@dataclass(frozen=True)
 class HealthSnapshot:
     """The whole agent at one moment: the retained health message, field for field.
 
@@ -240,6 +264,8 @@ class HealthSnapshot:
     mqtt: MqttHealth
     system: SystemHealth
     workers: tuple[WorkerHealth, ...]
+    commands: CommandsHealth | None = field(default=None, metadata=OPTIONAL)
+    """None (null) while commands.enabled is false; absent from older agents' messages."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: enums as their values, tuples as lists, in field order."""

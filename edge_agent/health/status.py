@@ -9,14 +9,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from edge_agent.health.snapshot import CameraHealth, HealthStatus, MqttHealth
+from edge_agent.health.snapshot import CameraHealth, CommandsHealth, HealthStatus, MqttHealth
 from edge_agent.health.system_stats import UNRELIABLE_SENSORS, SystemSnapshot
 
 if TYPE_CHECKING:
     from edge_agent.config.model import HealthConfig
 
 DROP_WINDOW_S = 60.0
-"""MQTT drops within this long make the agent degraded."""
+"""MQTT detection drops, and commands dropped unanswered, within this long make the agent
+degraded."""
 
 
 def camera_reasons(cameras: tuple[CameraHealth, ...]) -> tuple[list[str], list[str]]:
@@ -60,6 +61,15 @@ def mqtt_reasons(mqtt: MqttHealth) -> list[str]:
             f"{DROP_WINDOW_S:.0f} s"
         )
     return reasons
+
+
+def commands_reasons(commands: CommandsHealth | None) -> list[str]:
+    """Degraded while requests went unanswered in the last minute: an operator's command
+    was lost without a result, and only health can say so."""
+    if commands is None or not commands.dropped_recently:
+        return []
+    return [f"commands dropped {commands.dropped_recently} request(s) unanswered in the last "
+            f"{DROP_WINDOW_S:.0f} s (inbox full, or a command name too long to answer on)"]
 
 
 def system_reasons(system: SystemSnapshot, config: HealthConfig, state_dir: object) -> list[str]:

@@ -14,6 +14,7 @@ from edge_agent.batching import with_batching
 from edge_agent.camera_filter import check_classes
 from edge_agent.capture.camera import Camera
 from edge_agent.capture.state import CameraState
+from edge_agent.commands.channel import CommandChannel
 from edge_agent.config.loader import load_config
 from edge_agent.config.model import AgentConfig, CameraConfig
 from edge_agent.delivery.camera import CameraDelivery, warn_if_events_can_be_lost
@@ -72,6 +73,8 @@ class Agent:
         self.last_reload: dict[str, object] | None = None
         self.camera_states: CameraStates | None = None
         self.health: HealthMonitor | None = None
+        self.commands: CommandChannel | None = None
+        """The command channel while commands.enabled (health reads its stats())."""
         self.discovery: DiscoveryAnnouncer | None = None
         self._next_sequence: dict[str, int] = {}
         self.models = ModelManager(config.state_dir)
@@ -123,7 +126,7 @@ class Agent:
             engine = selection.engine
             summary = f"{len(cameras)} camera(s) on {engine.backend}/{engine.device}"
             log.info("running %s: %s", summary, ", ".join(c.id for c in cameras))
-            start_commands(self, self.tasks, stack)  # stops first: before the cameras
+            self.commands = start_commands(self, self.tasks, stack)  # stops before cameras
             self.notifier.ready(status=f"running {summary}")
             inject_faults_from_environment()  # fault-injection tests only
             code = self._wait()

@@ -176,6 +176,10 @@ def _number(value: Any, digits: int = 1) -> str:
     return f"{value:.{digits}f}" if isinstance(value, (int, float)) else "-"
 
 
+def _count(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
 def _health_lines(health: HealthSnapshot) -> list[str]:
     """The box as a whole: status and why, and the figures a technician asks for first.
 
@@ -205,6 +209,11 @@ def _health_lines(health: HealthSnapshot) -> list[str]:
         dropped = "-" if mqtt_state.dropped is None else mqtt_state.dropped
         figures.append(f"mqtt {'connected' if mqtt_state.connected else 'DISCONNECTED'}"
                        f", queued {queued}, dropped {dropped}")
+    commands = health.commands
+    if commands is not None:  # null: commands disabled; absent: an older agent
+        figures.append(f"commands {_count(commands.received)} in, "
+                       f"{_count(commands.rejected)} rejected, {_count(commands.failed)} "
+                       f"failed, {_count(commands.dropped)} dropped")
     if figures:
         lines.append("        " + ", ".join(figures))
     return lines

@@ -136,6 +136,7 @@ class AgentParts:
     engine: OpenVinoEngine
     publisher: Publisher
     pipelines: dict[str, CameraPipeline] = field(default_factory=dict)
+    commands: None = None
     backend_reason: str = "backend: openvino set in config"
     started_at: float = field(default_factory=time.time)
     started_mono: float = field(default_factory=time.monotonic)

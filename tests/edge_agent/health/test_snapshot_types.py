@@ -1,7 +1,9 @@
 """Typed state: the health snapshot's classes, the camera state enum and the schemas agree.
 
 The kinds: (1) every class of edge_agent.health.snapshot has exactly the fields of its
-object in health.schema.json, so MQTT, /metrics and watch read one structure; (2) every
+object in health.schema.json, so MQTT, /metrics and watch read one structure, and the
+schema requires all but those marked OPTIONAL (a section added later: older messages
+stay valid); (2) every
 enum of camera states in code or schema is the same list (the example: a "FATAL" state
 that existed in code, that nothing set and the schema rejected); (3) the monitor builds a
 snapshot from nothing but each part's `stats()` and `workers()` (no reaching into
@@ -21,12 +23,15 @@ import jsonschema
 import pytest
 
 from edge_agent.capture.state import CameraState, CameraStats
+from edge_agent.commands.spec import Outcome
+from edge_agent.commands.stats import ChannelStats
 from edge_agent.config.model import AgentConfig, HealthConfig
 from edge_agent.health import metrics
 from edge_agent.health.drift import DriftReport
 from edge_agent.health.monitor import HealthMonitor
 from edge_agent.health.snapshot import (
     CameraHealth,
+    CommandsHealth,
     HealthSnapshot,
     HealthStatus,
     MqttHealth,
@@ -84,7 +89,7 @@ def test_the_walk_reaches_every_snapshot_class() -> None:
     assert {cls.__name__ for cls, _, _ in PAIRS} >= {
         "HealthSnapshot", "BackendHealth", "ModelHealth", "CameraHealth", "InferenceLatency",
         "EndToEndLatency", "QueueHealth", "DriftHealth", "MqttHealth", "SystemHealth",
-        "DiskHealth", "TemperatureHealth", "WorkerHealth",
+        "DiskHealth", "TemperatureHealth", "WorkerHealth", "CommandsHealth",
     }
 
 
@@ -93,8 +98,10 @@ def test_each_class_has_exactly_the_fields_of_its_schema_object(
     cls: type, schema: dict[str, Any], where: str
 ) -> None:
     names = [field.name for field in dataclasses.fields(cls)]
+    required = [field.name for field in dataclasses.fields(cls)
+                if not field.metadata.get("optional")]
     assert set(names) == set(schema["properties"]), where
-    assert set(names) == set(schema["required"]), where
+    assert set(required) == set(schema["required"]), where
     assert cls.__dataclass_params__.frozen  # type: ignore[attr-defined]
 
 
@@ -174,6 +181,7 @@ class Parts:
     config: AgentConfig
     pipelines: dict[str, Any]
     publisher: Any
+    commands: Any = None
     engine: None = None
     backend_reason: str = "no engine in this test"
     started_at: float = dataclasses.field(default_factory=time.time)
@@ -199,15 +207,19 @@ PUBLISHER = PublisherStats(
 )
 
 
-def snapshot_of_parts(tmp_path: Path) -> HealthSnapshot:
+def monitor_of_parts(tmp_path: Path, commands: Any = None) -> HealthMonitor:
     config = AgentConfig(
         device_id="box1", state_dir=tmp_path,
         model={"path": REPO / "samples" / "models" / "yolox_nano.onnx"},
         cameras=[{"id": "gate", "type": "rtsp", "url": "rtsp://cam/x"}],
         health=HealthConfig(metrics_address="", disk_min_free_percent=0),
     )
-    parts = Parts(config, {"gate": OnlyStats(PIPELINE)}, OnlyPublisherStats(PUBLISHER))
-    return HealthMonitor(parts).refresh()  # type: ignore[arg-type]
+    parts = Parts(config, {"gate": OnlyStats(PIPELINE)}, OnlyPublisherStats(PUBLISHER), commands)
+    return HealthMonitor(parts)  # type: ignore[arg-type]
+
+
+def snapshot_of_parts(tmp_path: Path) -> HealthSnapshot:
+    return monitor_of_parts(tmp_path).refresh()
 
 
 def test_the_monitor_builds_the_snapshot_from_stats_alone(tmp_path: Path) -> None:
@@ -260,7 +272,8 @@ def test_metrics_and_watch_read_the_same_snapshot(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("table", "cls"),
     [(metrics.CAMERA_COUNTERS, CameraHealth), (metrics.CAMERA_GAUGES, CameraHealth),
-     (metrics.MQTT_COUNTERS, MqttHealth)],
+     (metrics.MQTT_COUNTERS, MqttHealth), (metrics.COMMANDS_COUNTERS, CommandsHealth),
+     (metrics.COMMANDS_GAUGES, CommandsHealth)],
 )
 def test_metric_tables_name_snapshot_fields(table: tuple, cls: type) -> None:
     names = {field.name for field in dataclasses.fields(cls)}
@@ -317,3 +330,84 @@ def test_health_is_made_to_fit_a_small_broker_limit(tmp_path: Path) -> None:
             assert body["status"] == snapshot.status.value
         else:  # cannot fit: the smallest form, which the publisher then counts as dropped
             assert payload == fitted_json(snapshot, 1)
+
+
+# -- the command channel's section -------------------------------------------------------
+
+
+class OnlyChannelStats:
+    """A command channel with `stats()` and `workers()`: no `_inbox`, no `tally`."""
+
+    def __init__(self, stats: ChannelStats) -> None:
+        self.now = stats
+
+    def stats(self) -> ChannelStats:
+        return self.now
+
+    def workers(self) -> list[Worker]:
+        return []
+
+
+def test_the_final_outcomes_are_fields_of_the_commands_section() -> None:
+    finals = {outcome.value for outcome in Outcome if outcome is not Outcome.PROGRESS}
+    assert set(metrics.COMMAND_OUTCOMES) == finals
+    assert finals <= {field.name for field in dataclasses.fields(CommandsHealth)}
+    assert finals <= {field.name for field in dataclasses.fields(ChannelStats)}
+
+
+def test_commands_show_in_health_metrics_and_watch_and_drops_degrade(tmp_path: Path) -> None:
+    channel = OnlyChannelStats(ChannelStats(received=12, ok=5, rejected=3, failed=1,
+                                            duplicates=1, dropped=0, waiting=1, running=1))
+    monitor = monitor_of_parts(tmp_path, channel)
+    quiet = monitor.refresh()
+    assert quiet.commands == CommandsHealth(received=12, ok=5, rejected=3, failed=1,
+                                            duplicates=1, dropped=0, dropped_recently=0,
+                                            waiting=1, running=1)
+    assert not [reason for reason in quiet.reasons if reason.startswith("commands")]
+    channel.now = dataclasses.replace(channel.now, received=52, dropped=40)
+    flooded = monitor.refresh()
+    body = json.loads(flooded.to_json())
+    jsonschema.validate(body, HEALTH_SCHEMA, format_checker=jsonschema.FormatChecker())
+    assert body["commands"] == {"received": 52, "ok": 5, "rejected": 3, "failed": 1,
+                                "duplicates": 1, "dropped": 40, "dropped_recently": 40,
+                                "waiting": 1, "running": 1}
+    assert ("commands dropped 40 request(s) unanswered in the last 60 s (inbox full, or a "
+            "command name too long to answer on)") in flooded.reasons
+    assert HealthSnapshot.from_dict(body) == flooded
+    collector = metrics.HealthCollector(_Latest(flooded))  # type: ignore[arg-type]
+    samples = {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+               for family in collector.collect() for sample in family.samples}
+    assert samples[("edge_agent_commands_received_total", ())] == 52
+    assert samples[("edge_agent_commands_answered_total", (("outcome", "rejected"),))] == 3
+    assert samples[("edge_agent_commands_dropped_total", ())] == 40
+    assert samples[("edge_agent_commands_waiting", ())] == 1
+    text = render(_watching(body), 1.0, time.time())
+    assert "commands 52 in, 3 rejected, 1 failed, 40 dropped" in text
+
+
+def test_commands_disabled_is_null_and_an_older_message_without_it_still_reads(
+        tmp_path: Path) -> None:
+    snapshot = snapshot_of_parts(tmp_path)
+    body = json.loads(snapshot.to_json())
+    assert body["commands"] is None
+    assert not any(name.startswith("edge_agent_commands")
+                   for family in metrics.HealthCollector(  # type: ignore[arg-type]
+                       _Latest(snapshot)).collect() for name in [family.name])
+    del body["commands"]  # an agent from before the section
+    jsonschema.validate(body, HEALTH_SCHEMA, format_checker=jsonschema.FormatChecker())
+    assert HealthSnapshot.from_dict(body) == snapshot
+    assert "commands" not in render(_watching(body), 1.0, time.time())
+
+
+class _Latest:
+    def __init__(self, snapshot: HealthSnapshot) -> None:
+        self.snapshot = snapshot
+
+    def latest(self) -> HealthSnapshot:
+        return self.snapshot
+
+
+def _watching(body: dict[str, Any]) -> WatchState:
+    watch = WatchState(base_topic="p/box1")
+    watch.on_message("p/box1/health", json.dumps(body).encode(), 0.0, time.time())
+    return watch
