@@ -200,6 +200,8 @@ class CameraPipeline:
                                               self.engine.info.class_names, self.camera_filter)
             if self.delivery is not None:  # events, occupancy, snapshot topics too
                 self.delivery.relabel(self.engine.info.class_names)
+            if self.drift is not None:  # and the drift watch's class rates
+                self.drift.relabel(self.engine.info.class_names)
         self.handover.settle(inflight[0].generation if inflight else None)
 
     def stop(self, timeout: float = 10.0) -> None:

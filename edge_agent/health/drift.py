@@ -75,12 +75,12 @@ class DriftWatch:
             return
         brightness, contrast, sharpness = image_stats(image)
         row = (brightness, contrast, sharpness, len(detections), float(detections.scores.sum()))
-        classes = len(self.class_names)
-        per_class = (
-            np.bincount(detections.class_ids[detections.class_ids < classes], minlength=classes)
-            if classes else np.zeros(0)
-        )
         with self._lock:
+            classes = len(self.class_names)
+            per_class = (
+                np.bincount(detections.class_ids[detections.class_ids < classes],
+                            minlength=classes) if classes else np.zeros(0)
+            )
             index = self._samples
             if index < len(self._baseline):
                 self._baseline[index] = row
@@ -90,14 +90,38 @@ class DriftWatch:
             self._window_classes[slot] = per_class
             self._samples += 1
 
+    def relabel(self, class_names: tuple[str, ...]) -> None:
+        """A model swap or rollback (on the pipeline thread, between two frames): the class
+        rates follow the new model's names. A class both models have keeps its counts under
+        its new id; the others start at zero (the old ids mean nothing to the new model).
+        The image statistics and the detection rate do not depend on the names: kept."""
+        names = tuple(class_names)
+        with self._lock:
+            if names == self.class_names:
+                return
+            old = {name: index for index, name in enumerate(self.class_names)}
+            take = np.array([old.get(name, -1) for name in names], np.intp)
+            known = take >= 0
+
+            def moved(counts: np.ndarray) -> np.ndarray:
+                out = np.zeros((*counts.shape[:-1], len(names)), np.float64)
+                out[..., known] = counts[..., take[known]]
+                return out
+
+            self._baseline_classes = moved(self._baseline_classes)
+            self._window_classes = moved(self._window_classes)
+            self.class_names = names
+
     def report(self) -> DriftReport:
         config = self.config
         if not config.enabled:
             return DriftReport("disabled")
-        with self._lock:
+        with self._lock:  # names and counts of one model, even across a swap
             samples = self._samples
             window = self._window[: min(samples, len(self._window))].copy()
             window_classes = self._window_classes[: len(window)].sum(axis=0)
+            baseline_classes = self._baseline_classes.copy()
+            names = self.class_names
         if samples < len(self._baseline):
             return DriftReport("learning", samples=samples)
         baseline = _summary(self._baseline)
@@ -114,7 +138,7 @@ class DriftWatch:
             ),
             "confidence": abs(current["mean_confidence"] - baseline["mean_confidence"])
             if current["detections_per_frame"] and baseline["detections_per_frame"] else 0.0,
-            "classes": _class_shift(self._baseline_classes, window_classes),
+            "classes": _class_shift(baseline_classes, window_classes),
         }
         return DriftReport(
             state="watching",
@@ -124,7 +148,7 @@ class DriftWatch:
             baseline=_rounded(baseline),
             current=_rounded(current),
             components=_rounded(components, 3),
-            class_rates=self._class_rates(window_classes, len(window)),
+            class_rates=self._class_rates(names, baseline_classes, window_classes, len(window)),
         )
 
     def _reasons(self, baseline: dict[str, float], current: dict[str, float]) -> tuple[str, ...]:
@@ -142,13 +166,14 @@ class DriftWatch:
             reasons.append("detections_collapsed")
         return tuple(reasons)
 
-    def _class_rates(self, window_classes: np.ndarray, window_len: int) -> dict[str, dict]:
+    def _class_rates(self, names: tuple[str, ...], baseline_classes: np.ndarray,
+                     window_classes: np.ndarray, window_len: int) -> dict[str, dict]:
         """Detections per sampled frame of each class seen in the baseline or the window."""
-        base = self._baseline_classes / len(self._baseline)
+        base = baseline_classes / len(self._baseline)
         now = window_classes / max(window_len, 1)
         seen = np.flatnonzero((base > 0) | (now > 0))
         return {
-            self.class_names[i]: {"baseline": round(float(base[i]), 3),
+            names[i]: {"baseline": round(float(base[i]), 3),
                                   "current": round(float(now[i]), 3)}
             for i in seen
         }

@@ -18,8 +18,9 @@ import numpy as np
 import pytest
 
 from edge_agent.capture.camera import Camera, Frame
-from edge_agent.config.model import FileCamera
+from edge_agent.config.model import DriftConfig, FileCamera
 from edge_agent.delivery.camera import FrameOutcome
+from edge_agent.health.drift import DriftWatch
 from edge_agent.pipeline import CameraPipeline
 from engines.base import Engine, InferResult
 from engines.openvino import OpenVinoEngine
@@ -231,3 +232,22 @@ def test_a_model_swap_relabels_the_camera_delivery(
     labels = {d["label"] for p in sink.payloads for d in p["detections"]}
     assert labels
     assert labels <= set(names)
+
+
+def test_a_model_swap_relabels_the_drift_watch(
+    samples: Path, engine: OpenVinoEngine, image: np.ndarray,
+) -> None:
+    """The drift watch's class rates follow the model that runs after a swap (it kept
+    the first model's names: a review found it)."""
+    pipeline = make_pipeline(samples, engine, Sink())
+    pipeline.drift = DriftWatch(DriftConfig(sample_every=1, baseline_samples=5,
+                                            window_samples=5), engine.info.class_names)
+    renamed = HeldEngine(engine, 0.0)
+    names = tuple(f"thing{i}" for i in range(80))
+    renamed.info = dataclasses.replace(engine.info, class_names=names)
+    pipeline.use_engine(renamed, DetectionFilter())  # no loop running: taken at once
+    assert pipeline.drift.class_names == names
+    run(pipeline, [image] * 5)
+    rates = pipeline.drift.report().class_rates
+    assert rates
+    assert set(rates) <= set(names)

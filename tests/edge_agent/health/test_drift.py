@@ -117,6 +117,33 @@ def test_drift_waits_for_its_baseline_and_judges_the_window() -> None:
     assert report.score == 1.0
 
 
+def test_a_model_swap_moves_the_class_counts_to_the_new_names() -> None:
+    """After a swap or rollback the class rates carry the running model's names: a class
+    both models have keeps its baseline under its new id, a new one starts at zero, and
+    one the new model lacks is no longer reported."""
+    config = DriftConfig(sample_every=1, baseline_samples=5, window_samples=5)
+    watch = DriftWatch(config, ("person", "car"))
+    scene = np.random.default_rng(2).integers(40, 200, (120, 160, 3), dtype=np.uint8)
+
+    def boxes(*class_ids: int) -> Detections:
+        count = len(class_ids)
+        return Detections(np.tile(np.array([[1, 1, 9, 9]], np.float32), (count, 1)),
+                          np.full(count, 0.8, np.float32), np.array(class_ids, np.int32))
+
+    for _ in range(5):
+        watch.offer(scene, boxes(0, 0, 1))  # 2 people and a car a frame
+    watch.relabel(("bike", "person"))  # the new model: no car, person is id 1
+    assert watch.class_names == ("bike", "person")
+    report = watch.report()
+    assert report.class_rates == {"person": {"baseline": 2.0, "current": 2.0}}
+    for _ in range(5):
+        watch.offer(scene, boxes(1, 1, 0))  # new ids: 2 people and a bike
+    report = watch.report()
+    assert report.class_rates == {"person": {"baseline": 2.0, "current": 2.0},
+                                  "bike": {"baseline": 0.0, "current": 1.0}}
+    assert report.state == "watching"
+
+
 def test_image_stats_cost_stays_small(samples: Path) -> None:
     """The hot-path promise: a sample of a 768x576 frame well under a few milliseconds."""
     capture = cv2.VideoCapture(str(samples / "media" / "vtest.mp4"))
