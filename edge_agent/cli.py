@@ -19,7 +19,13 @@ from edge_agent.errors import AgentError, ConfigError
 from edge_agent.redact import redact
 from edge_agent.service.logs import setup_logging
 from edge_agent.tools.bench_sections import BROKERS, add_section_arguments
-from edge_agent.tools.options import DEFAULT_CONFIG, add_config_option, missing_default_config
+from edge_agent.tools.options import (
+    DEFAULT_CONFIG,
+    add_config_option,
+    add_model_option,
+    missing_default_config,
+    model_for,
+)
 from engines import registry
 from engines.errors import EngineError
 
@@ -54,9 +60,12 @@ def _check_config(args: argparse.Namespace) -> int:
 
     result = check_config(args.file)
     text, ok = result.text, result.ok
-    if ok:  # class names against the labels file, as the agent checks them at start
+    if ok:  # class names against the running model's labels, as the agent checks them
         try:
-            text = "\n".join([text, *labels_check(load_config(args.file), args.file)])
+            running = model_for(load_config(args.file), args)
+            shown = [] if not running.deployed and not running.notes else [
+                f"  runs:    {running.source()}", *(f"  note:    {n}" for n in running.notes)]
+            text = "\n".join([text, *shown, *labels_check(running.config, args.file)])
         except ConfigError as error:
             count = error.count
             text, ok = f"{error}\n{args.file}: {count} problem{'s' * (count != 1)}", False
@@ -85,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("file", type=Path, nargs="?", default=DEFAULT_CONFIG,
                        help=f"agent YAML file (default: {DEFAULT_CONFIG})")
+    add_model_option(check)
     check.set_defaults(handler=_check_config)
 
     bench = commands.add_parser("bench", help="measure engine, decode and the whole loop")
@@ -100,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="private: a throwaway Mosquitto on loopback (default); config: "
                        "the config's own broker, as device <device_id>-bench")
     add_section_arguments(bench)
+    add_model_option(bench)
     bench.set_defaults(handler=_bench)
 
     for module_name in COMMAND_MODULES:

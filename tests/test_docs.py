@@ -92,6 +92,7 @@ cameras:
     lines = done.stdout.splitlines()
     index = next(i for i, line in enumerate(lines) if line.startswith("[FAIL] model: "))
     in_doc = "/tmp/tools/trunc.onnx"  # noqa: S108 (the path the docs' example shows)
-    shown = [line.replace(str(truncated), in_doc) for line in lines[index:index + 2]]
+    shown = [line.replace(str(truncated), in_doc) for line in lines[index:index + 3]]
     assert shown[0] == quoted("tools.md", "[FAIL] model: ")
-    assert shown[1] == quoted("tools.md", f"       fix: {in_doc}")
+    assert shown[1] == quoted("tools.md", f"       model from: the config's model.path {in_doc}")
+    assert shown[2] == quoted("tools.md", f"       fix: {in_doc}")

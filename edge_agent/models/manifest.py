@@ -162,16 +162,29 @@ def fsync_directory(folder: Path) -> None:
         os.close(descriptor)
 
 
+class ManifestError(ValueError):
+    """A manifest file that cannot be read as one (not JSON, another schema, a bad entry)."""
+
+
+def read_manifest(path: Path) -> Manifest:
+    """The manifest at `path`, changing nothing: for readers that must not move files
+    (the operator tools). FileNotFoundError when there is none, ManifestError when it is
+    damaged, OSError when it cannot be read."""
+    raw = path.read_bytes()
+    try:
+        return Manifest.from_json(json.loads(raw))
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise ManifestError(str(exc)) from exc
+
+
 def load_manifest(path: Path) -> Manifest:
     """The manifest at `path`; an empty one when there is none or it is damaged (then the
     damaged file is renamed aside and an ERROR is logged, never raised)."""
     try:
-        raw = path.read_bytes()
+        return read_manifest(path)
     except FileNotFoundError:
         return Manifest()
-    try:
-        return Manifest.from_json(json.loads(raw))
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+    except ManifestError as exc:
         aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
         os.replace(path, aside)
         log.error("model manifest %s cannot be read (%s): set aside as %s; starting on the "

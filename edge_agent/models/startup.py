@@ -13,6 +13,7 @@ Rules (docs/models.md, "Power cuts and restarts"):
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 from edge_agent.config.model import AgentConfig
@@ -46,21 +47,23 @@ def version_config(config: AgentConfig, store: ModelStore, version: ModelVersion
     return config.model_copy(update={"model": model})
 
 
-def settle_interrupted(manifest: Manifest, now: str) -> None:
+def settle_interrupted(manifest: Manifest, now: str) -> str | None:
     """Deploys a power cut or kill left half done: pending ones are rejected; a version
-    still in probation gives way to the previous one."""
+    still in probation gives way to the previous one. Returns what that changed in words
+    (None: nothing that changes the model)."""
     for version in manifest.versions:
         if version.outcome is Outcome.PENDING:
             version.outcome, version.reason = Outcome.REJECTED, (
                 "interrupted: the agent stopped during the deploy")
     active = manifest.find(manifest.active)
-    if active is not None and active.outcome is Outcome.PROBATION:
-        active.outcome, active.reason = Outcome.ROLLED_BACK, (
-            f"the agent restarted at {now} before its probation ended")
-        back = running_before(manifest, active)
-        log.warning("model %s (%s) was in probation when the agent stopped: going back to "
-                    "%s", active.name, active.sha256[:12], back[:12])
-        manifest.active = back
+    if active is None or active.outcome is not Outcome.PROBATION:
+        return None
+    active.outcome, active.reason = Outcome.ROLLED_BACK, (
+        f"the agent restarted at {now} before its probation ended")
+    back = running_before(manifest, active)
+    manifest.active = back
+    return (f"model {active.name} ({active.sha256[:12]}) was in probation when the agent "
+            f"stopped: going back to {back[:12]}")
 
 
 def running_before(manifest: Manifest, cut: ModelVersion) -> str:
@@ -83,6 +86,44 @@ def start_order(manifest: Manifest) -> list[str]:
     return list(dict.fromkeys(order))
 
 
+@dataclass(frozen=True)
+class StartPlan:
+    """The models a start tries, in order (CONFIG_MODEL last), and why the rules moved
+    away from the manifest's active one, in words (level, text)."""
+
+    order: tuple[str, ...]
+    notes: tuple[tuple[int, str], ...] = ()
+
+
+def plan_start(config: AgentConfig, store: ModelStore, manifest: Manifest, now: str,
+               ) -> StartPlan:
+    """Apply the start rules to `manifest` (changed in place; the agent saves it, the
+    tools never do) without loading anything: which references to try, in order."""
+    notes: list[tuple[int, str]] = []
+    settled = settle_interrupted(manifest, now)
+    if settled:
+        notes.append((logging.WARNING, settled))
+    current = config_model(config)
+    # An unreadable config model (None) is no change: the deployed one keeps the box up.
+    changed = None not in (manifest.config_model, current) and current != manifest.config_model
+    if changed and manifest.active != CONFIG_MODEL:
+        notes.append((logging.WARNING, (
+            f"the config's model.path ({config.model.path}) changed since model "
+            f"{manifest.active[:12]} was deployed: the config's model runs; the deployed "
+            "one stays for model/rollback")))
+        manifest.previous, manifest.active = manifest.active, CONFIG_MODEL
+    manifest.config_model = current or manifest.config_model
+    present = store.present()
+    order: list[str] = []
+    for ref in start_order(manifest):
+        if ref != CONFIG_MODEL and (manifest.find(ref) is None or ref not in present):
+            notes.append((logging.ERROR, f"model {ref[:12]} is in the manifest but its files "
+                          f"are not in {store.root}: skipped"))
+            continue
+        order.append(ref)
+    return StartPlan(tuple(order), tuple(notes))
+
+
 def select_at_start(
     config: AgentConfig, report: HardwareReport, config_path: Path | None, *,
     store: ModelStore, manifest: Manifest, now: str,
@@ -91,24 +132,12 @@ def select_at_start(
     CONFIG_MODEL). Updates `manifest` (the caller saves it). Raises what select_engine
     raises when nothing loads, the config's model included.
     """
-    settle_interrupted(manifest, now)
-    current = config_model(config)
-    # An unreadable config model (None) is no change: the deployed one keeps the box up.
-    changed = None not in (manifest.config_model, current) and current != manifest.config_model
-    if changed and manifest.active != CONFIG_MODEL:
-        log.warning("the config's model.path (%s) changed since model %s was deployed: "
-                    "the config's model runs; the deployed one stays for model/rollback",
-                    config.model.path, manifest.active[:12])
-        manifest.previous, manifest.active = manifest.active, CONFIG_MODEL
-    manifest.config_model = current or manifest.config_model
-    present = store.present()
-    order = start_order(manifest)
-    for position, ref in enumerate(order):
-        last = position == len(order) - 1
+    plan = plan_start(config, store, manifest, now)
+    for level, note in plan.notes:
+        log.log(level, "%s", note)
+    for position, ref in enumerate(plan.order):
+        last = position == len(plan.order) - 1
         version = manifest.find(ref)
-        if ref != CONFIG_MODEL and (version is None or ref not in present):
-            log.error("model %s is in the manifest but not on disk: skipped", ref[:12])
-            continue
         wanted = config if version is None else version_config(config, store, version)
         try:
             selection = select_engine(wanted, report, config_path)

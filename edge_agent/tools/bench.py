@@ -33,6 +33,7 @@ from edge_agent.tools.bench_loop import (
     video_size,
 )
 from edge_agent.tools.bench_sections import chosen
+from edge_agent.tools.options import model_for, source_lines
 from engines.detector import Detector
 
 __all__ = ["decode_fps", "loop_figures", "private_broker"]  # kept where they were
@@ -51,7 +52,8 @@ def configs_to_bench(config: AgentConfig, backend: str | None) -> list[AgentConf
 
 
 def main(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    running = model_for(load_config(args.config), args)  # a deployed version, if one runs
+    config = running.config  # every section measures that model
     video = args.video or next(
         (cam.path for cam in config.cameras if isinstance(cam, FileCamera)), None
     )
@@ -61,6 +63,8 @@ def main(args: argparse.Namespace) -> int:
     video_fps = decode_fps(video, args.seconds)
     reports = [measure(each, hardware, video, video_fps, args)
                for each in configs_to_bench(config, getattr(args, "backend", None))]
+    for report in reports:
+        report["model_source"] = running.to_json()
     if args.json:
         print(json.dumps(reports[0] if len(reports) == 1 else {"runs": reports}, indent=2))
     else:
@@ -138,6 +142,7 @@ def format_report(report: dict) -> str:
     cameras = report["cameras"]
     lines = [
         f"model {report['model']} on {report['backend']}/{report['device']}",
+        *(source_lines(report["model_source"]) if "model_source" in report else []),
         f"  video {report['video']}",
         f"  engine alone (throughput, no decode) {report['engine_fps']:8.1f} frames/s",
         f"  video decode alone                   {report['decode_fps']:8.1f} frames/s",

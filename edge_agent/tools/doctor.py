@@ -41,6 +41,7 @@ from edge_agent.tools.doctor_host import (
     check_disk,
     check_service,
 )
+from edge_agent.tools.options import add_model_option, source_lines
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,21 @@ def _model_load_error(exc: BaseException) -> Any:
     return exc
 
 
-def check_model(config: AgentConfig) -> Check:
+def check_model(config: AgentConfig, use_config_model: bool = False) -> Check:
+    """The model the box runs (a deployed version when there is one, edge_agent.models.
+    running), loaded as the agent loads it; the detail says which model and why."""
+    from edge_agent.models.running import running_model
+
+    running = running_model(config, use_config=use_config_model)
+    check = _check_loaded(running.config, running.deployed)
+    source = "\n".join(source_lines(running.to_json(), indent=""))
+    check = replace(check, detail=f"{check.detail}\n{source}")
+    if running.fix and check.status == OK:  # it works, but not on the model deployed
+        return replace(check, status=WARN, fix=running.fix)
+    return check
+
+
+def _check_loaded(config: AgentConfig, deployed: bool) -> Check:
     import numpy as np
 
     from edge_agent.selection.loading import detection_filter
@@ -130,6 +145,10 @@ def check_model(config: AgentConfig) -> Check:
                 damaged, ModelFileError):  # its metadata or outputs: the file is intact
             fix = ("re-export the model as the message says (docs/postprocess.md), or set "
                    "model.family if it was guessed wrong")
+        elif deployed and (damaged is not None or "cannot load model" in str(exc)):
+            fix = (f"the deployed version in {config.model.path.parent} does not load: "
+                   "deploy it again or model/rollback (the agent's next start rolls it "
+                   "back by itself); --config-model checks the config's model.path")
         elif damaged is not None or "cannot load model" in str(exc):
             path = damaged.path if damaged is not None else config.model.path
             fix = (f"{path} is missing or damaged: copy it to the box again (compare its "
@@ -228,15 +247,17 @@ def check_camera(camera: CameraConfig, index: int) -> Check:
 # -- the command ------------------------------------------------------------------------
 
 
-def diagnose(config_path: Path, unit: str = "edge-agent") -> Iterator[Check]:
-    """Every check in checklist order; config-dependent ones are skipped if it is invalid."""
+def diagnose(config_path: Path, unit: str = "edge-agent", use_config_model: bool = False,
+             ) -> Iterator[Check]:
+    """Every check in checklist order; config-dependent ones are skipped if it is invalid.
+    The model checked is the one the box runs, or the config's with `use_config_model`."""
     config_check, config = check_config_file(config_path)
     yield config_check
     tasks: list[CheckTask] = []
     if config is None:
         yield Check("model, cameras, broker, disk", SKIP, "need a valid config")
     else:
-        tasks.append(CheckTask("model", lambda: check_model(config), 300.0,
+        tasks.append(CheckTask("model", lambda: check_model(config, use_config_model), 300.0,
                                "compiling takes too long: check backend.device"))
         for index, camera in enumerate(config.cameras):
             if camera.enabled:
@@ -269,7 +290,7 @@ def _doctor(args: argparse.Namespace) -> int:
     quiet_opencv()
     logging.getLogger().setLevel(logging.ERROR)  # the checklist is the output, not INFO lines
     checks = []
-    for found in diagnose(args.config, args.unit):
+    for found in diagnose(args.config, args.unit, args.config_model):
         check = replace(found, detail=redact(found.detail), fix=redact(found.fix))  # no secrets
         checks.append(check)
         if not args.json:
@@ -296,5 +317,6 @@ def add_command(commands: argparse._SubParsersAction) -> None:
                         help=f"agent YAML file (default: {DEFAULT_CONFIG})")
     parser.add_argument("--unit", default="edge-agent", help="systemd unit to check")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    add_model_option(parser)
     parser.set_defaults(handler=_doctor)
 

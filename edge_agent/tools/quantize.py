@@ -1,9 +1,12 @@
-"""`edge-agent quantize`: build and judge an INT8 model of the config's model, on this box.
+"""`edge-agent quantize`: build and judge an INT8 model of the box's model, on this box.
 
-NNCF post-training quantization calibrated on the first frames of the config's cameras
-(or `--images DIR`), then the accuracy guard on frames held back from calibration
-(engines/int8_guard.py). The build goes where the agent looks for it (state_dir/int8/),
-so a later start with `backend.precision: int8` uses it without quantizing again.
+The model is the one the box runs (a deployed version when there is one; `--config-model`:
+the config's model.path): the build is keyed on that model's sha256, so the agent finds
+it for the model it loads. NNCF post-training quantization calibrated on the first
+frames of the config's cameras (or `--images DIR`), then the accuracy guard on frames
+held back from calibration (engines/int8_guard.py). The build goes where the agent looks
+for it (state_dir/int8/), so a later start with `backend.precision: int8` uses it without
+quantizing again.
 Exit status: 0 passed, 3 refused (kept for inspection, not used), 1 failed, 2 bad config.
 """
 
@@ -13,7 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-from edge_agent.tools.options import add_config_option
+from edge_agent.tools.options import add_config_option, add_model_option, model_for, source_lines
 
 REFUSED = 3
 
@@ -21,9 +24,10 @@ REFUSED = 3
 def add_command(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "quantize", help="build an INT8 model with NNCF and check it against the FP model",
-        description="Quantize the config's model to INT8 (NNCF), compare its detections "
-        "with the FP model's on frames held back from calibration, and cache the build "
-        "for backend.precision: int8. Settings default to the config's backend section.",
+        description="Quantize the model the box runs (a deployed version, else the config's "
+        "model) to INT8 (NNCF), compare its detections with the FP model's on frames held "
+        "back from calibration, and cache the build for backend.precision: int8. Settings "
+        "default to the config's backend section.",
     )
     add_config_option(parser, "agent YAML (model, cameras, state_dir, backend)")
     parser.add_argument("--images", type=Path, metavar="DIR",
@@ -39,6 +43,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--force", action="store_true",
                         help="quantize again even when a build with these settings exists")
     parser.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    add_model_option(parser)
     parser.set_defaults(handler=main)
 
 
@@ -53,7 +58,10 @@ def main(args: argparse.Namespace) -> int:
     from engines.detector import check_model
     from engines.int8_cache import build_dir, read_record
 
-    config = load_config(args.config)
+    running = model_for(load_config(args.config), args)  # a deployed version, if one runs
+    config = running.config
+    if not args.json:  # a build takes a while: say first which model it is of
+        print("\n".join(["quantizing", *source_lines(running.to_json())]), flush=True)
     base = config.backend if getattr(config.backend, "type", "") == "openvino" else None
     overrides = {key: value for key, value in (
         ("int8_calibration_frames", args.frames), ("int8_check_frames", args.check_frames),
@@ -86,7 +94,8 @@ def main(args: argparse.Namespace) -> int:
     passed, reason = record.judged(settings.int8_min_f1)
     if args.json:
         print(json.dumps({"passed": passed, "reason": reason, "build": str(folder),
-                          "reused": not fresh, **record.to_json()}, indent=2))
+                          "reused": not fresh, **record.to_json(),
+                          "model_source": running.to_json()}, indent=2))
     else:
         print(_words(passed, reason, folder, fresh, record.build_s))
     return 0 if passed else REFUSED

@@ -26,10 +26,16 @@ import numpy as np
 from edge_agent.config.model import AgentConfig, CameraConfig, FileCamera, RtspCamera
 from edge_agent.drawing import draw, label_of
 from edge_agent.errors import AgentError, SourceError
-from edge_agent.tools.options import add_config_option
+from edge_agent.tools.options import (
+    add_config_option,
+    add_model_option,
+    model_for,
+    source_lines,
+)
 from engines.base import Detections, Engine
 
 if TYPE_CHECKING:
+    from edge_agent.models.running import RunningModel
     from edge_agent.selection.loading import Selection
 
 log = logging.getLogger(__name__)
@@ -174,6 +180,20 @@ def open_engine(config: AgentConfig, config_file: Path | str | None = None) -> S
     return select_engine(config, probe(), config_file)
 
 
+def open_running(running: RunningModel, config_file: Path | str | None = None) -> Selection:
+    """open_engine on the model the box runs; a deployed version that does not load says
+    which it is, so the technician does not go looking at model.path."""
+    from engines.errors import EngineError
+
+    try:
+        return open_engine(running.config, config_file)
+    except EngineError as exc:
+        if not running.deployed:
+            raise
+        raise AgentError(f"{exc}\n  the model is {running.source()}; "
+                         "--config-model uses the config's model.path instead") from exc
+
+
 def detect(engine: Engine, config: AgentConfig, image: np.ndarray) -> tuple[Detections, float]:
     """One frame through the model with the configured filter; (detections, infer ms).
 
@@ -233,11 +253,12 @@ def _snapshot(args: argparse.Namespace) -> int:
 
     quiet_opencv()
     logging.getLogger().setLevel(logging.WARNING)  # the detections are the output
-    config = load_config(args.config)
+    running = model_for(load_config(args.config), args)  # a deployed version, if one runs
+    config = running.config
     camera = find_camera(config, args.camera, str(args.config))
     output = args.output or Path(f"snapshot-{camera.id}.jpg")
     grab = grab_frame(camera)
-    selection = open_engine(config, args.config)
+    selection = open_running(running, args.config)
     engine, reason = selection.engine, selection.reason
     try:
         detections, infer_ms = detect(engine, config, grab.image)
@@ -258,6 +279,7 @@ def _snapshot(args: argparse.Namespace) -> int:
             )
             body: dict[str, Any] = json.loads(payload)
             body["image"] = str(output)
+            body["model_source"] = running.to_json()
             print(json.dumps(body, indent=2))
             return 0
         counts = Counter(label_of(int(i), names) for i in detections.class_ids)
@@ -266,6 +288,7 @@ def _snapshot(args: argparse.Namespace) -> int:
               f"{len(detections)} detections{f' ({summary})' if summary else ''}")
         print(f"  model {engine.info.name} on {engine.backend}/{engine.device} ({reason}), "
               f"inference {infer_ms:.1f} ms")
+        print("\n".join(source_lines(running.to_json())))
         print("\n".join(describe(detections, names)) or "  (nothing above the score threshold)")
         print(f"saved {output}")
     finally:
@@ -286,4 +309,5 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--zones", action="store_true",
                         help="also draw the camera's masks, zones and lines (with direction "
                         "arrows) to aim them")
+    add_model_option(parser)
     parser.set_defaults(handler=_snapshot)

@@ -56,12 +56,16 @@ def doctor(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def entry(output: str, name: str) -> tuple[str, str]:
-    """(the checklist line of check `name`, its fix line or '')."""
+    """(the checklist line of check `name`, its fix line or ''); the detail's own further
+    lines (the model check's `model from:`) come between the two."""
     lines = output.splitlines()
     for index, line in enumerate(lines):
         if line[7:].startswith(f"{name}: "):
-            follow = lines[index + 1].strip() if index + 1 < len(lines) else ""
-            return line, follow if follow.startswith("fix: ") else ""
+            follow = [more.strip() for more in lines[index + 1:]]
+            under = follow[:next((i for i, text in enumerate(follow)
+                                  if not lines[index + 1 + i].startswith("       ")),
+                                 len(follow))]
+            return line, next((text for text in under if text.startswith("fix: ")), "")
     raise AssertionError(f"no check {name!r} in:\n{output}")
 
 

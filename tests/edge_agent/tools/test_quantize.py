@@ -32,6 +32,8 @@ def test_a_build_is_found_by_its_key_and_judged_again(
     stricter = f"{min(1.0, f1 + 0.01):.2f}"
     assert main(["quantize", "--config", config, "--min-f1", stricter]) == REFUSED
     out = capsys.readouterr().out
+    assert out.startswith("quantizing\n  model from: the config's model.path ")  # first
+    out = out[out.index("INT8 build"):]
     assert out.startswith(f"INT8 build REFUSED: F1 {f1:.3f} against the FP model")
     assert f"is below int8_min_f1 {float(stricter):g}" in out
     assert "already built (--force builds again)" in out
