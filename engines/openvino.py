@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import logging
 import queue
@@ -92,6 +93,7 @@ class RequestPool:
         self._lock = threading.Lock()
         self._ready = threading.Condition(self._lock)
         self._thread: threading.Thread | None = None
+        self._collecting: tuple[ov.InferRequest, Future[InferResult]] | None = None
         self._closing = False
 
     def start(self, tensor: np.ndarray, future: Future[InferResult]) -> None:
@@ -128,24 +130,36 @@ class RequestPool:
                 if not self._running:  # idle, or closing with nothing left
                     self._thread = None
                     return
-                request, future = self._running.popleft()
+                request, future = self._collecting = self._running.popleft()
             try:
                 request.wait()  # without the GIL
                 if not future.done():  # a cancelled frame's outputs are not copied
                     settle(future, InferResult([t.data.copy() for t in request.output_tensors],
                                                float(request.latency)))
-            except Exception as exc:  # surfaced to the waiter, not lost
+            except Exception as exc:  # surfaced to the waiter, not lost (a cancel: ignored)
                 settle(future, error=exc)
             finally:
+                with self._lock:
+                    self._collecting = None
                 self._free.put(request)
 
     def close(self, timeout: float = 30.0) -> bool:
         """Wait until the requests started so far have finished and their futures settled
-        (the caller stops starting new ones first); False if that took over `timeout`."""
+        (the caller stops starting new ones first); False if that took over `timeout`.
+
+        Requests whose futures were cancelled (a pipeline that stopped waiting for them)
+        are cancelled in OpenVINO first: a queued one never runs and a running one stops
+        between layers, so a stop with a slow model does not wait for abandoned frames.
+        """
         deadline = time.monotonic() + timeout
         with self._lock:
             self._closing = True
             self._ready.notify()
+            started = [*self._running, *([self._collecting] if self._collecting else [])]
+        for request, future in started:
+            if future.cancelled():  # nobody waits for it: a queued one never runs
+                with contextlib.suppress(RuntimeError):
+                    request.cancel()
         while True:
             with self._lock:
                 thread = self._thread

@@ -14,6 +14,7 @@ import pytest
 
 from engines.errors import EngineError
 from engines.openvino import OpenVinoEngine, RequestPool
+from tests.models import slow_model
 
 
 def _collectors() -> list[str]:
@@ -116,3 +117,30 @@ def test_a_collector_that_cannot_start_fails_that_frame_only(
     monkeypatch.setattr(threading.Thread, "start", real_start)
     futures = [engine.submit(tensor) for _ in range(engine.parallelism + 1)]
     assert all(len(future.result(30).outputs) == 1 for future in futures)
+
+
+def test_close_cancels_the_requests_nobody_waits_for(
+    samples: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stopping pipeline cancels the frames it gave up on: their OpenVINO requests must
+    stop too (a queued one never runs), so a stop with a slow model does not wait for
+    them; frames still wanted get their results."""
+    monkeypatch.setattr(RequestPool, "IDLE_S", 0.1)
+    model = slow_model(samples, tmp_path / "slow", channels=96, kernel=11)
+
+    def close_time(cancel: bool) -> tuple[float, list]:
+        engine = OpenVinoEngine(model)
+        tensor = np.zeros(engine.input.shape, engine.input.dtype)
+        engine.infer(tensor)  # compiled and warm
+        futures = [engine.submit(tensor) for _ in range(engine.parallelism)]
+        if cancel:
+            assert all(future.cancel() for future in futures)
+        started = time.monotonic()
+        engine.close()
+        return time.monotonic() - started, futures
+
+    wanted_s, wanted = close_time(cancel=False)
+    abandoned_s, _ = close_time(cancel=True)
+    assert all(f.exception() is None and len(f.result().outputs) for f in wanted)
+    assert abandoned_s < wanted_s / 3, (abandoned_s, wanted_s)
+    assert _until(lambda: not _collectors())  # no thread left behind either
