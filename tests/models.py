@@ -6,6 +6,7 @@ IR (.xml + .bin) that the agent loads like any other model.
 
 from __future__ import annotations
 
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -116,3 +117,12 @@ def fixed_grid_model(samples: Path, out: Path) -> Path:
     detections, but the 416x416 grid is fixed inside the graph, so it cannot reshape
     (as a static Ultralytics export with its anchors baked in)."""
     return poisoned_model(samples, out, 1.0)
+
+
+def ir_tar(xml: Path, archive: Path | None = None) -> Path:
+    """An IR as model/deploy takes it: one .tar with the .xml and its .bin."""
+    archive = archive or xml.with_suffix(".tar")
+    with tarfile.open(archive, "w") as tar:
+        tar.add(xml, arcname="model.xml")
+        tar.add(xml.with_suffix(".bin"), arcname="model.bin")
+    return archive

@@ -207,6 +207,21 @@ def test_a_replacing_filter_keeps_counting_where_the_old_one_stopped() -> None:
     assert new.stats() == FilterStats(min_score=1, min_area=1, mask=1)
 
 
+def _check_config(tmp_path: Path, samples: Path, capsys: pytest.CaptureFixture[str],
+                  code: int, *, model: str = "", tail: str = "") -> str:
+    """check-config's output on the sample model with its labels file: `model` is added to
+    the model mapping, `tail` after the camera; the exit code must be `code`."""
+    config = tmp_path / "agent.yaml"
+    config.write_text(
+        "device_id: b\n"
+        f"model: {{path: {samples}/models/yolox_nano.onnx, "
+        f"labels: {samples}/models/coco_labels.txt{model}}}\n"
+        f"cameras:\n  - id: v\n    type: file\n    path: {samples}/media/vtest.mp4\n" + tail)
+    assert main(["check-config", str(config)]) == code
+    out = capsys.readouterr()
+    return out.out + out.err
+
+
 @pytest.mark.parametrize(("camera", "code", "expected"), [
     ("    zones:\n      - {name: z, points: [[0, 0], [1, 0], [1, 1]], classes: [persn, 0]}\n",
      0, "warning: camera v, zone z: class 'persn' is not one of the class names"),
@@ -226,19 +241,10 @@ def test_check_config_checks_class_names_against_the_labels_file(
     expected: str,
 ) -> None:
     """The reviewers' case: a misspelt class passed check-config and only `run` said so."""
-    config = tmp_path / "agent.yaml"
-    config.write_text(
-        "device_id: b\n"
-        f"model: {{path: {samples}/models/yolox_nano.onnx, "
-        f"labels: {samples}/models/coco_labels.txt}}\n"
-        "cameras:\n"
-        "  - id: v\n    type: file\n"
-        f"    path: {samples}/media/vtest.mp4\n" + camera)
-    assert main(["check-config", str(config)]) == code
-    out = capsys.readouterr()
-    assert expected in out.out + out.err
+    out = _check_config(tmp_path, samples, capsys, code, tail=camera)
+    assert expected in out
     if expected == "OK":
-        assert "warning" not in out.out
+        assert "warning" not in out
 
 
 NAMES_80 = "{" + ", ".join(f"{i}: 'class{i}'" for i in range(79)) + ", 79: 'person'}"
@@ -317,12 +323,5 @@ def test_check_config_checks_the_model_class_allow_list(
     expected: str,
 ) -> None:
     """model.classes is the other place a class is named: refused at start, so here too."""
-    config = tmp_path / "agent.yaml"
-    config.write_text(
-        "device_id: b\n"
-        f"model: {{path: {samples}/models/yolox_nano.onnx, "
-        f"labels: {samples}/models/coco_labels.txt, classes: {classes}}}\n"
-        f"cameras:\n  - id: v\n    type: file\n    path: {samples}/media/vtest.mp4\n")
-    assert main(["check-config", str(config)]) == code
-    out = capsys.readouterr()
-    assert expected in out.out + out.err
+    assert expected in _check_config(tmp_path, samples, capsys, code,
+                                     model=f", classes: {classes}")

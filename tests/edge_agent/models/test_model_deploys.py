@@ -9,7 +9,6 @@ import itertools
 import json
 import signal
 import subprocess
-import tarfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -33,7 +32,7 @@ from tests.helpers import (
     write_config,
 )
 from tests.model_server import ModelServer, model_server, sha256_of
-from tests.models import shaped_model
+from tests.models import ir_tar, shaped_model
 
 pytestmark = pytest.mark.slow
 
@@ -41,15 +40,6 @@ SCHEMAS = REPO / "docs" / "schemas"
 RESULT_SCHEMA = json.loads((SCHEMAS / "model-result.schema.json").read_text())
 INFO_SCHEMA = json.loads((SCHEMAS / "info.schema.json").read_text())
 MANIFEST_SCHEMA = json.loads((SCHEMAS / "model-manifest.schema.json").read_text())
-
-
-def ir_tar(xml: Path) -> Path:
-    """An IR as model/deploy takes it: one .tar with the .xml and its .bin."""
-    archive = xml.with_suffix(".tar")
-    with tarfile.open(archive, "w") as tar:
-        tar.add(xml, arcname="model.xml")
-        tar.add(xml.with_suffix(".bin"), arcname="model.bin")
-    return archive
 
 
 @dataclass

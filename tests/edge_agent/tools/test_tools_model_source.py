@@ -14,7 +14,6 @@ import contextlib
 import json
 import subprocess
 import sys
-import tarfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -39,6 +38,7 @@ from edge_agent.publish.payload import iso_utc
 from edge_agent.service.state_files import PID_FILE
 from engines.model_info import file_sha256
 from tests.helpers import REPO, snapshot_config
+from tests.models import ir_tar as make_ir_tar
 
 NAME, VERSION = "yolox-ir", "2"
 DEPLOYED, CONFIG = "deployed", "config"
@@ -72,14 +72,9 @@ def ir_tar(samples: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The sample as an IR in one .tar, the way model/deploy takes one."""
     folder = tmp_path_factory.mktemp("ir")
     xml = folder / "model.xml"
-    core = ov.Core()
-    ov.save_model(core.read_model(str(samples / "models" / "yolox_nano.onnx")), str(xml),
+    ov.save_model(ov.Core().read_model(str(samples / "models" / "yolox_nano.onnx")), str(xml),
                   compress_to_fp16=False)
-    archive = folder / "yolox-ir.tar"
-    with tarfile.open(archive, "w") as tar:
-        tar.add(xml, arcname="model.xml")
-        tar.add(xml.with_suffix(".bin"), arcname="model.bin")
-    return archive
+    return make_ir_tar(xml, folder / "yolox-ir.tar")
 
 
 @dataclass
