@@ -14,6 +14,8 @@ Three outcomes, never "move aside and forget":
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import logging
 import sqlite3
@@ -32,6 +34,9 @@ STAMP_COLUMNS = {"boot_id": "TEXT NOT NULL DEFAULT ''", "boot_s": "REAL NOT NULL
                  "synced": "INTEGER NOT NULL DEFAULT 1"}
 """Added to spools written before the stamps existed; their rows keep the old rule (the
 wall time counts when it is after 2020)."""
+LEGACY_STAMPS = {"boot_id": "", "boot_s": 0.0, "synced": 1}
+"""What a salvaged row from a spool written before the stamps gets: the old rule, as the
+ALTER TABLE defaults of STAMP_COLUMNS give rows of such a file opened in place."""
 DAMAGE_CODES = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
 MAX_PROBES = 2_000_000
 """Ids probed one by one past damaged pages: bounds a salvage to seconds."""
@@ -117,14 +122,46 @@ def open_database(path: Path | None) -> tuple[sqlite3.Connection, Salvage | None
         if not is_damage(exc):
             raise SpoolUnavailable(f"cannot open spool {path}: {exc}") from exc
         reason = str(exc)
-    aside = set_aside(path)
+    report = rebuild(path, reason)
     try:
         db = connect(str(path))
     except (OSError, sqlite3.Error) as exc:
-        raise SpoolUnavailable(f"cannot create spool {path}: {exc}") from exc
-    report = salvage(aside, db, reason)
+        raise SpoolUnavailable(f"cannot open the salvaged spool {path}: {exc}") from exc
     log.error("%s", report.describe())
     return db, report
+
+
+def rebuild(path: Path, reason: str) -> Salvage:
+    """Copy the readable rows of the damaged file into a new file beside it, then swap
+    them: the damaged file (with its WAL and list of delivered ids) is renamed aside only
+    once the copy is committed. A disk that refuses the copy (full, I/O error) leaves
+    everything as it was and raises SpoolUnavailable: the agent runs from memory and the
+    salvage is tried again with the file, never lost to a fresh empty spool."""
+    fresh = path.with_name(path.name + ".salvage")
+    target: sqlite3.Connection | None = None
+    try:
+        _remove(fresh)
+        target = sqlite3.connect(str(fresh), isolation_level=None)  # rollback journal
+        target.executescript(SCHEMA)
+        report = salvage(path, target, reason)
+        target.close()
+        target = None
+        aside = set_aside(path)
+        fresh.replace(path)
+    except (OSError, sqlite3.Error) as exc:
+        if target is not None:
+            target.close()
+        with contextlib.suppress(OSError):
+            _remove(fresh)
+        raise SpoolUnavailable(f"cannot salvage the damaged spool {path} ({reason}): "
+                               f"{exc}") from exc
+    return dataclasses.replace(report, aside=aside)
+
+
+def _remove(database: Path) -> None:
+    """A SQLite file and its journal, if there."""
+    for side in (database, database.with_name(database.name + "-journal")):
+        side.unlink(missing_ok=True)
 
 
 def set_aside(path: Path) -> Path:
@@ -166,45 +203,93 @@ def _copy_rows(
     src: sqlite3.Connection, target: sqlite3.Connection, columns: list[str],
     source: Path, reason: str,
 ) -> Salvage:
-    select = f"SELECT {', '.join(columns)} FROM messages"  # noqa: S608 (fixed names)
-    insert = (f"INSERT INTO messages ({', '.join(columns[1:])}) "  # noqa: S608
-              f"VALUES ({', '.join('?' for _ in columns[1:])})")
-    highest = _highest_id(src)
-    last = salvaged = unreadable = probes = 0
+    """Every readable row into `target`, in id order, in one transaction."""
+    copy = _RowCopy(src, target, columns)
     target.execute("BEGIN")
     try:
-        while True:
-            try:
-                for row in src.execute(f"{select} WHERE id > ? ORDER BY id", (last,)):
-                    last = int(row[0])
-                    if _valid(row):
-                        target.execute(insert, row[1:])
-                        salvaged += 1
-                    else:
-                        unreadable += 1
-                break
-            except sqlite3.DatabaseError:
-                pass  # a damaged page after `last`: find the next readable id
-            if highest is None or last >= highest or probes >= MAX_PROBES:
-                unreadable = _count_the_rest(highest, last, salvaged, unreadable)
-                break
-            while last < highest and probes < MAX_PROBES:
-                last += 1
-                probes += 1
-                try:
-                    row = src.execute(f"{select} WHERE id = ?", (last,)).fetchone()
-                except sqlite3.DatabaseError:
-                    unreadable += 1
-                    continue
-                if row is not None and _valid(row):
-                    target.execute(insert, row[1:])
-                    salvaged += 1
-                    break
+        copy.run()
         target.execute("COMMIT")
     except BaseException:
-        target.execute("ROLLBACK")
+        if target.in_transaction:
+            target.execute("ROLLBACK")
         raise
-    return Salvage(source, reason, salvaged, unreadable)
+    return Salvage(source, reason, copy.salvaged, copy.unreadable)
+
+
+class _RowCopy:
+    """Rows in id order, each once: `last` only grows, so a damaged cell read back with a
+    smaller id (zero-filled: 0) is counted, never a reason to read the file again; past a
+    damaged page the next ids are probed one by one (MAX_PROBES bounds the time)."""
+
+    def __init__(self, src: sqlite3.Connection, target: sqlite3.Connection,
+                 columns: list[str]) -> None:
+        self.src, self.target = src, target
+        self.select = f"SELECT {', '.join(columns)} FROM messages"  # noqa: S608 (fixed)
+        legacy = {name: value for name, value in LEGACY_STAMPS.items() if name not in columns}
+        names = [*columns[1:], *legacy]
+        self.insert = (f"INSERT INTO messages ({', '.join(names)}) "  # noqa: S608
+                       f"VALUES ({', '.join('?' for _ in names)})")
+        self.extra = tuple(legacy.values())
+        self.highest = _highest_id(src)
+        self.last = self.salvaged = self.unreadable = self.probes = 0
+        self.first: int | None = None
+        """The oldest id copied: ids from it on had not been delivered."""
+
+    def run(self) -> None:
+        while not self._scan():
+            highest = self.highest
+            if highest is None or self.last >= highest or self.probes >= MAX_PROBES:
+                self.unreadable = _count_the_rest(highest, self.last, self.salvaged,
+                                                  self.unreadable)
+                break
+            self._probe(highest)
+        if self.highest is not None and self.first is not None:
+            # Delivery deletes the oldest first: an id from the oldest copied to the highest
+            # given that did not come back was lost (damage can end a scan, or hide ids from
+            # a probe, without an error).
+            self.unreadable = max(self.unreadable,
+                                  self.highest - self.first + 1 - self.salvaged)
+
+    def _scan(self) -> bool:
+        """Copy rows after `last` in order; False when a damaged page stopped the scan."""
+        try:
+            for row in self.src.execute(f"{self.select} WHERE id > ? ORDER BY id",
+                                        (self.last,)):
+                self._take(row)
+        except sqlite3.DatabaseError:
+            return False
+        self.unreadable += max(0, (self.highest or 0) - self.last)  # ids it never reached
+        return True
+
+    def _probe(self, highest: int) -> None:
+        """Ids one by one after a damaged page, up to the first one that reads."""
+        while self.last < highest and self.probes < MAX_PROBES:
+            self.probes += 1
+            candidate = self.last + 1
+            try:
+                row = self.src.execute(f"{self.select} WHERE id = ?", (candidate,)).fetchone()
+            except sqlite3.DatabaseError:
+                row = None
+            if row is None:  # in a damaged stretch: lost (or delivered: an upper bound)
+                self.unreadable += 1
+            elif self._take(row):
+                return
+            self.last = max(self.last, candidate)
+
+    def _take(self, row: tuple[object, ...]) -> bool:
+        row_id = row[0]
+        if not isinstance(row_id, int) or row_id <= self.last:
+            self.unreadable += 1
+            return False
+        self.last = row_id
+        if not _valid(row):
+            self.unreadable += 1
+            return False
+        self.target.execute(self.insert, (*row[1:], *self.extra))
+        self.salvaged += 1
+        if self.first is None:
+            self.first = row_id
+        return True
 
 
 def _count_the_rest(highest: int | None, last: int, salvaged: int, unreadable: int) -> int:

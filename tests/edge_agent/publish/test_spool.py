@@ -6,6 +6,7 @@ import contextlib
 import shutil
 import sqlite3
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -185,6 +186,123 @@ def test_a_file_cut_short_is_salvaged_up_to_the_cut(tmp_path: Path, kept_fractio
         assert spool.salvage.unreadable >= 3000 - len(kept) - 30
     spool.append("t", b"after")
     assert payloads(spool)[-1] == b"after"
+
+
+def _open_within(path: Path, seconds: float = 60.0) -> Spool:
+    """Open a spool on a thread: a salvage that never ends fails the test, not the run."""
+    opened: list[Spool] = []
+    thread = threading.Thread(target=lambda: opened.append(spool_at(path)), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert opened, f"opening {path} did not finish in {seconds:.0f} s (a salvage loop?)"
+    return opened[0]
+
+
+@pytest.mark.parametrize("into_page", [43, 1000, 2048, 3000, 4095])
+@pytest.mark.parametrize("where", [0.02, 0.15, 0.5, 0.95])
+def test_a_cut_inside_a_page_is_salvaged_once_in_order(
+    tmp_path: Path, where: float, into_page: int
+) -> None:
+    """A cut inside a page reads that page's cells back zero-filled (id 0): the salvage
+    must neither start again from there (it copied the same rows over and over, filling
+    the disk) nor send them; every row comes back at most once, in order."""
+    path = tmp_path / "spool.sqlite3"
+    sent = filled_spool(path, 3000)
+    page = max(2, int(path.stat().st_size // 4096 * where))
+    with path.open("r+b") as file:
+        file.truncate(page * 4096 + into_page)
+    spool = _open_within(path)
+    kept = payloads(spool)
+    assert spool.salvage is not None
+    assert len(kept) == len(set(kept))
+    assert kept == sorted(kept)
+    assert set(kept) <= set(sent)
+    assert spool.salvage.salvaged == len(kept)
+    if kept:
+        assert spool.salvage.unreadable >= 3000 - len(kept) - 30
+    else:  # never "0 lost": counted, or -1 when not even the tables could be read
+        assert spool.salvage.unreadable == -1 or spool.salvage.unreadable > 2000
+    spool.append("t", b"after")
+    assert payloads(spool)[-1] == b"after"
+
+
+@pytest.mark.parametrize(("page", "start", "end"), [(2, 2048, 4096), (5, 0, 4096),
+                                                     (40, 100, 3000)])
+def test_zeroed_bytes_count_every_row_they_cost(
+    tmp_path: Path, page: int, start: int, end: int
+) -> None:
+    """Zeroed bytes can end SQLite's scan early without an error: the rows after it up to
+    the last id ever given are lost and must be counted, not reported as 0 lost."""
+    path = tmp_path / "spool.sqlite3"
+    filled_spool(path, 3000)
+    with path.open("r+b") as file:
+        file.seek((page - 1) * 4096 + start)
+        file.write(b"\0" * (end - start))
+    spool = _open_within(path)
+    if spool.salvage is None:  # SQLite saw no damage: nothing may be missing
+        assert len(payloads(spool)) == 3000
+        return
+    assert spool.salvage.salvaged == len(payloads(spool))
+    assert spool.salvage.salvaged + max(spool.salvage.unreadable, 0) >= 3000 - 30
+
+
+def test_salvaged_rows_of_an_old_spool_keep_the_old_clock_rule(tmp_path: Path) -> None:
+    """A spool from before the stamps, damaged: its rows come back marked synced (the old
+    rule), as they would have opened in place."""
+    path = tmp_path / "spool.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT, created REAL NOT NULL,"
+        " topic TEXT NOT NULL, payload BLOB NOT NULL);")
+    old.executemany("INSERT INTO messages (created, topic, payload) VALUES (?, 't', ?)",
+                    [(NOW, b'{"n": %d, "pad": "%s"}' % (n, b"p" * 200)) for n in range(500)])
+    old.commit()
+    old.close()
+    with path.open("r+b") as file:
+        file.truncate(path.stat().st_size // 2)
+    spool = _open_within(path)
+    assert spool.salvage is not None
+    assert spool.salvage.salvaged > 100
+    synced = {row[0] for row in spool._db.execute("SELECT synced FROM messages")}
+    assert synced == {1}
+
+
+def test_a_disk_full_during_a_salvage_keeps_the_damaged_file_for_later(tmp_path: Path) -> None:
+    """The salvage's copy hit a full disk: start went on (spool in memory), the damaged
+    file stays where it was (not set aside behind a fresh empty spool, which lost every
+    row), and once the disk has room the salvage runs and the rows come back."""
+    built = tmp_path / "built.sqlite3"
+    sent = filled_spool(built, 3000)
+    with built.open("r+b") as file:
+        file.truncate(built.stat().st_size * 3 // 4)
+    damaged = built.read_bytes()
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    size = 3 * len(damaged) + (1 << 20)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(disk)],
+                      capture_output=True, check=False).returncode != 0:
+        pytest.skip("needs root to mount a small tmpfs (a real full disk)")
+    try:
+        path = disk / "spool.sqlite3"
+        path.write_bytes(damaged)
+        with contextlib.suppress(OSError):  # leave about 100 KB: the copy needs more
+            (disk / "filler").write_bytes(b"\0" * (size - len(damaged) - 100_000))
+        spool = _open_within(path)
+        assert spool.error is not None
+        assert "cannot salvage" in spool.error
+        assert path.read_bytes() == damaged
+        assert not list(disk.glob("*.corrupt-*"))
+        assert not list(disk.glob("*.salvage*"))
+        spool.append("t", b'{"while": "full"}')
+        (disk / "filler").unlink()
+        assert spool.reopen() is True, spool.error
+        kept = payloads(spool)
+        assert kept[-1] == b'{"while": "full"}'
+        assert len(kept) > 1500
+        assert set(kept[:-1]) <= set(sent)
+        assert list(disk.glob("spool.sqlite3.corrupt-*"))
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
 def test_damaged_file_header_is_salvaged_as_far_as_it_goes(tmp_path: Path) -> None:
