@@ -115,9 +115,12 @@ class CameraEvents:
 
     def _maker(self, at: float) -> Callable[..., Event]:
         """Builds this camera's events at wall time `at` from a track and where it is."""
-        def make(kind: EventType, track: Track, **where: Any) -> Event:
+        def make(kind: EventType, track: Track, *, label: str | None = None,
+                 class_id: int | None = None, **where: Any) -> Event:
+            """An exit names the class its visit was counted under (`label`, `class_id`)."""
             return Event(type=kind, camera_id=self.camera_id, track_id=track.track_id,
-                         class_id=track.class_id, label=track.label, score=track.score,
+                         class_id=track.class_id if class_id is None else class_id,
+                         label=label or track.label, score=track.score,
                          box=tuple(float(v) for v in track.box),  # type: ignore[arg-type]
                          time=at, first_seen=track.first_seen, **where)
         return make

@@ -25,6 +25,7 @@ class _Presence:
     entered_at: float = 0.0  # wall s of the first frame inside of this visit
     dwelled: bool = False
     label: str = ""  # counted in occupancy under this label (a track's label may change)
+    class_id: int = -1  # the class id of that label
 
 
 class ZoneEvents:
@@ -86,7 +87,7 @@ class ZoneEvents:
         kind: EventType = "enter" if presence.inside else "exit"
         if presence.inside:
             presence.entered_at, presence.dwelled = presence.streak_since, False
-            presence.label = track.label
+            presence.label, presence.class_id = track.label, track.class_id
             self.occupancy[track.label] = self.occupancy.get(track.label, 0) + 1
             return make(kind, track, zone=self.config.name)
         return self._exit(track, presence, time, make, "left")
@@ -94,8 +95,11 @@ class ZoneEvents:
     def _exit(self, track: Track, presence: _Presence, time: float, make: MakeEvent,
               reason: ExitReason) -> Event:
         self.occupancy[presence.label] -= 1
-        return make("exit", track, zone=self.config.name,
-                    dwell_s=max(0.0, time - presence.entered_at), reason=reason)
+        # The label it was counted under: a track's class may change during a visit, and a
+        # subscriber tallying enter/exit per label must come back to the occupancy.
+        return make("exit", track, zone=self.config.name, label=presence.label,
+                    class_id=presence.class_id, dwell_s=max(0.0, time - presence.entered_at),
+                    reason=reason)
 
     def forget(self, track: Track, time: float, make: MakeEvent) -> Event | None:
         """A track that is gone for good: `exit` if it was inside."""
@@ -122,15 +126,19 @@ class ZoneEvents:
         track's last anchor lies inside the new polygon. The others end with an `exit`
         (reason zone_changed) at once: the change is a fact, not jitter, so no hysteresis.
         Visits keep their start and dwell."""
+        if old._frame_size is not None:  # placed now, so a reload before the next frame
+            self.polygon(old._frame_size)  # can still tell who is inside
         visits = [(track_id, presence) for track_id, presence in old._presence.items()
                   if presence.inside and track_id in last]
-        if not visits or old._frame_size is None:
+        old._presence.clear()
+        if not visits:
             return []
         place = ("points", "units", "anchor")
         moved = any(getattr(old.config, key) != getattr(self.config, key) for key in place)
         inside = [True] * len(visits)  # the same place: hysteresis goes on as it was
-        if moved:
-            self.polygon(old._frame_size)
+        if moved and self._frame_size is None:  # never placed on a frame: cannot vouch
+            inside = [False] * len(visits)
+        elif moved:
             boxes = np.stack([last[track_id].box for track_id, _ in visits])
             inside = inside_polygon(anchors(boxes, self.config.anchor), self._edges).tolist()
         events: list[Event] = []
@@ -143,8 +151,7 @@ class ZoneEvents:
                 self._presence[track_id] = presence
                 self.occupancy[presence.label] = self.occupancy.get(presence.label, 0) + 1
             else:
-                events.append(make("exit", track, zone=self.config.name,
-                                   dwell_s=max(0.0, time - presence.entered_at),
-                                   reason="zone_changed"))
-        old._presence.clear()
+                events.append(make("exit", track, zone=self.config.name, label=presence.label,
+                                   class_id=presence.class_id, reason="zone_changed",
+                                   dwell_s=max(0.0, time - presence.entered_at)))
         return events

@@ -31,6 +31,7 @@ from tests.helpers import DEVICE, Broker, Collector, config_for, subscribed, wai
 LABELS = ("person", "bicycle", "car")
 WIDTH, HEIGHT = 640, 360
 HALF = [[0, 0], [0.5, 0], [0.5, 1], [0, 1]]  # x 0..320 px
+QUARTER = [[0, 0], [0.25, 0], [0.25, 1], [0, 1]]  # x 0..160 px: the person, not the car
 BAY = {"name": "bay", "points": HALF, "min_frames": 1}
 YARD = {"name": "yard", "points": [[0, 0], [1, 0], [1, 1], [0, 1]], "min_frames": 1}
 GATE = {"name": "gate", "points": [[0.75, 0], [0.75, 1]]}
@@ -113,6 +114,18 @@ CASES = {
         {"bay": {"person": 1}, "yard": BOTH}),
     "classes no longer count the car": Case(
         lambda s: s.reload(zones=[{**BAY, "classes": ["person"]}, YARD], lines=[GATE]),
+        {("bay", "car", "zone_changed")},
+        {"bay": {"person": 1}, "yard": BOTH}),
+    "two reloads, no frame between: kept, then shrunk off the car": Case(
+        lambda s: (s.reload(zones=[{**BAY, "min_frames": 3}, YARD], lines=[GATE]),
+                   s.reload(zones=[{**BAY, "min_frames": 3, "points": QUARTER}, YARD],
+                            lines=[GATE])),
+        {("bay", "car", "zone_changed")},
+        {"bay": {"person": 1}, "yard": BOTH}),
+    "two reloads, no frame between: moved twice": Case(
+        lambda s: (s.reload(zones=[{**BAY, "points": [[0, 0], [0.6, 0], [0.6, 1], [0, 1]]},
+                                   YARD], lines=[GATE]),
+                   s.reload(zones=[{**BAY, "points": QUARTER}, YARD], lines=[GATE])),
         {("bay", "car", "zone_changed")},
         {"bay": {"person": 1}, "yard": BOTH}),
     "tracker changed": Case(  # tracks restart: new ids enter again on the next frames

@@ -301,3 +301,18 @@ def test_filtered_classes_start_at_zero_and_unknown_names_are_skipped(
     update = camera(zones=[zone]).update(frame(), FRAME, T0, 0.0)
     assert update.occupancy == {"bay": {"person": 0, "car": 0}}
     assert "zone bay: class 'unicorn' is not one of the model's labels" in caplog.text
+
+
+def test_an_exit_names_the_class_its_visit_was_counted_under() -> None:
+    """A track whose class flips while inside (seen as a bicycle, then mostly as a car):
+    its exit carries the enter's label and class id, so per-label tallies of enter/exit
+    come back to the occupancy, which counted it as a bicycle."""
+    inside: list[Walker] = [(380.0, 400.0, 1)] * 5 + [(380.0, 400.0, 2)] * 20
+    leaving = [(x, y, 2) for x, y, _ in walk([(380, 400), (100, 400)])]  # type: ignore[misc]
+    zone = BAY.model_copy(update={"dwell_s": None})
+    updates = run(camera(zones=[zone]), [*inside, *leaving])
+    events = [e for u in updates for e in u.events]
+    assert [(e.type, e.label, e.class_id) for e in events] == [
+        ("enter", "bicycle", 1), ("exit", "bicycle", 1)]
+    assert [u.occupancy for u in updates if u.occupancy is not None][-1] == {
+        "bay": {"bicycle": 0}}
