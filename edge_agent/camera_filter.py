@@ -38,7 +38,7 @@ def class_id(key: ClassKey, class_names: Sequence[str]) -> int | None:
         for name in (key, key.replace(" ", "_")):
             if name in class_names:
                 return list(class_names).index(name)
-        if not key.isdigit():
+        if not (key.isascii() and key.isdigit()):  # int() refuses '²', isdigit not
             return None
         key = int(key)
     return key if not class_names or 0 <= key < len(class_names) else None

@@ -168,7 +168,7 @@ def version_tuple(text: str) -> tuple[int, ...] | None:
     for part in text.split("."):
         digits = ""
         for char in part:
-            if not char.isdigit():
+            if char not in "0123456789":  # isdigit takes '²', int() does not
                 break
             digits += char
         if not digits:

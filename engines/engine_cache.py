@@ -237,7 +237,8 @@ def split_ultralytics_header(data: bytes) -> tuple[dict[str, str], bytes]:
         return {}, data
     names = metadata.get("names")
     if isinstance(names, dict):  # JSON keys are strings: "10" must sort after "9"
-        metadata["names"] = {int(k) if str(k).isdigit() else k: v for k, v in names.items()}
+        metadata["names"] = {int(k) if str(k).isascii() and str(k).isdigit() else k: v
+                             for k, v in names.items()}
     flat = {str(k): v if isinstance(v, str) else repr(v) for k, v in metadata.items()}
     return flat, data[end:]
 

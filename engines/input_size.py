@@ -22,7 +22,8 @@ EXPORT_HINT = (
 def model_stride(metadata: dict[str, str]) -> int:
     """The model's largest stride: Ultralytics' `stride` metadata, else 32 (P5 models)."""
     text = str(metadata.get("stride", "")).strip()
-    return int(text) if text.isdigit() and 8 <= int(text) <= 128 else DEFAULT_STRIDE
+    number = text.isascii() and text.isdigit()
+    return int(text) if number and 8 <= int(text) <= 128 else DEFAULT_STRIDE
 
 
 def rect_input_size(

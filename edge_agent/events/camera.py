@@ -38,7 +38,7 @@ def class_filter(classes: Sequence[str | int] | None, labels: Sequence[str],
             ids.add(item)
         elif item in labels:
             ids.add(list(labels).index(item))
-        elif item.isdigit():
+        elif item.isascii() and item.isdigit():
             ids.add(int(item))
         else:
             log.warning("%s: class %r is not one of the model's labels; it is ignored",

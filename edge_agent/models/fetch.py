@@ -131,7 +131,8 @@ def _attempt(url: str, into: Path, max_bytes: int, timeout_s: float,
         if have and response.status != 206:
             have = 0  # the server ignored the Range: start over
         length = response.headers.get("Content-Length")
-        total = have + int(length) if length is not None and length.isdigit() else None
+        number = length is not None and length.isascii() and length.isdigit()
+        total = have + int(length) if number else None
         if total is not None and total > max_bytes:
             into.unlink(missing_ok=True)
             raise FetchError(f"the model is {total} bytes, over models.max_download_mb "

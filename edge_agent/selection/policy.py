@@ -35,7 +35,7 @@ class Candidate:
     @property
     def label(self) -> str:
         """How logs and fallbacks name it: backend/device for named devices."""
-        if self.device and not self.device.isdigit():
+        if self.device and not (self.device.isascii() and self.device.isdigit()):
             return f"{self.backend}/{self.device}"
         return self.backend
 
