@@ -7,6 +7,7 @@ bottom-centre of its box (where the feet are), lies inside one of the camera's m
 
 from __future__ import annotations
 
+import difflib
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from edge_agent.config.model import AgentConfig
 from edge_agent.config.yaml_loader import StrictLoader
 from edge_agent.errors import ConfigError
 from engines.base import Detections
-from engines.errors import EngineError
+from engines.errors import EngineError, ModelFileError
 from engines.file_metadata import class_names_in_file
 from engines.model_info import read_labels
 
@@ -44,63 +45,85 @@ def class_id(key: ClassKey, class_names: Sequence[str]) -> int | None:
     return key if not class_names or 0 <= key < len(class_names) else None
 
 
+def _known(class_names: Sequence[str]) -> str:
+    """The model's class list as an error quotes it, cut at a name past MAX_NAMES_SHOWN."""
+    known = ", ".join(class_names) or "(the model has no class names)"
+    if len(known) > MAX_NAMES_SHOWN:
+        known = known[: known.rfind(", ", 0, MAX_NAMES_SHOWN)] + ", ..."
+    return known
+
+
+def _did_you_mean(key: ClassKey, class_names: Sequence[str]) -> str:
+    """' (did you mean 'car'?)' for a misspelt name, '' when nothing is close."""
+    close = difflib.get_close_matches(str(key), list(class_names), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def unknown_class(key: ClassKey, class_names: Sequence[str]) -> str:
+    """Why a class key is refused, with the closest name and what is allowed."""
+    return (f"'{key}' is not a class of this model{_did_you_mean(key, class_names)}; "
+            f"allowed: an id 0 to {len(class_names) - 1} or one of {_known(class_names)}")
+
+
 def class_problems(config: AgentConfig, class_names: Sequence[str]) -> list[tuple[Loc, str]]:
     """(key path, text) for every class in `model.classes` and in enabled cameras'
     detect/masks this model does not have (a disabled camera is checked when a reload
     enables it)."""
-    known = ", ".join(class_names) or "(the model has no class names)"
-    if len(known) > MAX_NAMES_SHOWN:
-        known = known[:MAX_NAMES_SHOWN] + " ..."
-    found: list[tuple[Loc, str]] = [
-        (("model", "classes", index), f"'{key}' is not a class of this model; allowed: an id "
-                                      f"0 to {len(class_names) - 1} or one of {known}")
-        for index, key in enumerate(config.model.classes or ())
-        if class_id(key, class_names) is None]
+    keys: list[tuple[Loc, ClassKey]] = [
+        (("model", "classes", index), key)
+        for index, key in enumerate(config.model.classes or ())]
     for index, camera in enumerate(config.cameras):
         if not camera.enabled:
             continue
-        keys: list[tuple[Loc, ClassKey]] = [
-            (("cameras", index, "detect", section, key), key)
-            for section in ("min_score", "min_area")
-            for key in getattr(camera.detect, section)
-        ]
+        keys += [(("cameras", index, "detect", section, key), key)
+                 for section in ("min_score", "min_area")
+                 for key in getattr(camera.detect, section)]
         keys += [(("cameras", index, "masks", m, "classes", c), key)
                  for m, mask in enumerate(camera.masks)
                  for c, key in enumerate(mask.classes or ())]
-        found += [(loc, f"'{key}' is not a class of this model; allowed: an id 0 to "
-                        f"{len(class_names) - 1} or one of {known}")
-                  for loc, key in keys if class_id(key, class_names) is None]
-    return found
+    return [(loc, unknown_class(key, class_names)) for loc, key in keys
+            if class_id(key, class_names) is None]
 
 
 def labels_check(config: AgentConfig, config_path: Path | str) -> list[str]:
     """What `check-config` can say of class names without loading the model: a class in
     detect or masks that the model lacks is an error (raised as ConfigError, as at start)
-    and one in a zone or line a warning line (the agent ignores it there). The names are
-    the `model.labels` file's, else those the model file states (Ultralytics exports),
-    read without compiling; a model that states none is checked when it loads."""
+    and one in a zone, line or `homeassistant.classes` a warning line with its FILE:LINE
+    (the agent ignores it there). The names are the `model.labels` file's, else those
+    the model file states (Ultralytics exports), read without compiling; a model that
+    states none is checked when it loads, and one whose names cannot be read says so."""
     labels = config.model.labels
     try:
         if labels is not None:
             class_names = read_labels(labels)
         else:
             class_names = class_names_in_file(Path(config.model.path))
-    except (EngineError, OSError):
-        return []  # the load reports an unreadable labels or model file
+    except ModelFileError:
+        return []  # a missing file: check-config already says it does not exist (yet)
+    except (EngineError, OSError) as exc:
+        if labels is not None:
+            return []  # the labels file is checked, and reported, with the config
+        return [f"  warning: class names not checked: {exc} (run refuses such a model)"]
     if not class_names:
         return []
     check_classes(config, class_names, config_path)
-    labels = labels or config.model.path
-    warnings = [f"  warning: camera {camera.id}, {kind} {shape.name}: class {name!r} is not "
-                f"one of the class names in {labels}; it is ignored there"
-                for camera in config.cameras if camera.enabled
-                for kind, shapes in (("zone", camera.zones), ("line", camera.lines))
-                for shape in shapes for name in (shape.classes or ())
-                if class_id(name, class_names) is None]
-    warnings += [f"  warning: homeassistant.classes: {name!r} is not one of the class names "
-                 f"in {labels}; its entities would never count anything"
-                 for name in config.homeassistant.classes if class_id(name, class_names) is None]
-    return warnings
+    source = labels or config.model.path
+    found: list[tuple[Loc, str]] = [
+        (("cameras", index, kind + "s", s, "classes", c),
+         f"camera {camera.id}, {kind} {shape.name}: class {name!r} is not one of the class "
+         f"names in {source}{_did_you_mean(name, class_names)}; it is ignored there")
+        for index, camera in enumerate(config.cameras) if camera.enabled
+        for kind, shapes in (("zone", camera.zones), ("line", camera.lines))
+        for s, shape in enumerate(shapes) for c, name in enumerate(shape.classes or ())
+        if class_id(name, class_names) is None]
+    found += [(("homeassistant", "classes", index),
+               f"homeassistant.classes: {name!r} is not one of the class names in {source}"
+               f"{_did_you_mean(name, class_names)}; its entities would never count anything")
+              for index, name in enumerate(config.homeassistant.classes)
+              if class_id(name, class_names) is None]
+    lines = _lines(config_path, [loc for loc, _ in found])
+    return [f"  warning: {config_path}{f':{line}' if line else ''}: {text}"
+            for (_, text), line in zip(found, lines, strict=True)]
 
 
 def check_classes(

@@ -111,12 +111,12 @@ def _live(config: AgentConfig, store: ModelStore, manifest: Manifest, pid: int,
     notes: list[str] = []
     if manifest.active == CONFIG_MODEL:
         return RunningModel(config, CONFIG_MODEL, None,
-                            f"the active model of the running agent (pid {pid})")
+                            f"no model deployed; the running agent, pid {pid}, runs it")
     version = manifest.find(manifest.active)
     if version is None or version.sha256 not in store.present():
         name = f"{version.name} ({version.sha256[:12]})" if version else manifest.active[:12]
         return _gone(config, store, name, f"the running agent (pid {pid})")
-    why = f"the active model of the running agent (pid {pid})"
+    why = f"the active model of the running agent, pid {pid}"
     if version.outcome is Outcome.PROBATION:
         why += ", in probation"
         notes.append(f"model {version.name} ({version.sha256[:12]}) is in probation: the "
@@ -141,7 +141,7 @@ def _next_start(config: AgentConfig, store: ModelStore, manifest: Manifest) -> R
     ref = plan.order[0]
     version = manifest.find(ref)
     if version is None:
-        why = ("the manifest's active model" if active == CONFIG_MODEL
+        why = ("no model deployed on this box" if active == CONFIG_MODEL
                else "the agent's next start goes back to it")
         return RunningModel(config, CONFIG_MODEL, None, why, notes, fix)
     why = "the manifest's active model" if ref == active else "the agent's next start goes to it"

@@ -18,6 +18,7 @@ from edge_agent.camera_filter import (
     check_classes,
     class_id,
     inside,
+    unknown_class,
 )
 from edge_agent.cli import main
 from edge_agent.config.detect import DetectConfig, MaskConfig
@@ -190,8 +191,9 @@ def test_unknown_classes_are_refused_at_load_with_file_and_line(tmp_path: Path) 
         check_classes(config, NAMES, path)
     lines = str(error.value).splitlines()
     assert lines == [
-        f"{path}:8: cameras[0].detect.min_score.persn: 'persn' is not a class of this model; "
-        "allowed: an id 0 to 3 or one of person, bicycle, car, traffic_light",
+        f"{path}:8: cameras[0].detect.min_score.persn: 'persn' is not a class of this model "
+        "(did you mean 'person'?); allowed: an id 0 to 3 or one of person, bicycle, car, "
+        "traffic_light",
         f"{path}:10: cameras[0].detect.min_area.9: '9' is not a class of this model; "
         "allowed: an id 0 to 3 or one of person, bicycle, car, traffic_light",
         f"{path}:14: cameras[0].masks[0].classes[1]: '12' is not a class of this model; "
@@ -224,9 +226,9 @@ def _check_config(tmp_path: Path, samples: Path, capsys: pytest.CaptureFixture[s
 
 @pytest.mark.parametrize(("camera", "code", "expected"), [
     ("    zones:\n      - {name: z, points: [[0, 0], [1, 0], [1, 1]], classes: [persn, 0]}\n",
-     0, "warning: camera v, zone z: class 'persn' is not one of the class names"),
+     0, "agent.yaml:8: camera v, zone z: class 'persn' is not one of the class names"),
     ("    lines:\n      - {name: l, points: [[0.5, 0], [0.5, 1]], classes: [car, 99]}\n",
-     0, "warning: camera v, line l: class 99 is not one of the class names"),
+     0, "agent.yaml:8: camera v, line l: class 99 is not one of the class names"),
     ("    detect: {min_score: {persn: 0.5}}\n", 2,
      ":7: cameras[0].detect.min_score.persn: 'persn' is not a class of this model"),
     ("    masks:\n      - {name: m, points: [[0, 0], [1, 0], [1, 1]], classes: [kat]}\n", 2,
@@ -234,7 +236,7 @@ def _check_config(tmp_path: Path, samples: Path, capsys: pytest.CaptureFixture[s
     ("    zones:\n      - {name: z, points: [[0, 0], [1, 0], [1, 1]], classes: [person]}\n",
      0, "OK"),
     ("homeassistant:\n  classes: [person, persn]\n", 0,
-     "warning: homeassistant.classes: 'persn' is not one of the class names"),
+     "agent.yaml:8: homeassistant.classes: 'persn' is not one of the class names"),
 ])
 def test_check_config_checks_class_names_against_the_labels_file(
     tmp_path: Path, samples: Path, capsys: pytest.CaptureFixture[str], camera: str, code: int,
@@ -280,7 +282,7 @@ def _model_stating_names(form: str, samples: Path, folder: Path) -> Path:
     ("    detect: {min_score: {persn: 0.5}}\n", 2,
      "cameras[0].detect.min_score.persn: 'persn' is not a class of this model"),
     ("    zones:\n      - {name: z, points: [[0, 0], [1, 0], [1, 1]], classes: [car]}\n", 0,
-     "warning: camera v, zone z: class 'car' is not one of the class names in"),
+     "agent.yaml:8: camera v, zone z: class 'car' is not one of the class names in"),
     ("    detect: {min_score: {person: 0.5, class3: 0.4}}\n", 0, "OK"),
 ])
 def test_check_config_checks_class_names_the_model_file_states(
@@ -313,7 +315,8 @@ def test_check_config_leaves_names_to_the_load_when_the_model_states_none(
 
 
 @pytest.mark.parametrize(("classes", "code", "expected"), [
-    ("[persn]", 2, ":2: model.classes[0]: 'persn' is not a class of this model"),
+    ("[persn]", 2, ":2: model.classes[0]: 'persn' is not a class of this model (did you "
+                     "mean 'person'?)"),
     ("[person, 80]", 2, "model.classes[1]: '80' is not a class of this model; allowed: an id 0 "
                         "to 79"),
     ("[person, traffic light, 2]", 0, "OK"),
@@ -325,3 +328,33 @@ def test_check_config_checks_the_model_class_allow_list(
     """model.classes is the other place a class is named: refused at start, so here too."""
     assert expected in _check_config(tmp_path, samples, capsys, code,
                                      model=f", classes: {classes}")
+
+
+@pytest.mark.parametrize("model_bytes", [
+    pytest.param(lambda onnx: b"\x08\x07not a model at all" * 10, id="not-protobuf"),
+    pytest.param(lambda onnx: onnx + onnx_metadata_entry(b"names", b"{0: 'person', 2: 'car'}"),
+                 id="names-with-a-gap"),
+    pytest.param(lambda onnx: onnx + onnx_metadata_entry(b"names", b"__import__('os')"),
+                 id="names-not-a-literal"),
+])
+def test_check_config_says_when_it_could_not_read_the_models_class_names(
+    tmp_path: Path, samples: Path, capsys: pytest.CaptureFixture[str], model_bytes
+) -> None:
+    """A model whose names cannot be read passed check-config with a bare OK, misspelt
+    classes and all, though `run` refuses it: say the names were not checked, and why."""
+    model = tmp_path / "m.onnx"
+    model.write_bytes(model_bytes((samples / "models" / "yolox_nano.onnx").read_bytes()))
+    config = tmp_path / "agent.yaml"
+    config.write_text(
+        f"device_id: b\nmodel: {{path: {model}}}\ncameras:\n  - id: v\n    type: file\n"
+        f"    path: {samples}/media/vtest.mp4\n    detect: {{min_score: {{bicyclez: 0.5}}}}\n")
+    assert main(["check-config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "warning: class names not checked:" in out
+    assert str(model) in out
+
+
+def test_the_class_list_in_an_error_is_cut_at_a_name() -> None:
+    text = unknown_class("kat", [f"class_number_{i}" for i in range(80)])
+    assert text.endswith(", ...")
+    assert ",  " not in text
