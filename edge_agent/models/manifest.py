@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
@@ -26,6 +27,10 @@ CONFIG_MODEL = "config"
 """The reference that means "the model the config's `model.path` names"."""
 MAX_HISTORY = 100
 """Entries kept in the manifest; the oldest that no longer have files go first."""
+
+
+SHA256 = re.compile(r"[0-9a-f]{64}")
+"""How the store names a version: its file's sha256 in lowercase hex."""
 
 
 class Outcome(str, Enum):
@@ -72,9 +77,19 @@ class ModelVersion:
         replaced = values.get("replaced")
         values["replaced"] = None if replaced is None else str(replaced)
         version = cls(**values)  # type: ignore[arg-type]
-        if len(version.sha256) != 64 or not isinstance(version.file, str):
+        if not (isinstance(version.sha256, str) and SHA256.fullmatch(version.sha256)
+                and isinstance(version.file, str) and _plain_name(version.file)):
+            # The store's folder is <sha256>/ and the file a name in it: anything else
+            # (a path, '..') would point the agent and its tools outside the store.
             raise ValueError(f"bad version entry {body!r}")
         return version
+
+
+def _plain_name(name: str) -> bool:
+    """A file name alone (or '' while a deploy has not named it yet): no folder, no way
+    up, nothing a path would read as one."""
+    return (name not in (".", "..") and "/" not in name and "\\" not in name
+            and "\0" not in name)
 
 
 @dataclass

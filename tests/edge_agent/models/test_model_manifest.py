@@ -265,3 +265,28 @@ def test_rollback_target(active: str, target: str | None, present: set[str],
 ])
 def test_start_order(active: str, previous: str | None, order: list[str]) -> None:
     assert start_order(Manifest(active=active, previous=previous)) == order
+
+
+GOOD_SHA = "0123456789abcdef" * 4
+
+
+@pytest.mark.parametrize(("sha256", "file"), [
+    (GOOD_SHA, "../../etc/model.onnx"),
+    (GOOD_SHA, "/opt/elsewhere/model.onnx"),
+    (GOOD_SHA, ".."),
+    (GOOD_SHA, "sub/model.onnx"),
+    (GOOD_SHA, "..\\model.onnx"),
+    ("z" * 64, "model.onnx"),
+    ("../" * 21 + "a", "model.onnx"),
+    (GOOD_SHA.upper(), "model.onnx"),
+])
+def test_a_version_entry_that_points_outside_the_store_is_refused(
+    sha256: str, file: str
+) -> None:
+    """The store keeps a version as <sha256>/<file>: an entry whose file is a path, or
+    whose sha256 is not one, would send the agent and its tools to another file."""
+    entry = {"sha256": sha256, "file": file, "name": "m", "version": "1", "outcome": "ok",
+             "source": "http://h/m.onnx", "added": "2026-11-30T00:00:00.000Z"}
+    with pytest.raises(ValueError, match="bad version entry"):
+        ModelVersion.from_json(entry)
+    assert ModelVersion.from_json({**entry, "sha256": GOOD_SHA, "file": "model.onnx"})
