@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge_agent.config.model import (
     AgentConfig,
@@ -42,6 +42,9 @@ from edge_agent.tools.doctor_host import (
     check_service,
 )
 from edge_agent.tools.options import add_model_option, source_lines
+
+if TYPE_CHECKING:
+    from engines.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +116,47 @@ def _model_load_error(exc: BaseException) -> Any:
     return exc
 
 
+def _load_fix(config: AgentConfig, deployed: bool, exc: Exception) -> str:
+    """What a technician can do about a model that does not load, by what failed."""
+    from edge_agent.tools.models import fetch_hint
+    from engines.errors import LabelsFileError, ModelFileError
+
+    damaged = _model_load_error(exc)
+    missing = damaged.path if isinstance(damaged, ModelFileError) else (
+        exc.path if isinstance(exc, LabelsFileError) else None)
+    hint = fetch_hint(Path(missing)) if missing and not Path(missing).exists() else None
+    fix = _cause_fix(config, deployed, exc, damaged)
+    if hint is not None:  # the sample model's default place: one command gets it
+        return f"get it with: {hint} (--mirror DIR on an offline box; docs/models.md); or {fix}"
+    return fix
+
+
+def _cause_fix(config: AgentConfig, deployed: bool, exc: Exception,
+               damaged: ModelLoadError | None) -> str:
+    from engines.errors import LabelsFileError, ModelFileError
+
+    if isinstance(exc, LabelsFileError):  # the model is fine; its class names are not
+        return (f"put the class names in {exc.path}, one per line in class-id order, as "
+                "UTF-8 text, or remove model.labels to use the model's own names")
+    if damaged is not None and damaged.any_backend and not isinstance(damaged, ModelFileError):
+        return ("re-export the model as the message says (docs/postprocess.md), or set "
+                "model.family if it was guessed wrong")  # its metadata or outputs
+    if deployed and (damaged is not None or "cannot load model" in str(exc)):
+        return (f"the deployed version in {config.model.path.parent} does not load: "
+                "deploy it again or model/rollback (the agent's next start rolls it "
+                "back by itself); --config-model checks the config's model.path")
+    if damaged is not None or "cannot load model" in str(exc):
+        path = damaged.path if damaged is not None else config.model.path
+        return (f"{path} is missing or damaged: copy it to the box again (compare its "
+                "sha256 with the original) or point model.path at a valid ONNX or "
+                "OpenVINO IR (.xml + .bin) file")
+    if isinstance(exc, OSError):
+        return (f"state_dir {config.state_dir} must be writable by the agent's user; run "
+                "the doctor as that user (sudo -u edge-agent edge-agent doctor ...)")
+    return ("install the runtime it names, or set backend.type/device to one this box "
+            "has (edge-agent probe; docs/backends.md)")
+
+
 def check_model(config: AgentConfig, use_config_model: bool = False) -> Check:
     """The model the box runs (a deployed version when there is one, edge_agent.models.
     running), loaded as the agent loads it; the detail says which model and why."""
@@ -132,35 +176,16 @@ def _check_loaded(config: AgentConfig, deployed: bool) -> Check:
 
     from edge_agent.selection.loading import detection_filter
     from edge_agent.tools.snapshot import detect, open_engine
-    from engines.errors import EngineError, LabelsFileError, ModelFileError
+    from engines.errors import EngineError, ModelFileError
 
+    model_path = Path(config.model.path)
     try:
+        if not model_path.exists():  # named before its labels file: the first thing to get
+            raise ModelFileError(str(model_path), "file not found")
         selection = open_engine(config)
     except (EngineError, OSError) as exc:
         damaged = _model_load_error(exc)
-        if isinstance(exc, LabelsFileError):  # the model is fine; its class names are not
-            fix = (f"put the class names in {exc.path}, one per line in class-id order, as "
-                   "UTF-8 text, or remove model.labels to use the model's own names")
-        elif damaged is not None and damaged.any_backend and not isinstance(
-                damaged, ModelFileError):  # its metadata or outputs: the file is intact
-            fix = ("re-export the model as the message says (docs/postprocess.md), or set "
-                   "model.family if it was guessed wrong")
-        elif deployed and (damaged is not None or "cannot load model" in str(exc)):
-            fix = (f"the deployed version in {config.model.path.parent} does not load: "
-                   "deploy it again or model/rollback (the agent's next start rolls it "
-                   "back by itself); --config-model checks the config's model.path")
-        elif damaged is not None or "cannot load model" in str(exc):
-            path = damaged.path if damaged is not None else config.model.path
-            fix = (f"{path} is missing or damaged: copy it to the box again (compare its "
-                   "sha256 with the original) or point model.path at a valid ONNX or "
-                   "OpenVINO IR (.xml + .bin) file")
-        elif isinstance(exc, OSError):
-            fix = (f"state_dir {config.state_dir} must be writable by the agent's user; run "
-                   "the doctor as that user (sudo -u edge-agent edge-agent doctor ...)")
-        else:
-            fix = ("install the runtime it names, or set backend.type/device to one this box "
-                   "has (edge-agent probe; docs/backends.md)")
-        return Check("model", FAIL, str(damaged or exc), fix)
+        return Check("model", FAIL, str(damaged or exc), _load_fix(config, deployed, exc))
     engine = selection.engine
     try:
         try:

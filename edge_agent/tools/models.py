@@ -49,6 +49,16 @@ def _fetch_file(sample: Sample, folder: Path, mirror: Path | None) -> str:
     return f"{target}: downloaded from {sample.url} (sha256 checked)"
 
 
+def fetch_hint(missing: Path) -> str | None:
+    """The `edge-agent models fetch` command that puts a missing model or labels file at
+    this path, when its name is one of the catalog's; None otherwise."""
+    for model in MODELS.values():
+        if missing.name in (Path(model.model.path).name, Path(model.labels.path).name):
+            folder = "" if missing.parent == DEFAULT_DIR else f" --dir {missing.parent}"
+            return f"edge-agent models fetch {model.name}{folder}"
+    return None
+
+
 def config_lines(model: Model, folder: Path) -> str:
     return (
         "model:\n"

@@ -373,6 +373,27 @@ def test_the_model_fix_names_the_file_that_is_wrong(
         assert "model.labels" not in check.fix
 
 
+def test_the_sample_models_files_missing_where_models_fetch_puts_them(
+    tmp_path: Path, samples: Path, broker: Broker
+) -> None:
+    """The reference config names the sample model and labels where `models fetch` puts
+    them: before the fetch the doctor named only the labels file and told the technician
+    to write class names by hand. It names the model first and the command that gets it."""
+    from edge_agent.config.loader import load_config
+    from edge_agent.tools.doctor import check_model
+
+    folder = tmp_path / "models"
+    config = write_config(tmp_path, samples, broker, model=str(folder / "yolox_nano.onnx"))
+    config.write_text(config.read_text().replace(
+        f"labels: {samples / 'models' / 'coco_labels.txt'}",
+        f"labels: {folder / 'coco_labels.txt'}"))
+    check = check_model(load_config(config))
+    assert check.status == FAIL, check
+    assert str(folder / "yolox_nano.onnx") in check.detail
+    assert check.fix is not None
+    assert check.fix.startswith(f"get it with: edge-agent models fetch yolox-nano --dir {folder}")
+
+
 def test_doctor_on_the_reference_config_dials_no_camera() -> None:
     """The reference config once shipped an enabled camera at a LAN address, and the
     doctor dialled it. Its example cameras are now disabled or commented out."""
