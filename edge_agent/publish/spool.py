@@ -105,7 +105,26 @@ class Spool:
 
     def __len__(self) -> int:
         """Messages waiting for the broker (delivered ones awaiting deletion excluded)."""
-        return self._count - len(self._acked)
+        return max(0, self._count - len(self._acked))
+
+    @contextlib.contextmanager
+    def _counted_locked(self) -> Iterator[None]:
+        """The counts follow the file even when an exception lands between a write and
+        its bookkeeping (a worker's fault can strike at any line): on one that is not
+        SQLite's own, they are read again from the file before it goes on."""
+        try:
+            yield
+        except (sqlite3.Error, SpoolError):
+            raise
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                self._load_state_locked()
+                if self._acked:
+                    marks = ", ".join("?" for _ in self._acked)
+                    self._acked &= {row[0] for row in self._db.execute(
+                        f"SELECT id FROM messages WHERE id IN ({marks})",  # noqa: S608
+                        list(self._acked))}
+            raise
 
     @property
     def bytes(self) -> int:
@@ -120,7 +139,7 @@ class Spool:
         made from the oldest rows after them. Any SQLite failure is a SpoolError.
         """
         stamp = self.clock.stamp()
-        with self._lock:
+        with self._lock, self._counted_locked():
             try:
                 dropped = self._make_room_locked(1, len(payload), keep_after)
                 cursor = self._db.execute(
@@ -186,7 +205,7 @@ class Spool:
         """
         ids: list[int] = []
         freed = 0
-        with self._lock:
+        with self._lock, self._counted_locked():
             rows = self._db.execute(
                 "SELECT id, LENGTH(payload), created, boot_id, boot_s, synced "
                 "FROM messages ORDER BY id"
@@ -205,7 +224,7 @@ class Spool:
     def delete(self, ids: list[int]) -> bool:
         """Forget delivered messages. When SQLite refuses, they are remembered as
         delivered (never read again, not counted as waiting) and deleted later."""
-        with self._lock:
+        with self._lock, self._counted_locked():
             self._acked.update(ids)
             if not self._acked:
                 return True
@@ -231,7 +250,7 @@ class Spool:
 
     def set_aside(self, row_id: int, reason: str) -> bool:
         """Move one message to the dead-letter table (a poison message); False if gone."""
-        with self._lock:
+        with self._lock, self._counted_locked():
             try:
                 with _transaction(self._db):
                     row = self._db.execute(  # as bytes: a damaged topic may not be UTF-8

@@ -539,3 +539,45 @@ def test_delivered_ids_of_a_damaged_file_do_not_delete_salvaged_rows(tmp_path: P
     assert spool.salvage is not None
     assert not (tmp_path / "spool.sqlite3.acked").exists()
     assert (spool.salvage.aside.parent / f"{spool.salvage.aside.name}.acked").exists()
+
+
+class _FaultAfter:
+    """The spool's connection, raising a worker fault right after the first statement
+    that starts with `prefix` has run: the exception lands between a write and the
+    counts kept for it, as an injected fault (or any bug) in a worker thread can."""
+
+    def __init__(self, db: sqlite3.Connection, prefix: str) -> None:
+        self._db, self._prefix, self.fired = db, prefix, False
+
+    def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+        cursor = self._db.execute(sql, *args)
+        if not self.fired and sql.lstrip().startswith(self._prefix):
+            self.fired = True
+            raise RuntimeError("a fault between the write and its bookkeeping")
+        return cursor
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._db, name)
+
+
+@pytest.mark.parametrize("prefix", ["INSERT INTO messages", "COMMIT"])
+def test_counts_follow_the_file_when_a_fault_lands_mid_write(tmp_path: Path, prefix: str) -> None:
+    """A fault injected into the pipeline thread landed after an INSERT and before the
+    count: the count went below the rows, then negative after the deletes, and the
+    agent's stop failed on `__len__() should return >= 0` (exit 1)."""
+    spool = spool_at(tmp_path / "spool.sqlite3")
+    for n in range(3):
+        spool.append("t", b"%d" % n)
+    real = spool._db
+    spool._db = _FaultAfter(real, prefix)  # type: ignore[assignment]
+    write = (lambda: spool.delete([1, 2])) if prefix == "COMMIT" else (
+        lambda: spool.append("t", b"3"))
+    with pytest.raises(RuntimeError, match="bookkeeping"):
+        write()
+    assert spool._db.fired
+    spool._db = real
+    rows = real.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
+    assert len(spool) == rows
+    spool.delete([m.id for m in spool.after(0, 100)])
+    assert len(spool) == 0
+    assert len(payloads(spool)) == 0
