@@ -7,7 +7,6 @@ bottom-centre of its box (where the feet are), lies inside one of the camera's m
 
 from __future__ import annotations
 
-import difflib
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ import numpy as np
 
 from edge_agent.config import geometry
 from edge_agent.config.detect import ClassKey, DetectConfig, MaskConfig
-from edge_agent.config.located import Loc, key_path, locate
+from edge_agent.config.located import Loc, did_you_mean, key_path, locate
 from edge_agent.config.model import AgentConfig
 from edge_agent.config.yaml_loader import StrictLoader
 from edge_agent.errors import ConfigError
@@ -53,15 +52,9 @@ def _known(class_names: Sequence[str]) -> str:
     return known
 
 
-def _did_you_mean(key: ClassKey, class_names: Sequence[str]) -> str:
-    """' (did you mean 'car'?)' for a misspelt name, '' when nothing is close."""
-    close = difflib.get_close_matches(str(key), list(class_names), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 def unknown_class(key: ClassKey, class_names: Sequence[str]) -> str:
     """Why a class key is refused, with the closest name and what is allowed."""
-    return (f"'{key}' is not a class of this model{_did_you_mean(key, class_names)}; "
+    return (f"'{key}' is not a class of this model{did_you_mean(str(key), class_names)}; "
             f"allowed: an id 0 to {len(class_names) - 1} or one of {_known(class_names)}")
 
 
@@ -111,14 +104,14 @@ def labels_check(config: AgentConfig, config_path: Path | str) -> list[str]:
     found: list[tuple[Loc, str]] = [
         (("cameras", index, kind + "s", s, "classes", c),
          f"camera {camera.id}, {kind} {shape.name}: class {name!r} is not one of the class "
-         f"names in {source}{_did_you_mean(name, class_names)}; it is ignored there")
+         f"names in {source}{did_you_mean(str(name), class_names)}; it is ignored there")
         for index, camera in enumerate(config.cameras) if camera.enabled
         for kind, shapes in (("zone", camera.zones), ("line", camera.lines))
         for s, shape in enumerate(shapes) for c, name in enumerate(shape.classes or ())
         if class_id(name, class_names) is None]
     found += [(("homeassistant", "classes", index),
                f"homeassistant.classes: {name!r} is not one of the class names in {source}"
-               f"{_did_you_mean(name, class_names)}; its entities would never count anything")
+               f"{did_you_mean(str(name), class_names)}; its entities would never count anything")
               for index, name in enumerate(config.homeassistant.classes)
               if class_id(name, class_names) is None]
     lines = _lines(config_path, [loc for loc, _ in found])

@@ -137,17 +137,9 @@ class Engine(abc.ABC):
         Every in-flight slot kept busy through `submit`; a backend with a faster bare path
         of its own (OpenVINO's AsyncInferQueue) overrides this.
         """
-        tensor = np.random.default_rng(0).random(self.input.shape).astype(self.input.dtype)
-        self.infer(tensor)  # warm-up
-        pending: list[Future[InferResult]] = []
-        count, started = 0, time.perf_counter()
-        while time.perf_counter() - started < seconds:
-            pending = [f for f in pending if not f.done()]
-            pending.append(self.submit(tensor))
-            count += 1
-        for future in pending:
-            future.result()
-        return count / (time.perf_counter() - started)
+        self.infer(np.zeros(self.input.shape, dtype=self.input.dtype))  # warm-up
+        count, wall = feed(self, seconds)
+        return count / wall
 
     @property
     def parallelism(self) -> int:
@@ -182,3 +174,21 @@ class Engine(abc.ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def feed(engine: Engine, seconds: float, rate: float | None = None) -> tuple[int, float]:
+    """(inferences, wall s) of one thread submitting one fixed random input for `seconds`
+    (after the caller's warm-up): every in-flight slot kept busy (`rate` None), or paced
+    at `rate` per second."""
+    tensor = np.random.default_rng(0).random(engine.input.shape).astype(engine.input.dtype)
+    pending: list[Future[InferResult]] = []
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        pending = [f for f in pending if not f.done()]
+        pending.append(engine.submit(tensor))
+        count += 1
+        if rate:
+            time.sleep(max(0.0, started + count / rate - time.perf_counter()))
+    for future in pending:
+        future.result()
+    return count, time.perf_counter() - started

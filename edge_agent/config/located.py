@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -271,6 +272,13 @@ def _close_keys(key: str, owner: type[BaseModel]) -> list[str]:
     return difflib.get_close_matches(key, list(owner.model_fields), n=1, cutoff=0.6)
 
 
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """The suffix " (did you mean 'car'?)" for the closest of `choices`, or "" when none
+    is close: how every error about a misspelt key or name offers the fix."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
 def _describe_group(details: list[tuple[dict[str, Any], _Place]], node: yaml.Node | None) -> str:
     detail, place = details[0]
     nouns = [KIND_NOUNS[d["type"]] for d, p in details
@@ -366,8 +374,7 @@ def _unknown_key(place: _Place) -> str:
     if place.owner is None:
         return "unknown key"
     key = str(place.loc[-1])
-    guess = _close_keys(key, place.owner)
-    text = "unknown key" + (f" (did you mean '{guess[0]}'?)" if guess else "")
+    text = "unknown key" + did_you_mean(key, place.owner.model_fields)
     owners = [m for m in place.siblings if key in m.model_fields]
     if owners and "type" in place.owner.model_fields:
         types = ", ".join(tag for m in owners for tag in _tags_of(m))

@@ -11,7 +11,6 @@ at the loop's rate. On a CPU every host millisecond is taken from the engine: th
 
 from __future__ import annotations
 
-import collections
 import os
 import tempfile
 import time
@@ -26,7 +25,7 @@ from edge_agent.publish.publisher import Publisher
 from edge_agent.publish.spool import Spool
 from edge_agent.selection.loading import detection_filter
 from edge_agent.tools.bench_loop import BenchContext
-from engines.base import Detections, Engine
+from engines.base import Detections, Engine, feed
 from engines.detector import Detected, Detector
 from engines.preprocess import prepare
 
@@ -107,20 +106,9 @@ def engine_cpu_ms(engine: Engine, rate: float | None, seconds: float) -> tuple[f
     between inferences costs more (cold caches, threads waking): on a CPU the loop, which
     cannot keep it saturated, pays that difference too.
     """
-    tensor = np.zeros(engine.input.shape, dtype=engine.input.dtype)
-    engine.infer(tensor)  # warm-up
-    pending: collections.deque = collections.deque()
-    count, started, started_cpu = 0, time.monotonic(), time.process_time()
-    while time.monotonic() - started < seconds:
-        if len(pending) >= engine.parallelism:
-            pending.popleft().result()
-        pending.append(engine.submit(tensor))
-        count += 1
-        if rate:
-            time.sleep(max(0.0, started + count / rate - time.monotonic()))
-    for future in pending:
-        future.result()
-    wall = time.monotonic() - started
+    engine.infer(np.zeros(engine.input.shape, dtype=engine.input.dtype))  # warm, untimed
+    started_cpu = time.process_time()
+    count, wall = feed(engine, seconds, rate)
     return (time.process_time() - started_cpu) * 1000 / count, count / wall
 
 
