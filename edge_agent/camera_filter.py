@@ -23,6 +23,7 @@ from edge_agent.errors import ConfigError
 from engines.base import Detections
 from engines.errors import EngineError, ModelFileError
 from engines.file_metadata import class_names_in_file
+from engines.metadata import is_decimal
 from engines.model_info import read_labels
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ def class_id(key: ClassKey, class_names: Sequence[str]) -> int | None:
         for name in (key, key.replace(" ", "_")):
             if name in class_names:
                 return list(class_names).index(name)
-        if not (key.isascii() and key.isdigit()):  # int() refuses '²', isdigit not
+        if not is_decimal(key):
             return None
         key = int(key)
     return key if not class_names or 0 <= key < len(class_names) else None

@@ -17,6 +17,8 @@ from typing import Any, get_args
 
 from pydantic import BaseModel, ConfigDict
 
+from engines.metadata import is_decimal
+
 HARDWARE_KINDS = ("nvidia", "intel-gpu", "intel-npu", "cpu")
 """What a backend can want for `auto`; the selection policy knows how to find each."""
 
@@ -168,7 +170,7 @@ def version_tuple(text: str) -> tuple[int, ...] | None:
     for part in text.split("."):
         digits = ""
         for char in part:
-            if char not in "0123456789":  # isdigit takes '²', int() does not
+            if not is_decimal(char):
                 break
             digits += char
         if not digits:

@@ -160,10 +160,11 @@ class Engine(abc.ABC):
         closes. Raises ModelLoadError (or the runtime's error) where it cannot be done."""
         raise ModelLoadError(self.info.path, self.input_flexibility() or "cannot reshape")
 
-    def for_frame(self, width: int, height: int) -> Engine:
-        """The engine for a frame of this size: this one, or its reshaped sibling."""
+    def for_frame(self, width: int, height: int, *, wait: bool = False) -> Engine:
+        """The engine for a frame of this size: this one, or its reshaped sibling (`wait`:
+        for its compile, as tools do; the loop goes on at the model's size meanwhile)."""
         shapes = self.input_shapes
-        return self if shapes is None else shapes.engine_for(width, height)
+        return self if shapes is None else shapes.engine_for(width, height, wait=wait)
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engines.errors import EngineError, ModelLoadError
+from engines.metadata import is_decimal
 from engines.model_info import describe_input
 
 log = logging.getLogger(__name__)
@@ -237,7 +238,7 @@ def split_ultralytics_header(data: bytes) -> tuple[dict[str, str], bytes]:
         return {}, data
     names = metadata.get("names")
     if isinstance(names, dict):  # JSON keys are strings: "10" must sort after "9"
-        metadata["names"] = {int(k) if str(k).isascii() and str(k).isdigit() else k: v
+        metadata["names"] = {int(k) if is_decimal(str(k)) else k: v
                              for k, v in names.items()}
     flat = {str(k): v if isinstance(v, str) else repr(v) for k, v in metadata.items()}
     return flat, data[end:]

@@ -8,6 +8,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from engines.metadata import is_decimal
+
 InputSize = str | tuple[int, int]
 """'auto', 'square' or (height, width) in pixels."""
 MODES = ("auto", "square")
@@ -22,8 +24,7 @@ EXPORT_HINT = (
 def model_stride(metadata: dict[str, str]) -> int:
     """The model's largest stride: Ultralytics' `stride` metadata, else 32 (P5 models)."""
     text = str(metadata.get("stride", "")).strip()
-    number = text.isascii() and text.isdigit()
-    return int(text) if number and 8 <= int(text) <= 128 else DEFAULT_STRIDE
+    return int(text) if is_decimal(text) and 8 <= int(text) <= 128 else DEFAULT_STRIDE
 
 
 def rect_input_size(

@@ -18,6 +18,12 @@ import yaml
 from engines.errors import ModelLoadError
 
 
+def is_decimal(text: str) -> bool:
+    """Whether `text` is a whole number int() reads: ASCII digits only, since
+    str.isdigit() also takes '²' and '①', which int() refuses (a traceback, once)."""
+    return text.isascii() and text.isdigit()
+
+
 def _bad(where: str, cause: str) -> ModelLoadError:
     """Bad metadata is the model's fault: every backend refuses it alike."""
     return ModelLoadError(where, cause, any_backend=True)

@@ -26,6 +26,7 @@ from edge_agent.config.zones import LineConfig, TrackerConfig, ZoneConfig, uniqu
 from engines import registry
 from engines.backend import Backend
 from engines.input_size import check_input_size
+from engines.metadata import is_decimal
 
 __all__ = ["SLUG", "AgentConfig", "CameraConfig", "Strict"]
 
@@ -286,7 +287,7 @@ class HealthConfig(Strict):
             return address
         host, _, port = address.rpartition(":")
         bad_host = not host or not HOST.match(host.removeprefix("[").removesuffix("]"))
-        if bad_host or not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
+        if bad_host or not is_decimal(port) or not 1 <= int(port) <= 65535:
             raise ValueError(
                 f"should be HOST:PORT with a port 1 to 65535 (got {address!r}); allowed: "
                 "e.g. 127.0.0.1:9108, 0.0.0.0:9108, [::1]:9108, or '' to turn it off"

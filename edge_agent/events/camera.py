@@ -23,6 +23,7 @@ from edge_agent.events.types import (
 )
 from edge_agent.events.zone_events import ZoneEvents
 from engines.base import Detections
+from engines.metadata import is_decimal
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ def class_filter(classes: Sequence[str | int] | None, labels: Sequence[str],
             ids.add(item)
         elif item in labels:
             ids.add(list(labels).index(item))
-        elif item.isascii() and item.isdigit():
+        elif is_decimal(item):
             ids.add(int(item))
         else:
             log.warning("%s: class %r is not one of the model's labels; it is ignored",

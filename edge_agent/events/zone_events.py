@@ -95,6 +95,10 @@ class ZoneEvents:
     def _exit(self, track: Track, presence: _Presence, time: float, make: MakeEvent,
               reason: ExitReason) -> Event:
         self.occupancy[presence.label] -= 1
+        return self._exit_event(track, presence, time, make, reason)
+
+    def _exit_event(self, track: Track, presence: _Presence, time: float, make: MakeEvent,
+                    reason: ExitReason) -> Event:
         # The label it was counted under: a track's class may change during a visit, and a
         # subscriber tallying enter/exit per label must come back to the occupancy.
         return make("exit", track, zone=self.config.name, label=presence.label,
@@ -151,7 +155,5 @@ class ZoneEvents:
                 self._presence[track_id] = presence
                 self.occupancy[presence.label] = self.occupancy.get(presence.label, 0) + 1
             else:
-                events.append(make("exit", track, zone=self.config.name, label=presence.label,
-                                   class_id=presence.class_id, reason="zone_changed",
-                                   dwell_s=max(0.0, time - presence.entered_at)))
+                events.append(self._exit_event(track, presence, time, make, "zone_changed"))
         return events

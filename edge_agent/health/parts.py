@@ -8,6 +8,7 @@ as the message carries them.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 from edge_agent.health.drift import DriftReport
@@ -81,11 +82,7 @@ def commands_health(stats: ChannelStats | None, dropped_recently: int) -> Comman
     """None where no channel runs (commands.enabled false): the message says null."""
     if stats is None:
         return None
-    return CommandsHealth(
-        received=stats.received, ok=stats.ok, rejected=stats.rejected, failed=stats.failed,
-        duplicates=stats.duplicates, dropped=stats.dropped, dropped_recently=dropped_recently,
-        waiting=stats.waiting, running=stats.running,
-    )
+    return CommandsHealth(**asdict(stats), dropped_recently=dropped_recently)
 
 
 def system_health(system: SystemSnapshot, state_dir: object) -> SystemHealth:

@@ -19,6 +19,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from engines.metadata import is_decimal
 from engines.model_info import file_sha256
 
 log = logging.getLogger(__name__)
@@ -131,8 +132,7 @@ def _attempt(url: str, into: Path, max_bytes: int, timeout_s: float,
         if have and response.status != 206:
             have = 0  # the server ignored the Range: start over
         length = response.headers.get("Content-Length")
-        number = length is not None and length.isascii() and length.isdigit()
-        total = have + int(length) if number else None
+        total = have + int(length) if length is not None and is_decimal(length) else None
         if total is not None and total > max_bytes:
             into.unlink(missing_ok=True)
             raise FetchError(f"the model is {total} bytes, over models.max_download_mb "

@@ -31,7 +31,12 @@ from edge_agent.models.manifest import (
     Outcome,
     read_manifest,
 )
-from edge_agent.models.startup import config_model, plan_start, version_config
+from edge_agent.models.startup import (
+    config_model,
+    config_model_changed,
+    plan_start,
+    version_config,
+)
 from edge_agent.models.store import ModelStore
 from edge_agent.publish.payload import iso_utc
 from edge_agent.service.state_files import running_pid
@@ -121,8 +126,7 @@ def _live(config: AgentConfig, store: ModelStore, manifest: Manifest, pid: int,
         why += ", in probation"
         notes.append(f"model {version.name} ({version.sha256[:12]}) is in probation: the "
                      "agent rolls it back if it misbehaves before the probation ends")
-    current = config_model(config)
-    if None not in (current, manifest.config_model) and current != manifest.config_model:
+    if config_model_changed(config_model(config), manifest):
         notes.append(f"the config's model.path ({config.model.path}) changed since the agent "
                      f"recorded it: the agent loads it at its next reload or start "
                      f"({CONFIG_MODEL_FLAG} uses it now)")

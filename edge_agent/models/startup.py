@@ -95,6 +95,13 @@ class StartPlan:
     notes: tuple[tuple[int, str], ...] = ()
 
 
+def config_model_changed(current: dict[str, str] | None, manifest: Manifest) -> bool:
+    """Whether the config's model (`config_model`) differs from the one the manifest
+    recorded. An unreadable config model (None) is no change: the deployed one keeps the
+    box up."""
+    return None not in (manifest.config_model, current) and current != manifest.config_model
+
+
 def plan_start(config: AgentConfig, store: ModelStore, manifest: Manifest, now: str,
                ) -> StartPlan:
     """Apply the start rules to `manifest` (changed in place; the agent saves it, the
@@ -104,8 +111,7 @@ def plan_start(config: AgentConfig, store: ModelStore, manifest: Manifest, now: 
     if settled:
         notes.append((logging.WARNING, settled))
     current = config_model(config)
-    # An unreadable config model (None) is no change: the deployed one keeps the box up.
-    changed = None not in (manifest.config_model, current) and current != manifest.config_model
+    changed = config_model_changed(current, manifest)
     if changed and manifest.active != CONFIG_MODEL:
         notes.append((logging.WARNING, (
             f"the config's model.path ({config.model.path}) changed since model "

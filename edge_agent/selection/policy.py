@@ -15,6 +15,7 @@ from edge_agent.config.model import AutoBackend, BackendConfig
 from edge_agent.selection.probe import HardwareReport
 from engines import registry
 from engines.backend import Backend, RuntimeStatus
+from engines.metadata import is_decimal
 
 INSTALL_HINT = "install per docs/backends.md"
 INTEL_KINDS = {
@@ -35,7 +36,7 @@ class Candidate:
     @property
     def label(self) -> str:
         """How logs and fallbacks name it: backend/device for named devices."""
-        if self.device and not (self.device.isascii() and self.device.isdigit()):
+        if self.device and not is_decimal(self.device):
             return f"{self.backend}/{self.device}"
         return self.backend
 

@@ -118,8 +118,7 @@ def run(context: BenchContext) -> dict:
     base = context.engine
     detector = Detector(base, detection_filter(context.config.model, base.info.class_names))
     height, width = frames[0].shape[:2]
-    shapes = base.input_shapes  # the engine the loop runs for this video (rectangular input)
-    engine = shapes.engine_for(width, height, wait=True) if shapes is not None else base
+    engine = base.for_frame(width, height, wait=True)  # the one the loop runs for the video
     prepared = [prepare(frame, engine.input) for frame in frames]
     raws = [engine.infer(tensor) for tensor, _ in prepared]
     sizes = [(int(frame.shape[1]), int(frame.shape[0])) for frame in frames]
