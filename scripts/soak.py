@@ -41,7 +41,8 @@ from types import FrameType
 import paho.mqtt.client as mqtt
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # for tests.rtsp, when run as a script
+sys.path.insert(0, str(REPO))  # for tests.rtsp and tests.helpers, when run as a script
+from tests.helpers import terminate  # noqa: E402
 from tests.rtsp import RtspServer  # noqa: E402
 
 SAMPLES = Path(os.environ.get("EDGE_AGENT_SAMPLES", REPO / "samples"))
@@ -90,13 +91,8 @@ class Broker:
 
     def stop(self) -> None:
         """SIGTERM, as `systemctl restart mosquitto` does: it saves sessions first."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            terminate(self.process)
         self.process = None
 
 

@@ -103,16 +103,26 @@ def private_broker() -> Iterator[MqttConfig]:
         )
         try:
             deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
+            while True:
                 try:
                     socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
                     break
                 except OSError:
+                    if process.poll() is not None or time.monotonic() > deadline:
+                        raise AgentError(
+                            f"the bench's private mosquitto did not listen on 127.0.0.1:{port}"
+                        ) from None
                     time.sleep(0.05)
             yield MqttConfig(host="127.0.0.1", port=port, topic_prefix="bench", max_queued=100_000)
         finally:
+            # It holds nothing worth saving (persistence false), and mosquitto 2.0 forgets a
+            # SIGTERM that lands just after its listener opens: kill it if TERM did not.
             process.terminate()
-            process.wait(10)
+            try:
+                process.wait(2)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 @contextmanager
