@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from edge_agent.camera_filter import class_id
+from edge_agent.config.located import did_you_mean
 from edge_agent.config.zones import LineConfig, TrackerConfig, ZoneConfig
 from edge_agent.events.line_counts import LineCounts
 from edge_agent.events.tracking import Tracker
@@ -23,27 +25,26 @@ from edge_agent.events.types import (
 )
 from edge_agent.events.zone_events import ZoneEvents
 from engines.base import Detections
-from engines.metadata import is_decimal
 
 log = logging.getLogger(__name__)
 
 
 def class_filter(classes: Sequence[str | int] | None, labels: Sequence[str],
                  owner: str) -> frozenset[int] | None:
-    """Class ids a zone or line counts (None: all); names not in the model are skipped."""
+    """Class ids a zone or line counts (None: all). Each name or id resolves as detect and
+    masks resolve it (camera_filter.class_id: "traffic light" finds traffic_light, an id
+    must be in range), so check-config's warnings and the running agent agree; one the
+    model lacks is skipped with a warning."""
     if classes is None:
         return None
     ids: set[int] = set()
     for item in classes:
-        if isinstance(item, int):
-            ids.add(item)
-        elif item in labels:
-            ids.add(list(labels).index(item))
-        elif is_decimal(item):
-            ids.add(int(item))
+        found = class_id(item, labels)
+        if found is None:
+            log.warning("%s: class %r is not one of the model's labels%s; it is ignored",
+                        owner, item, did_you_mean(str(item), labels))
         else:
-            log.warning("%s: class %r is not one of the model's labels; it is ignored",
-                        owner, item)
+            ids.add(found)
     return frozenset(ids)
 
 

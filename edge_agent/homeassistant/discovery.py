@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from edge_agent import __version__
+from edge_agent.camera_filter import class_id
 from edge_agent.config.model import AgentConfig, CameraConfig
 from edge_agent.delivery.shapes import counts_topic, occupancy_topic, snapshot_topic
 
@@ -85,17 +86,18 @@ def counts_template(direction: str, label: str | None) -> str:
 
 
 def _label(value: str | int, labels: Sequence[str]) -> str:
-    """A class filter entry as the label payloads use (ids are looked up)."""
-    if isinstance(value, int):
-        return labels[value] if 0 <= value < len(labels) else str(value)
-    return value
+    """A class entry as the label payloads use: resolved as the running agent resolves it
+    (camera_filter.class_id: an id or "2" is looked up, "traffic light" finds an IR's
+    traffic_light); one the model lacks stays as written (check-config warns of it)."""
+    found = class_id(value, labels)
+    return labels[found] if found is not None and found < len(labels) else str(value)
 
 
 def _classes(
     filter_: Sequence[str | int] | None, labels: Sequence[str], default: Sequence[str]
 ) -> list[str | None]:
     """The classes that get entities: the filter's, else `default`, else one for all."""
-    chosen = [_label(c, labels) for c in filter_] if filter_ else list(default)
+    chosen = [_label(c, labels) for c in (filter_ or default)]
     return list(dict.fromkeys(chosen)) or [ALL]
 
 
@@ -109,7 +111,7 @@ def _camera_snapshot_classes(
     for shape in shapes:
         found += [_label(c, labels) for c in shape.classes or ()]
     if not shapes or any(not shape.classes for shape in shapes):
-        found += default
+        found += [_label(c, labels) for c in default]
     return list(dict.fromkeys(found))
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_agent.camera_filter import class_id, unknown_class
 from edge_agent.config.model import AgentConfig, BackendConfig, ModelConfig
 from edge_agent.errors import ConfigError
 from edge_agent.selection import policy
@@ -187,18 +188,11 @@ def detection_filter(model: ModelConfig, class_names: tuple[str, ...]) -> Detect
     class_ids = None
     if model.classes is not None:
         ids = []
-        for wanted in model.classes:
-            if isinstance(wanted, int):
-                ids.append(wanted)
-            elif wanted in class_names:
-                ids.append(class_names.index(wanted))
-            elif wanted.replace(" ", "_") in class_names:  # IR labels lose their spaces
-                ids.append(class_names.index(wanted.replace(" ", "_")))
-            else:
-                known = ", ".join(class_names) or "(the model has no class names)"
-                raise ConfigError(
-                    f"model.classes: {wanted!r} is not a class of this model; classes: {known}"
-                )
+        for wanted in model.classes:  # resolved as detect, masks and zones resolve them
+            found = class_id(wanted, class_names)
+            if found is None:
+                raise ConfigError(f"model.classes: {unknown_class(wanted, class_names)}")
+            ids.append(found)
         class_ids = np.array(sorted(set(ids)), dtype=np.int32)
     return DetectionFilter(
         score_threshold=model.score_threshold,

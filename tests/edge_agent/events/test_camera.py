@@ -9,8 +9,10 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
+from edge_agent.camera_filter import class_id
 from edge_agent.config.zones import LineConfig, TrackerConfig, ZoneConfig
 from edge_agent.events import CameraEvents, EventsUpdate
+from edge_agent.events.camera import class_filter
 from engines.base import Detections
 
 FRAME = (768, 576)
@@ -164,6 +166,22 @@ def test_class_filter_and_anchor_choice() -> None:
     updates = run(camera(zones=[cars_only, by_centre]), person, car)
     zone_events = sorted((e.zone, e.label) for u in updates for e in u.events)
     assert zone_events == [("cars", "car"), ("mid", "car")]
+
+
+IR_LABELS = ("person", "bicycle", "car", "traffic_light")  # an IR's labels lose spaces
+
+
+@pytest.mark.parametrize(("key", "ids"), [
+    ("car", {2}), (2, {2}), ("2", {2}), ("traffic light", {3}), ("traffic_light", {3}),
+    (4, set()), (-1, set()), ("4", set()), ("truck", set()), ("Car", set()),
+])
+def test_zone_classes_resolve_as_detect_and_check_config_do(key: str | int,
+                                                            ids: set[int]) -> None:
+    """A zone or line counts exactly the classes check-config accepts (class_id): an id
+    past the last class or a name the model lacks counts nothing, a spaced name finds
+    the IR's underscored label."""
+    assert class_filter([key], IR_LABELS, "zone z") == frozenset(ids)
+    assert ({class_id(key, IR_LABELS)} - {None}) == ids
 
 
 def test_two_objects_crossing_each_other_keep_their_ids() -> None:

@@ -210,6 +210,38 @@ def test_every_entity_follows_home_assistants_keys(
     assert all(t.startswith("homeassistant/") and "/box_2e1/" in t for t in configs)
 
 
+IR_LABELS = ("person", "bicycle", "car", "traffic_light")  # an IR's labels lose spaces
+
+
+@pytest.mark.parametrize(("where", "key"), [
+    *[("zone", key) for key in ("traffic light", "traffic_light", "3", 3)],
+    *[("homeassistant.classes", key) for key in ("traffic light", "traffic_light", "3")],
+])  # homeassistant.classes takes text only
+def test_entities_count_the_label_the_agent_publishes(
+    tmp_path: Path, samples: Path, key: str | int, where: str
+) -> None:
+    """A class written as the detect and zone filters accept it (a spaced name for an IR's
+    underscored label, an id, an id as text) gets an entity whose template reads the label
+    the running agent publishes, not the text as written (it would show 0 forever)."""
+    if JINJA is None:
+        pytest.skip("jinja2 is not installed")
+    written = json.dumps(key)
+    path = tmp_path / "agent.yaml"
+    text = CONFIG.format(tmp=tmp_path, samples=samples, homeassistant=(
+        f"  enabled: true\n  classes: [{written}]" if where != "zone" else "  enabled: true"))
+    if where == "zone":
+        text = text.replace("classes: [person, 2]", f"classes: [{written}]")
+    path.write_text(text)
+    configs = discovery_configs(load_config(path), IR_LABELS, DEVICE)
+    zone = "bay" if where == "zone" else "lot_a"
+    payload = occupancy_payload(camera_id="yard", zone=zone,
+                                occupancy={"traffic_light": 4, "person": 1}, at=1e9)
+    counts = [render(json.loads(body)["value_template"], payload)
+              for topic, body in configs.items()
+              if f"/{slug('zone', 'yard', zone)}__" in topic and topic.endswith("__count/config")]
+    assert counts == ["4"], list(configs)
+
+
 def test_templates_give_the_counts_of_real_payloads() -> None:
     if JINJA is None:
         pytest.skip("jinja2 is not installed: the template forms are checked instead")

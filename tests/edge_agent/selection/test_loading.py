@@ -14,8 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.config.model import AgentConfig, AutoBackend, BackendConfig, TensorRtBackend
-from edge_agent.selection.loading import select_engine
+from edge_agent.config.model import (
+    AgentConfig,
+    AutoBackend,
+    BackendConfig,
+    ModelConfig,
+    TensorRtBackend,
+)
+from edge_agent.errors import ConfigError
+from edge_agent.selection.loading import detection_filter, select_engine
 from edge_agent.selection.probe import HardwareReport, Runtimes, probe
 from engines.errors import EngineError
 from tests.engines import fake_tensorrt
@@ -90,3 +97,22 @@ def test_a_forced_backend_that_fails_to_load_is_fatal_with_the_same_why(
     assert message.startswith(f"tensorrt is set in the config and cannot load the model: {why}")
     assert "use 'backend: {type: auto}'" in message
     assert caught.value.__cause__ is not None
+
+
+IR_LABELS = ("person", "bicycle", "car", "traffic_light")  # an IR's labels lose spaces
+
+
+@pytest.mark.parametrize(("classes", "ids"), [
+    (["car", "person"], [0, 2]), ([2, "2", "car"], [2]), (["traffic light"], [3]),
+    (["traffic_light", 0], [0, 3]), ([4], None), (["4"], None), (["truck"], None),
+    ([-1], None),
+])
+def test_model_classes_resolve_as_every_other_class_key(classes: list, ids: list | None) -> None:
+    """model.classes takes what detect, masks and zones take (camera_filter.class_id); an id
+    past the last class is refused, not silently kept (it would match nothing)."""
+    model = ModelConfig(path="m.onnx", classes=classes)
+    if ids is None:
+        with pytest.raises(ConfigError, match=r"model\.classes: .* is not a class of this model"):
+            detection_filter(model, IR_LABELS)
+    else:
+        assert detection_filter(model, IR_LABELS).class_ids.tolist() == ids
