@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections.abc import Iterator
 from urllib.parse import unquote
 
 MASK = "***"
@@ -68,10 +69,13 @@ _secrets_lock = threading.Lock()
 
 
 def register_secret(value: str | None) -> None:
-    """A value the config holds as a secret: it is masked wherever it later appears."""
-    if value and len(value) >= MIN_SECRET_LENGTH:
-        with _secrets_lock:
-            _secrets.add(value)
+    """A value the config holds as a secret: it is masked wherever it later appears, as
+    written and percent-decoded (`p%40ss` is quoted as `p@ss` by tools that decode it)."""
+    if not value:
+        return
+    with _secrets_lock:
+        _secrets.update(form for form in {value, unquote(value)}
+                        if len(form) >= MIN_SECRET_LENGTH)
 
 
 def redact_url(url: str) -> str:
@@ -125,10 +129,9 @@ def is_secret_name(name: str) -> bool:
     return any(part in SHORT_SECRET_NAMES for part in NAME_PART.split(decoded))
 
 
-def _mask_url_parameters(text: str) -> str:
-    """Every secret `name=value` in a URL (after '://') masked, wherever it sits."""
-    out: list[str] = []
-    done = 0  # text[:done] is already in `out`
+def _secret_spans(text: str) -> Iterator[tuple[int, int]]:
+    """(start, end) of every secret `name=value`'s value in a URL (after '://'), in order."""
+    done = 0  # nothing before it is looked at again
     position = text.find("=")
     while position >= 0:
         start = position
@@ -139,13 +142,34 @@ def _mask_url_parameters(text: str) -> str:
             end = end_match.start() if end_match else len(text)
             value = text[position + 1:end]
             if value and not value.startswith(MASK):
-                out.append(text[done:position + 1] + MASK)
+                yield position + 1, end
                 done = end
                 position = text.find("=", end)
                 continue
         position = text.find("=", position + 1)
+
+
+def _mask_url_parameters(text: str) -> str:
+    """Every secret `name=value` in a URL (after '://') masked, wherever it sits."""
+    out: list[str] = []
+    done = 0  # text[:done] is already in `out`
+    for start, end in _secret_spans(text):
+        out.append(text[done:start] + MASK)
+        done = end
     out.append(text[done:])
     return "".join(out)
+
+
+def url_secrets(url: str) -> list[str]:
+    """The secrets a camera URL holds: the userinfo's password and every secret-named
+    parameter's value, as written. Registered, they are masked where a tool quotes them
+    outside the URL (FFmpeg's and GStreamer's own messages)."""
+    rest = url.partition("://")[2] or url
+    found = [rest[start:end] for start, end in _secret_spans(rest)]
+    end = _userinfo_end(rest)
+    if end >= 0:
+        found.append(rest[:end].partition(":")[2])
+    return found
 
 
 class RedactFilter(logging.Filter):

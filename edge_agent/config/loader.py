@@ -23,7 +23,7 @@ from edge_agent.config.model import AgentConfig, FileCamera, RtspCamera
 from edge_agent.config.rules import printable
 from edge_agent.config.yaml_loader import MAX_FILE_BYTES, StrictLoader, TooBigError, measure
 from edge_agent.errors import ConfigError
-from edge_agent.redact import redact, register_secret
+from edge_agent.redact import redact, register_secret, url_secrets
 from engines.errors import EngineError
 from engines.model_info import read_labels
 from engines.regular_file import not_regular, open_regular
@@ -96,8 +96,8 @@ def _register_secrets(config: AgentConfig) -> None:
     register_secret(config.mqtt.password)
     for cam in config.cameras:
         if isinstance(cam, RtspCamera):
-            userinfo = cam.url.partition("://")[2].rpartition("@")[0]
-            register_secret(userinfo.partition(":")[2])
+            for secret in url_secrets(cam.url):
+                register_secret(secret)
 
 
 def check_config(path: str | Path) -> CheckResult:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.redact import RedactFilter, redact, redact_url, register_secret
+from edge_agent.redact import RedactFilter, redact, redact_url, register_secret, url_secrets
 from edge_agent.service.logs import setup_logging
 from tests.helpers import Broker, free_port, start_agent, stop_agent
 
@@ -169,6 +169,26 @@ def test_a_registered_secret_is_masked_anywhere() -> None:
     assert "Zq9-registered-secret" not in redact("broker said: bad login Zq9-registered-secret")
     register_secret("ab")  # too short to replace as text: would mask ordinary words
     assert redact("about") == "about"
+
+
+@pytest.mark.parametrize(("url", "quoted"), [
+    ("rtsp://viewer:Zq%40ss%2Fw0rd@10.0.0.5/live", "Zq@ss/w0rd"),      # decoded userinfo
+    ("rtsp://viewer:Zq%40ss%2Fw0rd@10.0.0.5/live", "Zq%40ss%2Fw0rd"),  # as written
+    ("rtsp://10.0.0.5/live?password=Kx7%23abc&channel=1", "Kx7#abc"),
+    ("rtsp://10.0.0.5/live;token=Tk-9911", "Tk-9911"),
+    ("rtsp://10.0.0.5/user=admin_password=Nv-4412_channel=1_stream=0.sdp", "Nv-4412"),
+])
+def test_a_camera_urls_secrets_are_masked_where_a_tool_quotes_them_alone(
+    url: str, quoted: str
+) -> None:
+    """FFmpeg and GStreamer quote parts of the URL on their own (an auth failure names the
+    user's password decoded, an option dump names a parameter's value): every secret the
+    config's camera URL holds is masked in free text too, as written and decoded."""
+    for secret in url_secrets(url):
+        register_secret(secret)
+    line = f"[rtsp @ 0x55d1] method DESCRIBE failed: 401 Unauthorized ({quoted}) "
+    assert quoted not in redact(line)
+    assert "Unauthorized" in redact(line)
 
 
 def test_the_log_filter_masks_every_logger_and_tracebacks(
