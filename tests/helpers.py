@@ -126,6 +126,16 @@ class Broker:
         self.process = None
 
 
+def spawn(*argv: str) -> subprocess.Popen[bytes]:
+    """Start `argv` and return once it has exec'd: until then the child's command line
+    (/proc/PID/cmdline, what state_files.running_pid reads) is this test run's."""
+    child = subprocess.Popen([*argv])
+    cmdline = Path(f"/proc/{child.pid}/cmdline")
+    wait_until(lambda: child.poll() is not None
+               or cmdline.read_bytes().split(b"\0")[-2:-1] == [argv[-1].encode()])
+    return child
+
+
 def terminate(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
     """Stop `process` with SIGTERM, resent every 0.5 s; SIGKILL after `timeout` seconds."""
     deadline = time.monotonic() + timeout

@@ -22,7 +22,7 @@ from edge_agent.service.state_files import (
     write_pid,
     write_reload_result,
 )
-from tests.helpers import wait_until
+from tests.helpers import spawn
 
 
 @pytest.fixture
@@ -31,12 +31,8 @@ def process() -> Iterator:
     started: list[subprocess.Popen[bytes]] = []
 
     def start(*argv: str) -> subprocess.Popen[bytes]:
-        child = subprocess.Popen([*argv])
+        child = spawn(*argv)
         started.append(child)
-        # Until it has exec'd, the child's command line is this test run's.
-        cmdline = Path(f"/proc/{child.pid}/cmdline")
-        wait_until(lambda: child.poll() is not None
-                   or cmdline.read_bytes().split(b"\0")[-2:-1] == [argv[-1].encode()])
         return child
 
     yield start

@@ -37,7 +37,7 @@ from edge_agent.models.store import ModelStore
 from edge_agent.publish.payload import iso_utc
 from edge_agent.service.state_files import PID_FILE
 from engines.model_info import file_sha256
-from tests.helpers import REPO, snapshot_config
+from tests.helpers import REPO, snapshot_config, spawn
 from tests.models import ir_tar as make_ir_tar
 
 NAME, VERSION = "yolox-ir", "2"
@@ -125,8 +125,7 @@ def box_in(state: State, tmp_path: Path, samples: Path, tar: Path) -> Iterator[B
         manifest.write_text('{"schema_version": 1, "active": ')  # cut short by a power cut
     live = None
     if state.name == "probation-live":
-        live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)",
-                                 "edge-agent"])
+        live = spawn(sys.executable, "-c", "import time; time.sleep(600)", "edge-agent")
         (state_dir / PID_FILE).write_text(f"{live.pid}\n")
     try:
         yield Box(config, state_dir, manifest, sha256)
