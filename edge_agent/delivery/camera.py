@@ -163,11 +163,25 @@ class CameraDelivery:
             if self._events is not None:
                 now = time.time()
                 self._publish(self._events.end(reason, now))
-                if removed:
-                    self._shapes.configure([], [], now)
-                else:  # the restarted camera's counts start again from its own start
+                if not removed:  # the restarted camera's counts start again from its own start
                     self._shapes.set_occupancy(self._events.occupancy(), now)
                 self._events = None
+            if removed:  # zones, lines and snapshots: no retained state outlives the camera
+                self._retained.clear_all()
+            self._flush()
+
+    def unsent_retained(self) -> dict[str, bytes]:
+        """Retained states and deletes the broker has not got (it was away at `close`):
+        the agent keeps sending them (Agent.removed_topics), or a camera with this id
+        takes them over (`adopt_retained`)."""
+        with self._lock:
+            return self._retained.unsent()
+
+    def adopt_retained(self, pending: dict[str, bytes]) -> None:
+        """Send the deletes an earlier camera of this id left unsent, except on topics this
+        one publishes itself."""
+        with self._lock:
+            self._retained.adopt(pending)
             self._flush()
 
     def _flush(self) -> None:

@@ -7,6 +7,7 @@ persistence has forgotten them, and one that was away missed the changes meanwhi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Protocol
 
 
@@ -42,6 +43,31 @@ class RetainedStates:
         zone removed by a reload."""
         self._latest[subtopic] = b""
         self._dirty[subtopic] = None
+
+    def clear_all(self) -> None:
+        """Delete every topic this holds a state of (a camera removed for good)."""
+        for subtopic, payload in list(self._latest.items()):
+            if payload:
+                self.clear(subtopic)
+
+    def unsent(self) -> dict[str, bytes]:
+        """What the broker has not got yet, by subtopic (b"": a delete)."""
+        return {subtopic: self._latest[subtopic] for subtopic in self._dirty}
+
+    def adopt(self, pending: Mapping[str, bytes]) -> None:
+        """Take another holder's unsent states; a topic this already holds keeps its own."""
+        for subtopic, payload in pending.items():
+            if subtopic not in self._latest:
+                self.set(subtopic, payload)
+
+    def take(self, prefix: str) -> dict[str, bytes]:
+        """Remove and return the unsent states of the subtopics under `prefix`."""
+        taken = {subtopic: payload for subtopic, payload in self.unsent().items()
+                 if subtopic.startswith(prefix)}
+        for subtopic in [s for s in self._latest if s.startswith(prefix)]:
+            del self._latest[subtopic]
+            self._dirty.pop(subtopic, None)
+        return taken
 
     def flush(self) -> int:
         """Send changed states (all after a lost connection); how many are still unsent."""

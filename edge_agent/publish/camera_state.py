@@ -18,6 +18,10 @@ if TYPE_CHECKING:
     from edge_agent.pipeline_stats import PipelineStats
 
 
+def state_topic(camera_id: str) -> str:
+    return f"{camera_id}/state"
+
+
 class RetainedSink(Protocol):
     connected: bool
 
@@ -62,12 +66,13 @@ class CameraStates:
                 last_error=camera.last_error,
                 frames=camera.captured,
             )
-            if self._sink.publish_retained(f"{camera_id}/state", payload):
+            if self._sink.publish_retained(state_topic(camera_id), payload):
                 self._sent[camera_id] = key
 
-    def forget(self, camera_ids: Iterable[str]) -> None:
-        """A camera removed from the config: clear its retained state (empty payload)."""
+    def forget(self, camera_ids: Iterable[str]) -> list[str]:
+        """Cameras removed from the config: their state subtopics, for the caller to delete
+        on the broker until it has (Agent.removed_topics: the broker may be away now)."""
         for camera_id in camera_ids:
             self._sent.pop(camera_id, None)
             self._since.pop(camera_id, None)
-            self._sink.publish_retained(f"{camera_id}/state", b"")
+        return [state_topic(camera_id) for camera_id in camera_ids]

@@ -18,13 +18,14 @@ from edge_agent.commands.channel import CommandChannel
 from edge_agent.config.loader import load_config
 from edge_agent.config.model import AgentConfig, CameraConfig
 from edge_agent.delivery.camera import CameraDelivery, warn_if_events_can_be_lost
+from edge_agent.delivery.retained import RetainedStates
 from edge_agent.errors import ConfigError
 from edge_agent.health.drift import DriftWatch
 from edge_agent.health.monitor import HealthMonitor, start_health
 from edge_agent.homeassistant.announce import DiscoveryAnnouncer
 from edge_agent.models.lifecycle import ModelManager
 from edge_agent.pipeline import CameraPipeline
-from edge_agent.publish.camera_state import CameraStates
+from edge_agent.publish.camera_state import CameraStates, state_topic
 from edge_agent.publish.payload import info_payload, iso_utc
 from edge_agent.publish.publisher import Publisher
 from edge_agent.redact import redact
@@ -72,6 +73,8 @@ class Agent:
         self.publisher: Publisher | None = None
         self.last_reload: dict[str, object] | None = None
         self.camera_states: CameraStates | None = None
+        self.removed_topics: RetainedStates | None = None
+        """Retained topics of removed cameras the broker has not deleted yet (it was away)."""
         self.health: HealthMonitor | None = None
         self.commands: CommandChannel | None = None
         """The command channel while commands.enabled (health reads its stats())."""
@@ -111,6 +114,7 @@ class Agent:
             self.publisher = publisher
             stack.callback(publisher.close)
             self.camera_states = CameraStates(publisher)
+            self.removed_topics = RetainedStates(publisher)
             warn_if_events_can_be_lost(config)
             self._publish_info()
             self.discovery = DiscoveryAnnouncer(publisher, config.state_dir)
@@ -196,6 +200,9 @@ class Agent:
         pipeline = CameraPipeline(camera, self.engine, self.publisher, self.options)
         pipeline.delivery = CameraDelivery(camera_config, self.engine.info.class_names,
                                            self.publisher, self.config.state_dir)
+        if self.removed_topics is not None:  # a camera of this id was removed earlier
+            self.removed_topics.take(state_topic(camera_config.id))  # camera_states sends it
+            pipeline.delivery.adopt_retained(self.removed_topics.take(f"{camera_config.id}/"))
         drift = self.config.health.drift
         if drift.enabled:  # from the first frame, so the baseline is the camera's start
             pipeline.drift = DriftWatch(drift, self.engine.info.class_names)
@@ -212,6 +219,8 @@ class Agent:
         if pipeline.delivery is not None:
             pipeline.delivery.close("camera_removed" if removed else "camera_restarted",
                                     removed=removed)
+            if removed and self.removed_topics is not None:  # deletes the broker missed
+                self.removed_topics.adopt(pipeline.delivery.unsent_retained())
         self._next_sequence[camera_id] = pipeline.camera.next_sequence
 
     def restart_camera(self, camera_config: CameraConfig) -> None:
@@ -240,6 +249,8 @@ class Agent:
             self._report_status()
             if self.discovery is not None:
                 self.discovery.flush()
+            if self.removed_topics is not None:
+                self.removed_topics.flush()
             for signum in received:
                 if signum in (signal.SIGTERM, signal.SIGINT):
                     log.info("received %s", signal.Signals(signum).name)
@@ -375,8 +386,9 @@ class Agent:
         applied += [f"camera {c} restarted" for c in sorted(restart) if c in self.pipelines]
         applied += self._retune(plan.cameras_retuned, restart, previous)
         applied += [f"camera {c} removed" for c in plan.cameras_removed]
-        if self.camera_states is not None:
-            self.camera_states.forget(plan.cameras_removed)
+        if self.camera_states is not None and self.removed_topics is not None:
+            for subtopic in self.camera_states.forget(plan.cameras_removed):
+                self.removed_topics.clear(subtopic)
         return applied
 
     def _retune(

@@ -186,3 +186,34 @@ def test_a_model_swap_relabels_events_occupancy_filters_and_snapshots(tmp_path: 
     sink.events.clear()
     delivery.relabel(("forklift", "pallet"))  # the same names: tracks and counts go on
     assert sink.state("yard/lines/gate/counts")["counts"] == {"in": {"forklift": 1}, "out": {}}
+
+
+class Offline(Recorder):
+    """A Recorder whose broker is away until `connected` is set."""
+
+    connected = False
+
+    def publish_retained(self, subtopic: str, payload: bytes) -> bool:
+        return self.connected and super().publish_retained(subtopic, payload)
+
+
+def test_a_removed_cameras_unsent_deletes_outlive_it(tmp_path: Path) -> None:
+    """Removed while the broker is away: every retained topic it had (zone, line,
+    snapshot) is a delete still to send, handed to the agent; a camera added again with the
+    same id takes them over, but keeps its own states on the topics it publishes."""
+    sink = Offline()
+    cam = camera(zones=[ZONE], lines=[LINE], snapshots={"enabled": True, "keep": 1})
+    first = CameraDelivery(cam, LABELS, sink, tmp_path)
+    walk(first, [*range(260, 390, 10), *range(380, 250, -10)])  # an event: a snapshot
+    first.close("camera_removed", removed=True)
+    pending = first.unsent_retained()
+    assert pending == {"yard/zones/bay/occupancy": b"", "yard/lines/gate/counts": b"",
+                       "yard/snapshot/person": b""}
+
+    again = CameraDelivery(camera(zones=[ZONE]), LABELS, sink, tmp_path)  # no line now
+    again.adopt_retained(pending)
+    sink.connected = True
+    walk(again, [100])  # a frame flushes
+    assert sink.state("yard/zones/bay/occupancy") is not None  # its own, not the delete
+    assert sink.retained["yard/lines/gate/counts"] == b""
+    assert sink.retained["yard/snapshot/person"] == b""
