@@ -156,7 +156,8 @@ class CameraDelivery:
                  "tracks and counts restart", self.camera_id, len(old), len(labels))
 
     def close(self, reason: ExitReason, *, removed: bool) -> None:
-        """The camera stops for good or for a restart (a reload; its pipeline has drained):
+        """The camera stops for good, for a restart (a reload) or with the agent (its
+        pipeline has drained):
         every visit ends with an exit, occupancy goes to 0, and a removed camera's zone and
         line topics are deleted, so subscribers never keep a stale "occupied"."""
         with self._lock:

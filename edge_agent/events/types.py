@@ -10,7 +10,7 @@ import numpy as np
 
 EventType = Literal["enter", "exit", "dwell", "cross"]
 ExitReason = Literal["left", "lost", "zone_removed", "zone_changed", "tracker_changed",
-                     "model_changed", "camera_removed", "camera_restarted"]
+                     "model_changed", "camera_removed", "camera_restarted", "agent_stopped"]
 """Why a visit ended. `left` and `lost` are the object's doing (its anchor left the zone;
 its track ended); the others are a change of the configuration or the camera, after which
 the agent can no longer vouch that the object is inside, so it says so rather than

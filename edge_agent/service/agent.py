@@ -235,6 +235,12 @@ class Agent:
         # Kept in `pipelines`, so the last health message still shows every camera.
         for pipeline in self.pipelines.values():
             pipeline.stop()
+        for camera_id, pipeline in self.pipelines.items():  # visits end: exits, occupancy 0
+            try:
+                if pipeline.delivery is not None:
+                    pipeline.delivery.close("agent_stopped", removed=False)
+            except Exception:  # the stop goes on for the other cameras and the publisher
+                log.exception("camera %s: the exits of its visits were not sent", camera_id)
         if self.camera_states is not None:  # retained: STOPPED, not the last RUNNING
             self.camera_states.update(self.pipelines)
 
