@@ -371,6 +371,8 @@ def wait_for_health(collector: Collector, predicate: Callable[[dict], bool],
 # -- the publisher -----------------------------------------------------------------------
 
 DEVICE = "box-1"
+IR_LABELS = ("person", "bicycle", "car", "traffic_light")
+"""Class names as an OpenVINO IR states them: spaces became underscores."""
 
 
 def config_for(broker: Broker, prefix: str, **overrides: object) -> MqttConfig:

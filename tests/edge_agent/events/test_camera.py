@@ -14,6 +14,7 @@ from edge_agent.config.zones import LineConfig, TrackerConfig, ZoneConfig
 from edge_agent.events import CameraEvents, EventsUpdate
 from edge_agent.events.camera import class_filter
 from engines.base import Detections
+from tests.helpers import IR_LABELS
 
 FRAME = (768, 576)
 FPS = 10.0
@@ -166,9 +167,6 @@ def test_class_filter_and_anchor_choice() -> None:
     updates = run(camera(zones=[cars_only, by_centre]), person, car)
     zone_events = sorted((e.zone, e.label) for u in updates for e in u.events)
     assert zone_events == [("cars", "car"), ("mid", "car")]
-
-
-IR_LABELS = ("person", "bicycle", "car", "traffic_light")  # an IR's labels lose spaces
 
 
 @pytest.mark.parametrize(("key", "ids"), [

@@ -35,7 +35,15 @@ from edge_agent.homeassistant.discovery import (
     occupied_template,
     slug,
 )
-from tests.helpers import REPO, Broker, first_frames, start_agent, stop_agent, write_config
+from tests.helpers import (
+    IR_LABELS,
+    REPO,
+    Broker,
+    first_frames,
+    start_agent,
+    stop_agent,
+    write_config,
+)
 
 try:  # Home Assistant renders templates with Jinja2's ImmutableSandboxedEnvironment
     from jinja2 import StrictUndefined
@@ -208,9 +216,6 @@ def test_every_entity_follows_home_assistants_keys(
     assert all(b["availability_topic"] == "edge-agent/box.1/status" for b in bodies)
     assert all("off-cam" not in t for t in configs)  # disabled cameras get no entities
     assert all(t.startswith("homeassistant/") and "/box_2e1/" in t for t in configs)
-
-
-IR_LABELS = ("person", "bicycle", "car", "traffic_light")  # an IR's labels lose spaces
 
 
 @pytest.mark.parametrize(("where", "key"), [

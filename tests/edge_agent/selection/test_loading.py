@@ -26,6 +26,7 @@ from edge_agent.selection.loading import detection_filter, select_engine
 from edge_agent.selection.probe import HardwareReport, Runtimes, probe
 from engines.errors import EngineError
 from tests.engines import fake_tensorrt
+from tests.helpers import IR_LABELS
 
 ORIN = Path(__file__).resolve().parents[2] / "hardware" / "jetson_orin"
 TRT_OK = Runtimes(tensorrt="10.3.0", pycuda="2024.1.2", openvino="2024.6.0",
@@ -97,9 +98,6 @@ def test_a_forced_backend_that_fails_to_load_is_fatal_with_the_same_why(
     assert message.startswith(f"tensorrt is set in the config and cannot load the model: {why}")
     assert "use 'backend: {type: auto}'" in message
     assert caught.value.__cause__ is not None
-
-
-IR_LABELS = ("person", "bicycle", "car", "traffic_light")  # an IR's labels lose spaces
 
 
 @pytest.mark.parametrize(("classes", "ids"), [
