@@ -158,7 +158,7 @@ models:
             broker.stop()
 
 
-def test_bad_models_are_rejected_with_their_reason_and_frames_go_on(box: Box) -> None:
+def bad_models_are_rejected_with_their_reason_and_frames_go_on(box: Box) -> None:
     good = sha256_of(box.files["good"])
     cases = [
         ({"url": box.server.url("/truncated.onnx"), "sha256": sha256_of(box.files["onnx"])},
@@ -187,7 +187,7 @@ def test_bad_models_are_rejected_with_their_reason_and_frames_go_on(box: Box) ->
     assert not (box.tmp / "state" / "models" / sha256_of(box.files["blind"])).exists()
 
 
-def test_a_good_deploy_swaps_between_frames(box: Box) -> None:
+def a_good_deploy_swaps_between_frames(box: Box) -> None:
     good = sha256_of(box.files["good"])
     request = box.send("model/deploy", url=box.server.url("/good.tar"), sha256=good,
                        name="yolox-ir", version="2")
@@ -215,7 +215,7 @@ def test_a_good_deploy_swaps_between_frames(box: Box) -> None:
     assert listed["versions"][0]["kept"] is True
 
 
-def test_probation_rolls_back_a_model_that_stops_detecting(box: Box) -> None:
+def probation_rolls_back_a_model_that_stops_detecting(box: Box) -> None:
     """With validation made lenient by a reload, the blind model goes live and probation
     sees its detections collapse against the previous model's: rolled back."""
     good = sha256_of(box.files["good"])
@@ -244,7 +244,7 @@ def test_probation_rolls_back_a_model_that_stops_detecting(box: Box) -> None:
     assert (missing["outcome"], missing["code"]) == ("rejected", "not_found")
 
 
-def test_sigkill_mid_deploy_leaves_a_model_that_loads(box: Box) -> None:
+def sigkill_mid_deploy_leaves_a_model_that_loads(box: Box) -> None:
     """Killed while downloading: the old model, the download resumes later. Killed in
     probation: the next start goes back to the version before. Never no model."""
     onnx = sha256_of(box.files["onnx"])
@@ -301,7 +301,7 @@ def test_sigkill_mid_deploy_leaves_a_model_that_loads(box: Box) -> None:
     assert "going back to config" in box.log.read_text()
     frames = len(box.collector.on_topic("/box1/cam/detections"))
     box.collector.wait_for("/box1/cam/detections", frames + 5, timeout=30)
-    # The next test starts from the sample's model.path.
+    # The next step starts from the sample's model.path.
     reload_until_active(box, original, "path", str(box.files["onnx"]))
 
 
@@ -315,7 +315,7 @@ def reload_until_active(box: Box, config_text: str, key: str, value: str) -> Non
         time.sleep(0.1)
 
 
-def test_a_changed_model_path_wins_over_a_deployed_model(box: Box) -> None:
+def a_changed_model_path_wins_over_a_deployed_model(box: Box) -> None:
     """The operator's file is the last word: a reload with a new model.path replaces the
     deployed version, which stays kept for model/rollback."""
     good = sha256_of(box.files["good"])
@@ -336,3 +336,15 @@ def test_a_changed_model_path_wins_over_a_deployed_model(box: Box) -> None:
     assert reloads < len([m for m in box.collector.json_on("/box1/info")
                           if m["config"]["last_reload"]])
     assert box.manifest()["config_model"]["path"] == str(box.tmp / "good.xml")
+
+
+def test_deploys_rollbacks_and_restarts_in_order(box: Box) -> None:
+    """One agent through every step in order: each step starts from the state the one
+    before left (a version deployed, rolled back, the agent killed). One test, not five:
+    as separate tests, pytest-xdist could run a later step on another worker, against an
+    agent where the earlier steps never happened (CI: a probation with no deploy)."""
+    bad_models_are_rejected_with_their_reason_and_frames_go_on(box)
+    a_good_deploy_swaps_between_frames(box)
+    probation_rolls_back_a_model_that_stops_detecting(box)
+    sigkill_mid_deploy_leaves_a_model_that_loads(box)
+    a_changed_model_path_wins_over_a_deployed_model(box)
