@@ -167,6 +167,7 @@ class CameraDelivery:
                 if not removed:  # the restarted camera's counts start again from its own start
                     self._shapes.set_occupancy(self._events.occupancy(), now)
                 self._events = None
+                self.tracks = 0  # every visit ended
             if removed:  # zones, lines and snapshots: no retained state outlives the camera
                 self._retained.clear_all()
             self._flush()
@@ -282,8 +283,9 @@ class CameraDelivery:
     # -- health ------------------------------------------------------------------------
 
     def stats(self) -> EventsHealth | None:
-        """None while the camera does not track (no zones, lines or on_change)."""
-        if self._events is None:
+        """None while the camera does not track (no zones, lines or on_change). After
+        `close` its counters stay: the agent's last health message still reports them."""
+        if not tracking_wanted(self._camera):
             return None
         store = self._store
         return EventsHealth(
