@@ -17,7 +17,7 @@ from pathlib import Path
 from edge_agent import __version__
 from edge_agent.errors import AgentError, ConfigError
 from edge_agent.redact import redact
-from edge_agent.service.logs import setup_logging
+from edge_agent.service.logs import quiet_opencv_log, setup_logging
 from edge_agent.tools.bench_sections import BROKERS, add_section_arguments
 from edge_agent.tools.options import (
     DEFAULT_CONFIG,
@@ -49,6 +49,7 @@ def _run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     setup_logging(args.log_level or config.log_level)
+    quiet_opencv_log(args.log_level or config.log_level)
     agent = Agent(config, args.config)
     agent.signals.install()
     return agent.run()

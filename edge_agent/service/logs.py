@@ -138,3 +138,16 @@ def setup_logging(level: str, repeat_window_s: float = REPEAT_WINDOW_S) -> None:
     handler.addFilter(RepeatFilter(repeat_window_s))
     handler.addFilter(RedactFilter())  # last: masks the final text, from any logger
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+
+
+def quiet_opencv_log(level: str) -> None:
+    """OpenCV's own warnings (`[ WARN:0@1.8] global cap.cpp:212 open VIDEOIO(V4L2): ...`)
+    go to stderr on every retry of a camera that cannot open, past the repeat filter and
+    without a journal priority; the agent says what failed itself. Errors still print, and
+    at `debug` (or with OPENCV_LOG_LEVEL set) OpenCV logs as it would."""
+    if level.upper() == "DEBUG" or "OPENCV_LOG_LEVEL" in os.environ:
+        return
+    import cv2
+
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+

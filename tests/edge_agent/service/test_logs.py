@@ -200,8 +200,9 @@ def test_agent_logging_under_the_journal_is_one_line_per_event() -> None:
 
 @pytest.mark.slow
 def test_a_real_agent_logs_its_first_retries_then_holds_back(tmp_path, samples) -> None:
-    """The agent with its broker down and its camera missing: the first 5 attempts of
-    each retry loop are each one line (docs/tools.md), later ones are held back."""
+    """The agent with its broker down and its cameras missing: the first 5 attempts of
+    each retry loop are each one line (docs/tools.md), later ones are held back; OpenCV's
+    own warnings (unfiltered, no journal priority) are not printed at all."""
     config = tmp_path / "agent.yaml"
     config.write_text(f"""
 state_dir: {tmp_path / "state"}
@@ -218,6 +219,9 @@ cameras:
   - id: yard
     type: file
     path: {tmp_path / "missing.mp4"}
+  - id: door
+    type: usb
+    device: /dev/video97
 """)
     log = tmp_path / "agent.log"
     agent = start_agent(config, log)
@@ -237,5 +241,7 @@ cameras:
         time.sleep(13)  # another attempt of each loop (10 s cap, +-20%): held back
         assert len(lines(broker)) == 5, lines(broker)
         assert len(lines(camera)) == camera_lines, lines(camera)
+        assert lines("camera door:")  # the agent's own words for the missing device ...
+        assert not lines("[ WARN:"), lines("[ WARN:")  # ... not OpenCV's, at every retry
     finally:
         stop_agent(agent, log)
