@@ -252,6 +252,8 @@ class Camera:
         self._delay = 1.0
         self.last_frame_at: float | None = None
         """time.monotonic() of the last frame read; None before the first."""
+        self.started_at: float | None = None
+        """time.monotonic() of `start`; None before."""
         self.ended = False
         """True once a file (not looping) played to its end: the only way a camera finishes."""
         self.frame_size: tuple[int, int] | None = None
@@ -264,6 +266,7 @@ class Camera:
         return self.config.id
 
     def start(self) -> None:
+        self.started_at = time.monotonic()
         self._worker.start()
 
     def workers(self) -> list[Worker]:
@@ -274,7 +277,7 @@ class Camera:
         return CameraStats(
             id=self.id, state=self.state, captured=self.captured, dropped=self.frames.dropped,
             queued=len(self.frames), reconnects=self.reconnects, last_error=self.last_error,
-            last_frame_at=self.last_frame_at,
+            last_frame_at=self.last_frame_at, started_at=self.started_at,
         )
 
     def request_stop(self) -> None:

@@ -51,3 +51,6 @@ class CameraStats:
     last_error: str | None
     last_frame_at: float | None
     """time.monotonic() of the last frame read; None before the first."""
+    started_at: float | None = None
+    """time.monotonic() of `Camera.start`, where `captured` counted from 0; None before.
+    Health measures the input rate from it (a restarted camera is a new Camera)."""

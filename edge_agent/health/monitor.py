@@ -131,11 +131,17 @@ class _Workers:
 
 
 class RateMeter:
-    """Rate of a growing counter over the last `window_s`, from a few timed samples."""
+    """Rate of a growing counter over the last `window_s`, from a few timed samples.
 
-    def __init__(self, window_s: float = RATE_WINDOW_S) -> None:
+    `origin`: the monotonic time the counter started from 0, its first sample, so the
+    first reading is already a rate (since the start), not 0.0 for a whole interval."""
+
+    def __init__(self, window_s: float = RATE_WINDOW_S, origin: float | None = None) -> None:
         self.window_s = window_s
+        self.origin = origin
         self._samples: collections.deque[tuple[float, int]] = collections.deque(maxlen=256)
+        if origin is not None:
+            self._samples.append((origin, 0))
 
     def add(self, now: float, count: int) -> None:
         self._samples.append((now, count))
@@ -235,8 +241,9 @@ class HealthMonitor:
         self._adopt(pipelines)
         stats = {camera_id: pipeline.stats() for camera_id, pipeline in pipelines.items()}
         for camera_id, camera in stats.items():
-            self._meter(camera_id, "input").add(now, camera.camera.captured)
-            self._meter(camera_id, "processed").add(now, camera.frames_processed)
+            started = camera.camera.started_at
+            self._meter(camera_id, "input", started).add(now, camera.camera.captured)
+            self._meter(camera_id, "processed", started).add(now, camera.frames_processed)
         sender = self.agent.publisher
         publisher = sender.stats() if sender is not None else None
         if publisher is not None:
@@ -297,8 +304,13 @@ class HealthMonitor:
         for key in [k for k in self._meters if k[0] not in pipelines]:
             del self._meters[key]
 
-    def _meter(self, camera_id: str, kind: str) -> RateMeter:
-        return self._meters.setdefault((camera_id, kind), RateMeter())
+    def _meter(self, camera_id: str, kind: str, started: float | None = None) -> RateMeter:
+        """The camera's meter; a new one when the camera (re)started since, as its
+        counters start again from 0 (a reload's restart: no negative rate)."""
+        meter = self._meters.get((camera_id, kind))
+        if meter is None or (started is not None and meter.origin != started):
+            meter = self._meters[(camera_id, kind)] = RateMeter(origin=started)
+        return meter
 
     def _snapshot(
         self, pipelines: dict[str, PipelineStats], publisher: PublisherStats | None,

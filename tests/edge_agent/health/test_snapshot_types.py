@@ -411,3 +411,22 @@ def _watching(body: dict[str, Any]) -> WatchState:
     watch = WatchState(base_topic="p/box1")
     watch.on_message("p/box1/health", json.dumps(body).encode(), 0.0, time.time())
     return watch
+
+
+def test_input_and_processed_rates_count_from_the_cameras_start(tmp_path: Path) -> None:
+    """The first health message already has a rate (before: 0.0 until the next one, 30 s
+    later by default), and a restarted camera, whose counters start again from 0, never
+    gives a negative rate."""
+    monitor = monitor_of_parts(tmp_path)
+    pipeline: OnlyStats = monitor.agent.pipelines["gate"]  # type: ignore[attr-defined]
+    started = time.monotonic() - 4.0
+    pipeline._stats = dataclasses.replace(
+        PIPELINE, camera=dataclasses.replace(CAMERA, started_at=started))
+    (camera,) = monitor.refresh().cameras
+    assert camera.input_fps == pytest.approx(120 / 4.0, rel=0.05)
+    assert camera.processed_fps == pytest.approx(113 / 4.0, rel=0.05)
+    restarted = dataclasses.replace(CAMERA, captured=10, started_at=time.monotonic() - 1.0)
+    pipeline._stats = dataclasses.replace(PIPELINE, camera=restarted, frames_processed=9)
+    (camera,) = monitor.refresh().cameras
+    assert camera.input_fps == pytest.approx(10.0, rel=0.1)
+    assert camera.processed_fps == pytest.approx(9.0, rel=0.1)
