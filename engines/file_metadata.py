@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from engines.engine_cache import onnx_metadata, split_ultralytics_header
-from engines.errors import ModelLoadError
+from engines.errors import ModelFileError, ModelLoadError
 from engines.model_info import class_names_from_metadata, model_files, sidecar_metadata
 
 
@@ -34,6 +34,19 @@ def read_model_metadata(path: Path) -> dict[str, str]:
     except (ValueError, RuntimeError) as exc:
         raise ModelLoadError(str(path), f"not a readable model ({exc})") from exc
     return metadata
+
+
+def unreadable(path: Path) -> str | None:
+    """Why the model file cannot be read as a model (cut short, not a model), or None.
+    A missing file is None: whoever asks reports that in its own words. Milliseconds:
+    the file's structure is walked, nothing is compiled."""
+    try:
+        read_model_metadata(path)
+    except ModelFileError:
+        return None
+    except (ModelLoadError, OSError) as exc:
+        return str(exc)
+    return None
 
 
 def class_names_in_file(path: Path) -> tuple[str, ...]:

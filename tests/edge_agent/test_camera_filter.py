@@ -358,3 +358,39 @@ def test_the_class_list_in_an_error_is_cut_at_a_name() -> None:
     text = unknown_class("kat", [f"class_number_{i}" for i in range(80)])
     assert text.endswith(", ...")
     assert ",  " not in text
+
+
+@pytest.mark.parametrize("damage", [
+    pytest.param(lambda data: data[: len(data) // 3], id="onnx-cut-short"),
+    pytest.param(lambda data: data[:100], id="onnx-first-100-bytes"),
+    pytest.param(lambda data: b"\x08\x07not a model at all" * 10, id="not-protobuf"),
+    pytest.param(lambda data: b"<html>404 Not Found</html>", id="an-error-page"),
+])
+def test_check_config_warns_of_a_model_file_run_would_refuse_even_with_labels(
+    tmp_path: Path, samples: Path, capsys: pytest.CaptureFixture[str], damage
+) -> None:
+    """With a labels file the model's names are not needed, so its file was never read:
+    a copy cut short passed with a bare OK (the README says check-config tells whether
+    the box can load the model). Its structure is walked; nothing is compiled."""
+    model = tmp_path / "m.onnx"
+    model.write_bytes(damage((samples / "models" / "yolox_nano.onnx").read_bytes()))
+    config = tmp_path / "agent.yaml"
+    config.write_text(
+        f"device_id: b\nmodel: {{path: {model}, labels: {samples}/models/coco_labels.txt}}\n"
+        f"cameras:\n  - id: v\n    type: file\n    path: {samples}/media/vtest.mp4\n")
+    assert main(["check-config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert f"warning: cannot load model {model}: not a readable model" in out, out
+    assert "run would refuse it" in out
+
+
+def test_check_config_is_quiet_about_a_sound_model_with_labels(
+    tmp_path: Path, samples: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "agent.yaml"
+    config.write_text(
+        f"device_id: b\nmodel: {{path: {samples}/models/yolox_nano.onnx, labels: "
+        f"{samples}/models/coco_labels.txt}}\ncameras:\n  - id: v\n    type: file\n"
+        f"    path: {samples}/media/vtest.mp4\n")
+    assert main(["check-config", str(config)]) == 0
+    assert "warning" not in capsys.readouterr().out
