@@ -37,23 +37,25 @@ class HomeAssistantConfig(Strict):
         None, min_length=1, max_length=100,
         description="Name of the device in Home Assistant; default: the device_id.",
     )
-    classes: list[str] = Field(
+    classes: list[str | int] = Field(
         default_factory=list, max_length=100,
-        description="Classes that get their own entities where a zone or line has no "
-        "`classes` filter, and for camera snapshots (e.g. [person, car]); default: none, "
-        "so such a zone or line gets one entity for all classes together.",
+        description="Classes (names or ids, as in a zone's `classes`) that get their own "
+        "entities where a zone or line has no `classes` filter, and for camera snapshots "
+        "(e.g. [person, car]); default: none, so such a zone or line gets one entity for "
+        "all classes together.",
     )
 
     @field_validator("classes")
     @classmethod
-    def _class_names(cls, classes: list[str]) -> list[str]:
+    def _class_names(cls, classes: list[str | int]) -> list[str | int]:
         """Class names end up in templates and topics: refuse wildcards and repeats."""
         for index, name in enumerate(classes):
-            if not re.match(CLASS_NAME, name) or name in classes[:index]:
+            bad = name < 0 if isinstance(name, int) else not re.match(CLASS_NAME, name)
+            if bad or name in classes[:index]:
                 raise PydanticCustomError(
                     "bad_class_name",
-                    "'{name}' is not a class name here (1-64 characters, no '/', '+', '#' "
-                    "or control characters, each class once)",
+                    "'{name}' is not a class here (an id from 0, or a name of 1-64 "
+                    "characters, no '/', '+', '#' or control characters; each class once)",
                     {"name": name, "path": (index,)},
                 )
         return classes

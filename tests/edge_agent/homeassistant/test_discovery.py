@@ -220,8 +220,8 @@ def test_every_entity_follows_home_assistants_keys(
 
 @pytest.mark.parametrize(("where", "key"), [
     *[("zone", key) for key in ("traffic light", "traffic_light", "3", 3)],
-    *[("homeassistant.classes", key) for key in ("traffic light", "traffic_light", "3")],
-])  # homeassistant.classes takes text only
+    *[("homeassistant.classes", key) for key in ("traffic light", "traffic_light", "3", 3)],
+])
 def test_entities_count_the_label_the_agent_publishes(
     tmp_path: Path, samples: Path, key: str | int, where: str
 ) -> None:
@@ -298,6 +298,8 @@ def test_disabled_means_no_entities(tmp_path: Path, samples: Path) -> None:
 @pytest.mark.parametrize(("section", "problem"), [
     ("  enabled: true\n  classes: [person, 'a/b']", "homeassistant.classes[1]"),
     ("  enabled: true\n  classes: [person, person]", "homeassistant.classes[1]"),
+    ("  enabled: true\n  classes: [person, -1]", "homeassistant.classes[1]"),
+    ("  enabled: true\n  classes: [2, 2]", "homeassistant.classes[1]"),
     ("  enabled: true\n  discovery_prefix: 'ha/#'", "homeassistant.discovery_prefix"),
     ("  enabled: true\n  discovery: homeassistant", "homeassistant.discovery"),
 ])
