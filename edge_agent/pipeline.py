@@ -216,8 +216,9 @@ class CameraPipeline:
         self._worker.stop()
         self._worker.join(2.0)
         log.info(
-            "camera %s: %d frames published, %d not delivered, %d dropped at capture",
-            self.camera.id, self.published, self.not_delivered, self.camera.frames.dropped,
+            "camera %s: %d frames published, %d not delivered, %d dropped at capture; "
+            "%d processed", self.camera.id, self.published, self.not_delivered,
+            self.camera.frames.dropped, self.times.frames,
         )
 
     @property
