@@ -61,6 +61,13 @@ the next `name=` (the XMeye form). A '#' does not end it: RTSP has no fragments,
 '#' there is most often an unescaped part of the password; a URL whose shape is unclear
 loses more, never less."""
 
+MAX_QUOTED = 2000
+"""Longest quoted value (`name="value"`, a GStreamer property) looked into."""
+
+NOT_SECRETS = frozenset({"true", "false", "none", "null", "yes", "no", "on", "off"})
+"""Values of a secret-named URL parameter that are flags, not secrets (`?auth=true`):
+registered, every later `true` in a log line would be masked."""
+
 MIN_SECRET_LENGTH = 4
 """Registered secrets shorter than this are not replaced as text (too many false hits)."""
 
@@ -86,8 +93,10 @@ def redact_url(url: str) -> str:
     host) rather than less.
     """
     scheme, separator, rest = url.partition("://")
-    if not separator:
-        return _mask_url_parameters(url)
+    if not separator:  # written without its scheme: `admin:pass@10.0.0.5/stream` all the same
+        rest = _mask_url_parameters(url)
+        end = _userinfo_end(rest)
+        return f"{MASK}@" + rest[end + 1:] if end >= 0 else rest
     # Parameters first: an '@' inside a masked value must not pass for the userinfo's end.
     rest = _mask_url_parameters(rest)
     end = _userinfo_end(rest)
@@ -105,9 +114,49 @@ def redact(text: str | None) -> str:
     for secret in secrets:
         if secret in text:
             text = text.replace(secret, MASK)
+    text = _mask_quoted_pairs(text)
     text = URL.sub(lambda match: redact_url(match.group(0)), text)
     return WORD.sub(lambda match: _mask_url_parameters(match.group(0))
                     if "=" in match.group(0) else match.group(0), text)
+
+
+def _quoted_pairs(text: str) -> Iterator[tuple[int, int, int, int]]:
+    """(name start, name end, value start, value end) of each `name="value"`
+    or `name='value'` (a GStreamer property: `user-pw="..."`, `location="rtsp://..."`),
+    whose value may hold the spaces that end `WORD`. Linear: names are walked back from
+    each '=' over text not walked yet, as in _secret_spans."""
+    done = 0
+    position = text.find("=")
+    while position >= 0:
+        quote = text[position + 1:position + 2]
+        if quote in ('"', "'"):
+            start = position
+            while start > done and text[start - 1] in NAME_CHARS:
+                start -= 1
+            close = text.find(quote, position + 2, position + 3 + MAX_QUOTED)
+            if start < position and close >= 0:
+                yield start, position, position + 2, close
+                done = close + 1
+                position = text.find("=", done)
+                continue
+        position = text.find("=", position + 1)
+
+
+def _mask_quoted_pairs(text: str) -> str:
+    """A quoted secret-named value masked whole; a quoted URL masked as a URL (its
+    password may hold a space, where an unquoted URL would end)."""
+    out: list[str] = []
+    done = 0
+    for start, end, value_start, value_end in _quoted_pairs(text):
+        value = text[value_start:value_end]
+        if is_secret_name(text[start:end]) and value and not value.startswith(MASK):
+            value = MASK
+        elif "://" in value:
+            value = redact_url(value)
+        out.append(text[done:value_start] + value)
+        done = value_end
+    out.append(text[done:])
+    return "".join(out)
 
 
 def _userinfo_end(rest: str) -> int:
@@ -169,7 +218,28 @@ def url_secrets(url: str) -> list[str]:
     end = _userinfo_end(rest)
     if end >= 0:
         found.append(rest[:end].partition(":")[2])
-    return found
+    return [value for value in found if unquote(value).lower() not in NOT_SECRETS]
+
+
+def pipeline_secrets(pipeline: str) -> list[str]:
+    """The secrets a GStreamer pipeline holds: secret-named properties' values (`user-pw=`,
+    quoted or not) and those of every URL in it (`location=rtsp://user:pw@...`)."""
+    found: list[str] = []
+    unquoted, done = [], 0
+    for start, end, value_start, value_end in _quoted_pairs(pipeline):
+        value = pipeline[value_start:value_end]
+        found += [value] if is_secret_name(pipeline[start:end]) else url_secrets(value) \
+            if "://" in value else []
+        unquoted.append(pipeline[done:start])
+        done = value_end + 1
+    unquoted.append(pipeline[done:])
+    for word in WORD.findall(" ".join(unquoted)):
+        name, equals, value = word.partition("=")
+        if equals and is_secret_name(name) and value:
+            found.append(value)
+        elif "://" in word:
+            found += url_secrets(word.partition("=")[2] if equals else word)
+    return [value for value in found if value.lower() not in NOT_SECRETS]
 
 
 class RedactFilter(logging.Filter):

@@ -19,11 +19,11 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from edge_agent.config.located import Loc, Problem, explain, key_path, locate, syntax_problem
-from edge_agent.config.model import AgentConfig, FileCamera, RtspCamera
+from edge_agent.config.model import AgentConfig, FileCamera, GstreamerCamera, RtspCamera
 from edge_agent.config.rules import printable
 from edge_agent.config.yaml_loader import MAX_FILE_BYTES, StrictLoader, TooBigError, measure
 from edge_agent.errors import ConfigError
-from edge_agent.redact import redact, register_secret, url_secrets
+from edge_agent.redact import pipeline_secrets, redact, register_secret, url_secrets
 from engines.errors import EngineError
 from engines.model_info import read_labels
 from engines.regular_file import not_regular, open_regular
@@ -96,8 +96,13 @@ def _register_secrets(config: AgentConfig) -> None:
     register_secret(config.mqtt.password)
     for cam in config.cameras:
         if isinstance(cam, RtspCamera):
-            for secret in url_secrets(cam.url):
-                register_secret(secret)
+            secrets = url_secrets(cam.url)
+        elif isinstance(cam, GstreamerCamera):
+            secrets = pipeline_secrets(cam.pipeline)
+        else:
+            continue
+        for secret in secrets:
+            register_secret(secret)
 
 
 def check_config(path: str | Path) -> CheckResult:

@@ -21,7 +21,7 @@ from yaml.constructor import ConstructorError
 
 from edge_agent.config.model import SLUG, AgentConfig
 from edge_agent.config.rules import NotABoolean, Refused
-from edge_agent.redact import redact
+from edge_agent.redact import redact, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,8 @@ Problem = tuple[int, str]
 """(line, message): kept with the line so that all problems print in file order."""
 
 SECRET_KEYS = frozenset({"password"})
+URL_KEYS = frozenset({"url"})
+"""Keys whose text is a URL, which may hold a password with or without its scheme."""
 
 # What a technician should read instead of pydantic's type names.
 KIND_NOUNS = {
@@ -295,13 +297,14 @@ def _describe_group(details: list[tuple[dict[str, Any], _Place]], node: yaml.Nod
     if yaml_bool and (isinstance(refused, NotABoolean) or detail["type"] == "union_tag_invalid"):
         assert isinstance(node, yaml.ScalarNode)
         meaning = "true" if node.value.lower() in TRUE_WORDS else "false"
+        word = "it" if _secret(place.loc) else node.value
         if _wants_number(detail, nouns):
-            text += f"; YAML 1.1 reads {node.value} as {meaning}, not a number"
+            text += f"; YAML 1.1 reads {word} as {meaning}, not a number"
             allowed = _allowed_range(place)
             text += f"; allowed: {allowed}" if allowed else ""
         else:
-            text += (f"; YAML 1.1 reads {node.value} as {meaning}: write '{node.value}' in "
-                     "quotes if you mean the text")
+            text += (f"; YAML 1.1 reads {word} as {meaning}: write "
+                     f"{'it' if word == 'it' else repr(word)} in quotes if you mean the text")
     return text
 
 
@@ -354,7 +357,8 @@ def _describe(detail: dict[str, Any], place: _Place, node: yaml.Node | None) -> 
     elif kind in KIND_NOUNS:
         text = f"should be {KIND_NOUNS[kind]}{got}"
         if kind == "string_type" and isinstance(node, yaml.ScalarNode) and node.style is None:
-            text += f"; put it in quotes: '{node.value}'"
+            text += ("; put it in quotes" if _secret(place.loc)
+                     else f"; put it in quotes: '{node.value}'")
     elif kind in RANGE_ERRORS:
         text = f"out of range{got}; allowed: {_range(place, ctx)}"
     elif kind == "string_pattern_mismatch":
@@ -393,8 +397,13 @@ def _range(place: _Place, ctx: dict[str, Any]) -> str:
     return " and ".join(f"{words[name]} {bounds[name]}" for name in words if name in bounds)
 
 
+def _secret(loc: Loc) -> bool:
+    """A key whose value is never shown, not even in a hint (`password`)."""
+    return any(part in SECRET_KEYS for part in loc)
+
+
 def _shown_value(value: Any, node: yaml.Node | None, loc: Loc) -> str:
-    if any(part in SECRET_KEYS for part in loc):
+    if _secret(loc):
         shown = "a hidden value"
     elif isinstance(node, yaml.ScalarNode) and node.style is None and not isinstance(value, str):
         shown = node.value or "nothing"  # as typed: 0042, yes, 1e3 (not 34, True, 1000.0)
@@ -405,7 +414,8 @@ def _shown_value(value: Any, node: yaml.Node | None, loc: Loc) -> str:
     elif isinstance(value, list):
         shown = "a list"
     elif isinstance(value, str):
-        value = redact(value)
+        # A URL key's value is masked as a URL even without its scheme (admin:pw@host).
+        value = redact(redact_url(value) if loc and loc[-1] in URL_KEYS else value)
         shown = repr(value if len(value) <= 60 else value[:57] + "...")
     else:
         shown = str(value)

@@ -14,7 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.redact import RedactFilter, redact, redact_url, register_secret, url_secrets
+from edge_agent.redact import (
+    RedactFilter,
+    pipeline_secrets,
+    redact,
+    redact_url,
+    register_secret,
+    url_secrets,
+)
 from edge_agent.service.logs import setup_logging
 from tests.helpers import Broker, free_port, start_agent, stop_agent
 
@@ -323,7 +330,8 @@ def test_pairs_in_free_text_are_masked_as_in_urls(url: str, name: str, after: st
 @pytest.mark.parametrize("text", [
     "x" * 100_000, "a" * 100_000 + "!b=c", "password=x" + "_a" * 50_000, "p=" + "a_" * 50_000,
     "=" * 100_000, "a=" * 50_000, "rtsp://" + "@" * 100_000, "/" * 100_000 + "=",
-    "rtsp://h/" + "user=a_" * 15_000, "é" * 100_000,
+    "rtsp://h/" + "user=a_" * 15_000, "é" * 100_000, 'a="' * 50_000, '="' * 50_000,
+    "pw='" + "a" * 100_000, 'x' * 50_000 + '="' + 'y' * 50_000 + '"',
 ], ids=lambda text: repr(text[:10]))
 def test_redaction_time_is_linear_in_the_text(text: str) -> None:
     """Config errors quote values of up to 128 KiB: no pattern may backtrack over them
@@ -331,3 +339,31 @@ def test_redaction_time_is_linear_in_the_text(text: str) -> None:
     started = time.perf_counter()
     redact(text)
     assert time.perf_counter() - started < 2.0
+
+
+@pytest.mark.parametrize(("pipeline", "secret"), [
+    ('rtspsrc location=rtsp://10.0.0.5/s user-id=admin user-pw="Qx7 secret" ! appsink',
+     "Qx7 secret"),
+    ("rtspsrc location=rtsp://10.0.0.5/s user-pw='Qx7secret' ! appsink", "Qx7secret"),
+    ("rtspsrc location=rtsp://10.0.0.5/s user-pw=Qx7secret ! appsink", "Qx7secret"),
+    ('rtspsrc location="rtsp://admin:Qx7 secret@10.0.0.5/s" ! appsink', "Qx7 secret"),
+    ("rtspsrc location=rtsp://admin:Qx7secret@10.0.0.5/s ! appsink", "Qx7secret"),
+    ("souphttpsrc location=http://10.0.0.5/mjpg?token=Qx7secret ! jpegdec ! appsink",
+     "Qx7secret"),
+])
+def test_a_gstreamer_pipelines_secrets_are_masked_quoted_or_not(
+    pipeline: str, secret: str
+) -> None:
+    """A `gstreamer` camera's pipeline holds its camera's password in a property, quoted
+    or not, or in a URL (config/get shows the pipeline; GStreamer quotes parts of it)."""
+    assert secret not in redact(pipeline)
+    assert secret in pipeline_secrets(pipeline)
+    register_secret(secret)
+    assert secret not in redact(f"rtspsrc0: could not authenticate with {secret}")
+
+
+@pytest.mark.parametrize("flag", ["true", "false", "yes", "OFF"])
+def test_a_flag_in_a_secret_named_parameter_is_not_a_secret(flag: str) -> None:
+    """`?auth=true` registered `true`, and every later `true` in a line was masked."""
+    assert url_secrets(f"rtsp://10.0.0.5/live?auth={flag}&token=Kx7-9911") == ["Kx7-9911"]
+

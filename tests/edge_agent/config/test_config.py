@@ -309,6 +309,33 @@ def test_password_values_are_never_echoed(tmp_path: Path) -> None:
     assert "s3cret" not in problems[0]
 
 
+@pytest.mark.parametrize("value", ["98765432", "yes", "0042", "1e3", "off"])
+def test_a_password_read_as_a_number_or_flag_is_not_quoted_back(
+    tmp_path: Path, value: str
+) -> None:
+    """The 'put it in quotes' and 'YAML 1.1 reads' hints quoted the value as typed: a
+    numeric password went to the error, last-reload.json and the retained info."""
+    text = GOOD.replace("  port: 1883", f"  port: 1883\n  password: {value}")
+    problems = problems_of(write(tmp_path, text))
+    assert "mqtt.password: should be text (got a hidden value); put it in quotes" in problems[0]
+    assert value not in problems[0].split("agent.yaml")[1]
+
+
+@pytest.mark.parametrize("url", [
+    "admin:Zq9secret@192.168.1.10:554/stream1", "rstp://admin:Zq9secret@10.0.0.5/s",
+    "http://admin:Zq9secret@10.0.0.5/s", "admin:Zq9secret@[fe80::1]:554/s",
+])
+def test_a_camera_url_refused_for_its_scheme_never_shows_its_password(
+    tmp_path: Path, url: str
+) -> None:
+    text = GOOD + f"  - id: cam9\n    type: rtsp\n    url: '{url}'\n"
+    problems = problems_of(write(tmp_path, text))
+    shown = [p for p in problems if "cameras[2].url" in p]
+    assert shown, problems
+    assert "Zq9secret" not in "\n".join(problems)
+    assert "***@" in shown[0]
+
+
 def test_environment_variables_are_expanded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
