@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_agent.config import geometry
-from edge_agent.config.detect import ClassKey, DetectConfig, MaskConfig
+from edge_agent.config.detect import MAX_CLASS_ID, ClassKey, DetectConfig, MaskConfig
 from edge_agent.config.located import Loc, did_you_mean, key_path, locate
 from edge_agent.config.model import AgentConfig
 from edge_agent.config.yaml_loader import StrictLoader
@@ -42,7 +42,9 @@ def class_id(key: ClassKey, class_names: Sequence[str]) -> int | None:
         if not is_decimal(key):
             return None
         key = int(key)
-    return key if not class_names or 0 <= key < len(class_names) else None
+    if not 0 <= key <= MAX_CLASS_ID:  # no class of any model (the config refuses these)
+        return None
+    return key if not class_names or key < len(class_names) else None
 
 
 def _known(class_names: Sequence[str]) -> str:

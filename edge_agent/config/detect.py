@@ -15,6 +15,7 @@ from pydantic_core import PydanticCustomError
 
 from edge_agent.config import geometry
 from edge_agent.config.rules import SLUG, Strict
+from engines.metadata import is_decimal
 
 ClassKey = str | int
 """A class by name (as in the model's labels) or by id (0-based). YAML keys must be text,
@@ -96,7 +97,7 @@ class DetectConfig(Strict):
     def _values(self) -> DetectConfig:
         for section in ("min_score", "min_area"):
             for key in getattr(self, section):
-                _check_class_key((section, key), key)
+                check_class_key((section, key), key)
         keepalive = self.motion.keepalive_fps
         if self.motion.enabled and self.fps is not None and keepalive > self.fps:
             raise PydanticCustomError(
@@ -109,12 +110,30 @@ class DetectConfig(Strict):
         return self
 
 
-def _check_class_key(path: tuple[str | int, ...], key: ClassKey) -> None:
-    if (isinstance(key, int) and key < 0) or (isinstance(key, str) and not key.strip()):
+MAX_CLASS_ID = 65_535
+"""The highest class id a config may name. COCO has 80 classes, LVIS 1,203, Open Images
+601; a bigger id is a typo, and class tables are sized by the largest id (20 billion
+asked for 149 GiB), so it is refused here, before any model is known."""
+
+
+def check_class_key(path: tuple[str | int, ...], key: ClassKey) -> None:
+    """Refuse what can be no class of any model: a negative id, an id above MAX_CLASS_ID
+    (also written as text, "20000000000"), an empty name. Where classes are written:
+    detect, masks, zones, lines, model.classes, homeassistant.classes."""
+    number = key if isinstance(key, int) else int(key) if is_decimal(key) else None
+    if (number is not None and not 0 <= number <= MAX_CLASS_ID) or (
+            isinstance(key, str) and not key.strip()):
         raise PydanticCustomError(
             "bad_class_key", "'{key}' is not a class; allowed: a class name of the model or "
-            "its id (0 or more)", {"key": key, "path": path},
+            "its id (0 to {top})", {"key": key, "top": MAX_CLASS_ID, "path": path},
         )
+
+
+def check_class_keys(keys: list[ClassKey] | None) -> list[ClassKey] | None:
+    """Field validator body for a list of class keys (check_class_key on each)."""
+    for index, key in enumerate(keys or ()):
+        check_class_key((index,), key)
+    return keys
 
 
 class MaskConfig(Strict):
@@ -140,7 +159,7 @@ class MaskConfig(Strict):
                 {"path": ("points",) if index is None else ("points", index)},
             )
         for index, key in enumerate(self.classes or ()):
-            _check_class_key(("classes", index), key)
+            check_class_key(("classes", index), key)
         return self
 
 

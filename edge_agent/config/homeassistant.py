@@ -11,6 +11,7 @@ import re
 from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
 
+from edge_agent.config.detect import check_class_keys
 from edge_agent.config.rules import Strict
 
 DISCOVERY_PREFIX = r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$"
@@ -49,9 +50,10 @@ class HomeAssistantConfig(Strict):
     @classmethod
     def _class_names(cls, classes: list[str | int]) -> list[str | int]:
         """Class names end up in templates and topics: refuse wildcards and repeats."""
+        check_class_keys(classes)
         for index, name in enumerate(classes):
-            bad = name < 0 if isinstance(name, int) else not re.match(CLASS_NAME, name)
-            if bad or name in classes[:index]:
+            if (isinstance(name, str) and not re.match(CLASS_NAME, name)) or (
+                    name in classes[:index]):
                 raise PydanticCustomError(
                     "bad_class_name",
                     "'{name}' is not a class here (an id from 0, or a name of 1-64 "

@@ -17,7 +17,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from edge_agent.config.commands import CommandsConfig
-from edge_agent.config.detect import DetectConfig, MaskConfig, unique_mask_names
+from edge_agent.config.detect import DetectConfig, MaskConfig, check_class_keys, unique_mask_names
 from edge_agent.config.events_publish import PublishConfig, SnapshotConfig
 from edge_agent.config.homeassistant import HomeAssistantConfig
 from edge_agent.config.models_store import ModelsConfig
@@ -46,6 +46,11 @@ class ModelConfig(Strict):
     classes: list[str | int] | None = Field(
         None, description="Allow-list of class names or ids; default: all classes."
     )
+
+    @field_validator("classes")
+    @classmethod
+    def _class_keys(cls, classes: list[str | int] | None) -> list[str | int] | None:
+        return check_class_keys(classes)
     input_size: Literal["auto", "square"] | tuple[int, int] = Field(
         "auto", description="auto: each camera's aspect at the model's stride where the model "
         "reshapes (docs/input-size.md); square: the model's own size; [height, width]."

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from edge_agent.config import geometry
+from edge_agent.config.detect import check_class_keys
 from edge_agent.config.rules import SLUG, Strict
 
 Anchor = Literal["bottom_center", "center", "top_center"]
@@ -32,6 +33,11 @@ class _Shape(Strict):
     classes: list[str | int] | None = Field(
         None, description="Only these class names or ids count here; default: all classes."
     )
+
+    @field_validator("classes")
+    @classmethod
+    def _class_keys(cls, classes: list[str | int] | None) -> list[str | int] | None:
+        return check_class_keys(classes)
 
 
 class ZoneConfig(_Shape):

@@ -103,8 +103,7 @@ def test_a_forced_backend_that_fails_to_load_is_fatal_with_the_same_why(
 @pytest.mark.parametrize(("classes", "ids"), [
     (["car", "person"], [0, 2]), ([2, "2", "car"], [2]), (["traffic light"], [3]),
     (["traffic_light", 0], [0, 3]), ([4], None), (["4"], None), (["truck"], None),
-    ([-1], None),
-])
+])  # -1 and ids above MAX_CLASS_ID: refused with the config (test_class_keys.py)
 def test_model_classes_resolve_as_every_other_class_key(classes: list, ids: list | None) -> None:
     """model.classes takes what detect, masks and zones take (camera_filter.class_id); an id
     past the last class is refused, not silently kept (it would match nothing)."""
