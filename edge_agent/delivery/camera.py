@@ -179,6 +179,13 @@ class CameraDelivery:
         with self._lock:
             return self._retained.unsent()
 
+    def flush_retained(self) -> None:
+        """Send what the broker lacks now, frame or not (the agent's main loop calls it):
+        a camera that cannot open still gets its zeros out, and the deletes it took over,
+        once the broker is back."""
+        with self._lock:
+            self._flush()
+
     def adopt_retained(self, pending: dict[str, bytes]) -> None:
         """Send the deletes an earlier camera of this id left unsent, except on topics this
         one publishes itself."""

@@ -257,6 +257,9 @@ class Agent:
                 self.discovery.flush()
             if self.removed_topics is not None:
                 self.removed_topics.flush()
+            for pipeline in self.pipelines.values():  # retained states need no frame
+                if pipeline.delivery is not None:
+                    pipeline.delivery.flush_retained()
             for signum in received:
                 if signum in (signal.SIGTERM, signal.SIGINT):
                     log.info("received %s", signal.Signals(signum).name)
