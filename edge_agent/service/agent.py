@@ -160,7 +160,9 @@ class Agent:
 
     def _use_model(self, selection: Selection, options: DetectionFilter) -> list[threading.Event]:
         self._use(selection, options)
-        return [p.use_engine(selection.engine, options) for p in self.pipelines.values()]
+        swapped = [p.use_engine(selection.engine, options) for p in self.pipelines.values()]
+        self._announce()  # entities name the new model's classes (a no-op for the same ones)
+        return swapped
 
     def publish_info(self) -> None:
         self._publish_info()
