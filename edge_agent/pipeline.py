@@ -80,6 +80,12 @@ class FrameDelivery(Protocol):
 
     def close(self, reason: ExitReason, *, removed: bool) -> None: ...
 
+    def flush_retained(self) -> None: ...
+
+    def unsent_retained(self) -> dict[str, bytes]: ...
+
+    def adopt_retained(self, pending: dict[str, bytes]) -> None: ...
+
 
 @dataclass
 class _InFlight:
@@ -203,6 +209,15 @@ class CameraPipeline:
             if self.drift is not None:  # and the drift watch's class rates
                 self.drift.relabel(self.engine.info.class_names)
         self.handover.settle(inflight[0].generation if inflight else None)
+
+    def end_visits(self, reason: ExitReason, *, removed: bool = False) -> None:
+        """After `stop`: every open visit ends with an exit (`reason`), occupancy goes to 0
+        (a removed camera's topics are deleted); never raises, so a stop goes on."""
+        try:
+            if self.delivery is not None:
+                self.delivery.close(reason, removed=removed)
+        except Exception:
+            log.exception("camera %s: the exits of its visits were not sent", self.camera.id)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop after the frames already captured and in flight are published."""

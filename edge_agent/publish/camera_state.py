@@ -69,10 +69,9 @@ class CameraStates:
             if self._sink.publish_retained(state_topic(camera_id), payload):
                 self._sent[camera_id] = key
 
-    def forget(self, camera_ids: Iterable[str]) -> list[str]:
-        """Cameras removed from the config: their state subtopics, for the caller to delete
-        on the broker until it has (Agent.removed_topics: the broker may be away now)."""
+    def forget(self, camera_ids: Iterable[str]) -> None:
+        """Cameras removed from the config; their topic is deleted by
+        edge_agent.delivery.removed.RemovedTopics (the broker may be away now)."""
         for camera_id in camera_ids:
             self._sent.pop(camera_id, None)
             self._since.pop(camera_id, None)
-        return [state_topic(camera_id) for camera_id in camera_ids]

@@ -18,14 +18,14 @@ from edge_agent.commands.channel import CommandChannel
 from edge_agent.config.loader import load_config
 from edge_agent.config.model import AgentConfig, CameraConfig
 from edge_agent.delivery.camera import CameraDelivery, warn_if_events_can_be_lost
-from edge_agent.delivery.retained import RetainedStates
+from edge_agent.delivery.removed import RemovedTopics
 from edge_agent.errors import ConfigError
 from edge_agent.health.drift import DriftWatch
 from edge_agent.health.monitor import HealthMonitor, start_health
 from edge_agent.homeassistant.announce import DiscoveryAnnouncer
 from edge_agent.models.lifecycle import ModelManager
 from edge_agent.pipeline import CameraPipeline
-from edge_agent.publish.camera_state import CameraStates, state_topic
+from edge_agent.publish.camera_state import CameraStates
 from edge_agent.publish.payload import info_payload, iso_utc
 from edge_agent.publish.publisher import Publisher
 from edge_agent.redact import redact
@@ -73,8 +73,7 @@ class Agent:
         self.publisher: Publisher | None = None
         self.last_reload: dict[str, object] | None = None
         self.camera_states: CameraStates | None = None
-        self.removed_topics: RetainedStates | None = None
-        """Retained topics of removed cameras the broker has not deleted yet (it was away)."""
+        self.removed_topics: RemovedTopics | None = None
         self.health: HealthMonitor | None = None
         self.commands: CommandChannel | None = None
         """The command channel while commands.enabled (health reads its stats())."""
@@ -114,7 +113,7 @@ class Agent:
             self.publisher = publisher
             stack.callback(publisher.close)
             self.camera_states = CameraStates(publisher)
-            self.removed_topics = RetainedStates(publisher)
+            self.removed_topics = RemovedTopics(publisher)
             warn_if_events_can_be_lost(config)
             self._publish_info()
             self.discovery = DiscoveryAnnouncer(publisher, config.state_dir)
@@ -203,8 +202,7 @@ class Agent:
         pipeline.delivery = CameraDelivery(camera_config, self.engine.info.class_names,
                                            self.publisher, self.config.state_dir)
         if self.removed_topics is not None:  # a camera of this id was removed earlier
-            self.removed_topics.take(state_topic(camera_config.id))  # camera_states sends it
-            pipeline.delivery.adopt_retained(self.removed_topics.take(f"{camera_config.id}/"))
+            self.removed_topics.camera_started(camera_config.id, pipeline.delivery)
         drift = self.config.health.drift
         if drift.enabled:  # from the first frame, so the baseline is the camera's start
             pipeline.drift = DriftWatch(drift, self.engine.info.class_names)
@@ -218,11 +216,9 @@ class Agent:
         """Stop one camera; its visits end with exits, a removed one's topics are deleted."""
         pipeline = self.pipelines.pop(camera_id)
         pipeline.stop()
-        if pipeline.delivery is not None:
-            pipeline.delivery.close("camera_removed" if removed else "camera_restarted",
-                                    removed=removed)
-            if removed and self.removed_topics is not None:  # deletes the broker missed
-                self.removed_topics.adopt(pipeline.delivery.unsent_retained())
+        pipeline.end_visits("camera_removed" if removed else "camera_restarted", removed=removed)
+        if removed and self.removed_topics is not None:  # the deletes the broker missed
+            self.removed_topics.camera_removed(camera_id, pipeline.delivery)
         self._next_sequence[camera_id] = pipeline.camera.next_sequence
 
     def restart_camera(self, camera_config: CameraConfig) -> None:
@@ -237,12 +233,8 @@ class Agent:
         # Kept in `pipelines`, so the last health message still shows every camera.
         for pipeline in self.pipelines.values():
             pipeline.stop()
-        for camera_id, pipeline in self.pipelines.items():  # visits end: exits, occupancy 0
-            try:
-                if pipeline.delivery is not None:
-                    pipeline.delivery.close("agent_stopped", removed=False)
-            except Exception:  # the stop goes on for the other cameras and the publisher
-                log.exception("camera %s: the exits of its visits were not sent", camera_id)
+        for pipeline in self.pipelines.values():  # visits end: exits, occupancy 0
+            pipeline.end_visits("agent_stopped")
         if self.camera_states is not None:  # retained: STOPPED, not the last RUNNING
             self.camera_states.update(self.pipelines)
 
@@ -397,9 +389,8 @@ class Agent:
         applied += [f"camera {c} restarted" for c in sorted(restart) if c in self.pipelines]
         applied += self._retune(plan.cameras_retuned, restart, previous)
         applied += [f"camera {c} removed" for c in plan.cameras_removed]
-        if self.camera_states is not None and self.removed_topics is not None:
-            for subtopic in self.camera_states.forget(plan.cameras_removed):
-                self.removed_topics.clear(subtopic)
+        if self.camera_states is not None:
+            self.camera_states.forget(plan.cameras_removed)
         return applied
 
     def _retune(
