@@ -41,7 +41,10 @@ def test_sigterm_mid_inference_exits_0_without_a_traceback(
             time.sleep(0.2)
         time.sleep(3.0)  # frames queued and in flight: more than 10 s of work
         agent.terminate()
-        code = agent.wait(timeout=120)  # drain 10 s, then in-flight requests finish
+        # Drain 10 s, then in-flight requests finish: each is seconds of one layer, which
+        # OpenVINO cannot cancel inside; with the whole suite on two cores that took 118 s
+        # once (CI). What is tested is a clean exit, not how fast a starved CPU gets there.
+        code = agent.wait(timeout=240)
     finally:
         if agent.poll() is None:
             agent.kill()
