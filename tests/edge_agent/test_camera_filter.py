@@ -344,12 +344,8 @@ def test_check_config_says_when_it_could_not_read_the_models_class_names(
     classes and all, though `run` refuses it: say the names were not checked, and why."""
     model = tmp_path / "m.onnx"
     model.write_bytes(model_bytes((samples / "models" / "yolox_nano.onnx").read_bytes()))
-    config = tmp_path / "agent.yaml"
-    config.write_text(
-        f"device_id: b\nmodel: {{path: {model}}}\ncameras:\n  - id: v\n    type: file\n"
-        f"    path: {samples}/media/vtest.mp4\n    detect: {{min_score: {{bicyclez: 0.5}}}}\n")
-    assert main(["check-config", str(config)]) == 0
-    out = capsys.readouterr().out
+    out = checked(tmp_path, samples, capsys, f"path: {model}",
+                  "    detect: {min_score: {bicyclez: 0.5}}\n")
     assert "warning: class names not checked:" in out
     assert str(model) in out
 
@@ -374,12 +370,8 @@ def test_check_config_warns_of_a_model_file_run_would_refuse_even_with_labels(
     the box can load the model). Its structure is walked; nothing is compiled."""
     model = tmp_path / "m.onnx"
     model.write_bytes(damage((samples / "models" / "yolox_nano.onnx").read_bytes()))
-    config = tmp_path / "agent.yaml"
-    config.write_text(
-        f"device_id: b\nmodel: {{path: {model}, labels: {samples}/models/coco_labels.txt}}\n"
-        f"cameras:\n  - id: v\n    type: file\n    path: {samples}/media/vtest.mp4\n")
-    assert main(["check-config", str(config)]) == 0
-    out = capsys.readouterr().out
+    out = checked(tmp_path, samples, capsys,
+                  f"path: {model}, labels: {samples}/models/coco_labels.txt")
     assert f"warning: cannot load model {model}: not a readable model" in out, out
     assert "run would refuse it" in out
 
@@ -387,10 +379,16 @@ def test_check_config_warns_of_a_model_file_run_would_refuse_even_with_labels(
 def test_check_config_is_quiet_about_a_sound_model_with_labels(
     tmp_path: Path, samples: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    model = f"path: {samples}/models/yolox_nano.onnx, labels: {samples}/models/coco_labels.txt"
+    assert "warning" not in checked(tmp_path, samples, capsys, model)
+
+
+def checked(tmp_path: Path, samples: Path, capsys: pytest.CaptureFixture[str], model: str,
+            camera_extra: str = "") -> str:
+    """check-config's output (exit 0) for one file camera and `model: {<model>}`."""
     config = tmp_path / "agent.yaml"
     config.write_text(
-        f"device_id: b\nmodel: {{path: {samples}/models/yolox_nano.onnx, labels: "
-        f"{samples}/models/coco_labels.txt}}\ncameras:\n  - id: v\n    type: file\n"
-        f"    path: {samples}/media/vtest.mp4\n")
+        f"device_id: b\nmodel: {{{model}}}\ncameras:\n  - id: v\n    type: file\n"
+        f"    path: {samples}/media/vtest.mp4\n{camera_extra}")
     assert main(["check-config", str(config)]) == 0
-    assert "warning" not in capsys.readouterr().out
+    return capsys.readouterr().out
