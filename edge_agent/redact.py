@@ -61,6 +61,12 @@ the next `name=` (the XMeye form). A '#' does not end it: RTSP has no fragments,
 '#' there is most often an unescaped part of the password; a URL whose shape is unclear
 loses more, never less."""
 
+SPACED_PAIR = re.compile(
+    r"""(?<![^\s])([A-Za-z0-9_.%\[\]-]{1,64})(?:[ \t]++=[ \t]*+|=[ \t]++)"""
+    r"""("[^"\n]{0,2000}"|'[^'\n]{0,2000}'|[^\s"']+)"""
+)
+"""`name = value`, spaces around '=' (GStreamer reads `user-pw = x` as `user-pw=x`)."""
+
 MAX_QUOTED = 2000
 """Longest quoted value (`name="value"`, a GStreamer property) looked into."""
 
@@ -114,7 +120,7 @@ def redact(text: str | None) -> str:
     for secret in secrets:
         if secret in text:
             text = text.replace(secret, MASK)
-    text = _mask_quoted_pairs(text)
+    text = SPACED_PAIR.sub(_mask_spaced_pair, _mask_quoted_pairs(text))
     text = URL.sub(lambda match: redact_url(match.group(0)), text)
     return WORD.sub(lambda match: _mask_url_parameters(match.group(0))
                     if "=" in match.group(0) else match.group(0), text)
@@ -159,6 +165,15 @@ def _mask_quoted_pairs(text: str) -> str:
     return "".join(out)
 
 
+def _mask_spaced_pair(match: re.Match[str]) -> str:
+    """`user-pw = x` with its value masked when the name is a secret's."""
+    name, value = match.groups()
+    if not is_secret_name(name) or value.strip("\"'").startswith(MASK):
+        return match.group(0)
+    quote = value[0] if value[0] in "\"'" else ""
+    return match.group(0)[: match.start(2) - match.start(0)] + f"{quote}{MASK}{quote}"
+
+
 def _userinfo_end(rest: str) -> int:
     """Index of the '@' that ends the userinfo in `rest` (after '://'), or -1."""
     position = rest.rfind("@")
@@ -192,9 +207,11 @@ def _secret_spans(text: str) -> Iterator[tuple[int, int]]:
             value = text[position + 1:end]
             if value and not value.startswith(MASK):
                 yield position + 1, end
-                done = end
-                position = text.find("=", end)
-                continue
+            # Past the value either way: one already masked (or empty) is not scanned again
+            # for each '=' after it (that made 'pass=***' x 12,500 take 8 s).
+            done = end
+            position = text.find("=", max(end, position + 1))
+            continue
         position = text.find("=", position + 1)
 
 
@@ -225,6 +242,8 @@ def pipeline_secrets(pipeline: str) -> list[str]:
     """The secrets a GStreamer pipeline holds: secret-named properties' values (`user-pw=`,
     quoted or not) and those of every URL in it (`location=rtsp://user:pw@...`)."""
     found: list[str] = []
+    # `user-pw = x` is `user-pw=x`; a match starts only where a run of blanks does (linear)
+    pipeline = re.sub(r"(?<![ \t])[ \t]*+=[ \t]*+", "=", pipeline)
     unquoted, done = [], 0
     for start, end, value_start, value_end in _quoted_pairs(pipeline):
         value = pipeline[value_start:value_end]
