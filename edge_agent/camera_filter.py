@@ -57,6 +57,9 @@ def _known(class_names: Sequence[str]) -> str:
 
 def unknown_class(key: ClassKey, class_names: Sequence[str]) -> str:
     """Why a class key is refused, with the closest name and what is allowed."""
+    if not class_names:  # any id in range resolves: the model states no names to check
+        return (f"'{key}' is not a class id and this model states no class names; allowed: "
+                f"an id 0 to {MAX_CLASS_ID} in plain digits, or set model.labels")
     return (f"'{key}' is not a class of this model{did_you_mean(str(key), class_names)}; "
             f"allowed: an id 0 to {len(class_names) - 1} or one of {_known(class_names)}")
 

@@ -21,7 +21,7 @@ from edge_agent.camera_filter import (
     unknown_class,
 )
 from edge_agent.cli import main
-from edge_agent.config.detect import DetectConfig, MaskConfig
+from edge_agent.config.detect import MAX_CLASS_ID, DetectConfig, MaskConfig
 from edge_agent.config.loader import load_config
 from edge_agent.errors import ConfigError
 from engines.base import Detections
@@ -392,3 +392,12 @@ def checked(tmp_path: Path, samples: Path, capsys: pytest.CaptureFixture[str], m
         f"    path: {samples}/media/vtest.mp4\n{camera_extra}")
     assert main(["check-config", str(config)]) == 0
     return capsys.readouterr().out
+
+
+@pytest.mark.parametrize("key", ["\u0665", " 5", "+5", "\u00b2", "-0", "person"])
+def test_a_key_on_a_model_without_names_says_what_is_allowed(key: str) -> None:
+    """The message said 'an id 0 to -1 or one of (the model has no class names)': on such
+    a model any plain id resolves, and names need model.labels."""
+    text = unknown_class(key, ())
+    assert "0 to -1" not in text
+    assert f"an id 0 to {MAX_CLASS_ID} in plain digits, or set model.labels" in text
