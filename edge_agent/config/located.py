@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from types import UnionType
@@ -21,7 +22,7 @@ from yaml.constructor import ConstructorError
 
 from edge_agent.config.model import SLUG, AgentConfig
 from edge_agent.config.rules import NotABoolean, Refused
-from edge_agent.redact import redact, redact_url
+from edge_agent.redact import MASK, redact, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,23 @@ def syntax_problem(shown: str, text: str, error: yaml.MarkedYAMLError) -> str:
     # A value or a limit, not the syntax: `!!int x`, too deep, too many values.
     kind = "YAML error" if isinstance(error, ConstructorError | ComposerError) else (
         "YAML syntax error")
-    return f"{shown}:{line + 1}:{column + 1}: {kind}: {explained}"
+    return f"{shown}:{line + 1}:{column + 1}: {kind}: {_without_secret(explained, source)}"
+
+
+SECRET_LINE = re.compile(r"\s*(?:-\s+)?[\"']?(?:" + "|".join(sorted(SECRET_KEYS)) + r")[\"']?\s*:")
+
+
+def _without_secret(explained: str, source: str) -> str:
+    """YAML's own message quotes the token it stumbled on (`found undefined alias
+    'pw'`, `the tag !pw ...`): on a `password:` line that token is the password."""
+    if not SECRET_LINE.match(source):
+        return explained
+    value = source.split(":", 1)[1].split("#", maxsplit=1)[0]
+    forms = {form for token in value.split() for form in (token, token.lstrip("&*!"))}
+    for form in sorted(forms, key=len, reverse=True):
+        if len(form) >= 3:  # a shorter one would mask ordinary words of the message
+            explained = explained.replace(form, MASK)
+    return explained
 
 
 def _lacks_colon(text: str, line: int) -> bool:

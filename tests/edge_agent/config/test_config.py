@@ -321,6 +321,18 @@ def test_a_password_read_as_a_number_or_flag_is_not_quoted_back(
     assert value not in problems[0].split("agent.yaml")[1]
 
 
+@pytest.mark.parametrize("value", ["*Zq9Secret", "!Zq9Secret", "!!Zq9Secret", "!Zq9Secret x"])
+def test_a_password_yaml_reads_as_an_alias_or_tag_is_not_quoted_back(
+    tmp_path: Path, value: str
+) -> None:
+    """YAML's own message quotes the token (`found undefined alias 'Zq9Secret'`, `the tag
+    !Zq9Secret ...`): on a password line that token is the password."""
+    text = GOOD.replace("  port: 1883", f"  port: 1883\n  password: {value}")
+    problems = problems_of(write(tmp_path, text))
+    assert "YAML" in problems[0], problems
+    assert "Zq9Secret" not in "\n".join(problems)
+
+
 @pytest.mark.parametrize("url", [
     "admin:Zq9secret@192.168.1.10:554/stream1", "rstp://admin:Zq9secret@10.0.0.5/s",
     "http://admin:Zq9secret@10.0.0.5/s", "admin:Zq9secret@[fe80::1]:554/s",
