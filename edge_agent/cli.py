@@ -67,9 +67,10 @@ def _check_config(args: argparse.Namespace) -> int:
             running = model_for(load_config(args.file), args)
             shown = [] if not running.deployed and not running.notes else [
                 f"  runs:    {running.source()}", *(f"  note:    {n}" for n in running.notes)]
-            damaged = unreadable(Path(running.config.model.path))
-            if damaged and running.config.model.labels is not None:  # else labels_check says
-                shown.append(f"  warning: {damaged}: run would refuse it (doctor loads it)")
+            if running.config.model.labels is not None:  # else labels_check reads the file
+                damaged = unreadable(Path(running.config.model.path))
+                if damaged:
+                    shown.append(f"  warning: {damaged}: run would refuse it (doctor loads it)")
             text = "\n".join([text, *shown, *labels_check(running.config, args.file)])
         except ConfigError as error:
             count = error.count
